@@ -1,0 +1,128 @@
+# dc - build, test, bench, setup and the single-file library.
+#
+#   make setup        install the Debian packages dc needs (as root; idempotent)
+#   make              build ./dc and libdc.a
+#   make test         every test: normal, single-file, portable and ASan+UBSan builds
+#   make bench        sgemm and conv2d throughput (bench/README.md)
+#   make single       write build/single/dc_single.c + dc.h (the one-file library)
+#   make PORTABLE=1   scalar kernels only (no SIMD)
+#   make SANITIZE=1   ASan + UBSan build
+#   make CC=clang     any C99 compiler with OpenMP (gcc and clang are tested)
+
+CC ?= cc
+# a Python with numpy (the first python3 on PATH may lack Debian's packages)
+PYTHON ?= $(shell for p in python3 /usr/bin/python3 python; do \
+            $$p -c 'import numpy' >/dev/null 2>&1 && { command -v $$p; break; }; done)
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+# Debian's OpenMP build of OpenBLAS, so BLAS and dc share one thread pool
+BLAS_INC ?= /usr/include/$(MULTIARCH)/openblas-openmp
+BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
+BLAS_LIBS ?= $(if $(wildcard $(BLAS_DIR)/libopenblas.so*),-L$(BLAS_DIR) -Wl$(comma)-rpath$(comma)$(BLAS_DIR)) -lopenblas
+comma := ,
+
+OPT ?= -O2
+CFLAGS_BASE = -std=c99 -Wall -Wextra -fopenmp -I$(BLAS_INC) -I.
+LDLIBS = $(BLAS_LIBS) -lm -fopenmp
+
+VARIANT = release
+ifeq ($(PORTABLE),1)
+  CFLAGS_BASE += -DDC_PORTABLE
+  VARIANT = portable
+endif
+ifeq ($(SANITIZE),1)
+  OPT = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDLIBS += -fsanitize=address,undefined
+  VARIANT := $(VARIANT)-san
+endif
+ifneq ($(findstring clang,$(CC)),)
+  VARIANT := $(VARIANT)-clang
+endif
+CFLAGS ?= $(OPT)
+ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS)
+
+B = build/$(VARIANT)
+
+# the library, in the order the single-file build concatenates it
+NN_SRC = nn/core.c nn/kernels.c nn/kernels_avx512.c nn/kernels_avx2.c nn/kernels_neon.c \
+         nn/cpu.c nn/npy.c nn/weights.c nn/linear.c nn/conv.c nn/norm.c nn/ops.c nn/attn.c
+LIB_SRC = $(NN_SRC) dc.c
+LIB_OBJ = $(LIB_SRC:%.c=$(B)/%.o)
+HEADERS = dc.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h
+TEST_SRC = $(wildcard tests/test_*.c) tests/main.c
+BENCH_SRC = bench/conv_bench.c
+
+.PHONY: all setup test test-one bench single clean train
+
+all: dc libdc.a
+
+dc: $(B)/dc
+	cp $< $@
+libdc.a: $(B)/libdc.a
+	cp $< $@
+
+$(B)/%.o: %.c $(HEADERS) tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/libdc.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/dc: $(B)/tools/dc_main.o $(B)/libdc.a
+	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
+
+$(B)/run_tests: $(TEST_SRC:%.c=$(B)/%.o) $(B)/libdc.a
+	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
+
+# ---- single-file library ----
+single: build/single/dc_single.c
+build/single/dc_single.c: $(LIB_SRC) $(HEADERS) tools/bundle.py
+	@mkdir -p build/single
+	$(PYTHON) tools/bundle.py -o $@ $(LIB_SRC)
+	cp dc.h build/single/dc.h
+$(B)/single/dc: build/single/dc_single.c tools/dc_main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Ibuild/single build/single/dc_single.c tools/dc_main.c $(LDLIBS) -o $@
+$(B)/single/run_tests: build/single/dc_single.c $(TEST_SRC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DDC_TEST_SINGLE build/single/dc_single.c $(TEST_SRC) $(LDLIBS) -o $@
+
+# ---- tests ----
+# test-one: one build variant's suite (the variables above pick it)
+test-one: $(B)/run_tests $(B)/dc
+	@mkdir -p $(B)/tmp
+	$(PYTHON) tools/make_test_dcw.py $(B)/tmp/test.dcw >/dev/null
+	$(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures ../shared/fixtures
+test-single: $(B)/single/run_tests $(B)/single/dc
+	@mkdir -p $(B)/tmp
+	$(PYTHON) tools/make_test_dcw.py $(B)/tmp/test.dcw >/dev/null
+	$(B)/single/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/single/dc --fixtures ../shared/fixtures
+test-tools:
+	$(PYTHON) tools/test_tools.py
+
+# make test: all suites, then one summary line ("N passed, M failed")
+test:
+	@PYTHON="$(PYTHON)" MAKE="$(MAKE)" CC="$(CC)" sh tests/run.sh
+
+# ---- bench ----
+$(B)/conv_bench: $(B)/bench/conv_bench.o $(B)/libdc.a
+	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
+bench: $(B)/conv_bench
+	$(B)/conv_bench
+
+# ---- setup: Debian packages only ----
+DEB_PACKAGES = gcc make libc6-dev libopenblas-openmp-dev libstb-dev python3 python3-numpy \
+               dataset-fashion-mnist clang libomp-dev
+setup:
+	@if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \
+	  echo "make setup installs Debian packages: run it as root"; exit 1; fi
+	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	  grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	else echo "all packages present: $(DEB_PACKAGES)"; fi
+
+clean:
+	rm -rf build dc libdc.a

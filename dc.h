@@ -1,0 +1,123 @@
+/* dc.h - the public API of dc, a diffusion-model-as-classifier engine in C99.
+
+   dc turns a diffusion model into an image classifier (Li et al., "Your
+   Diffusion Model is Secretly a Zero-Shot Classifier", ICCV 2023): noise the
+   image's latent at shared (timestep, noise) pairs, ask the denoiser to
+   predict that noise under each class's conditioning, and rank classes by
+   the error.
+
+   USING IT
+     Build libdc.a with `make`, or drop the single-file build (`make single`:
+     dc_single.c + this header) into your project and compile it with
+     -fopenmp (optional) and link -lopenblas -lm.
+
+       dc_error err;
+       dc_model *m = NULL;
+       if (dc_model_load(&m, "model.dcw", NULL, &err) != DC_OK) {
+           fprintf(stderr, "%s\n", err.msg);
+           return 1;
+       }
+       ...
+       dc_model_free(m);
+
+   ERRORS
+     Every call that can fail returns a dc_status and, when given a non-NULL
+     dc_error, fills it with the status and a message that says what was
+     wrong and where (file, tensor name, byte offset, option). The library
+     never calls exit() and never prints unless asked to.
+
+   OWNERSHIP AND THREADS
+     A dc_model owns its memory-mapped weight file and is read-only after
+     dc_model_load, so several threads may use one model at once. There is
+     no global mutable state. Every _load/_new has a NULL-safe _free.
+*/
+#ifndef DC_H
+#define DC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DC_VERSION_MAJOR 0
+#define DC_VERSION_MINOR 1
+#define DC_VERSION_PATCH 0
+#define DC_VERSION_STRING "0.1.0"
+
+/* The weight-file version this build reads (docs/dcw-format.md). */
+#define DC_WEIGHTS_VERSION 1
+
+typedef enum {
+    DC_OK = 0,
+    DC_ERR_IO,       /* a file could not be opened, read or written */
+    DC_ERR_FORMAT,   /* a file is not what it claims to be, or is corrupt */
+    DC_ERR_NOMEM,    /* an allocation failed or a size would overflow */
+    DC_ERR_INVALID,  /* a bad argument or option */
+    DC_ERR_MISSING,  /* a tensor or metadata key the model needs is absent */
+    DC_ERR_UNSUPPORTED
+} dc_status;
+
+typedef struct {
+    dc_status status;
+    char msg[512];
+} dc_error;
+
+/* Version of the library actually linked; compare with DC_VERSION_STRING
+   to catch a header/library mismatch. */
+const char *dc_version(void);
+
+/* Human-readable name of a status code. */
+const char *dc_status_name(dc_status s);
+
+/* ---- models ---- */
+
+typedef struct dc_model dc_model;
+
+typedef struct {
+    int skip_checksum; /* 1: trust the file and skip the checksum pass
+                          (faster start on large files already verified) */
+} dc_load_opts;
+
+/* Memory-maps and validates a .dcw file. opts may be NULL (defaults). */
+dc_status dc_model_load(dc_model **out, const char *path,
+                        const dc_load_opts *opts, dc_error *err);
+void dc_model_free(dc_model *m);
+
+/* The model's family ("sd", "dit", ...), from its metadata. */
+const char *dc_model_family(const dc_model *m);
+
+/* Writes a human-readable summary (metadata, tensors, sizes) to f (a FILE*,
+   passed as void* so this header needs no <stdio.h>). */
+void dc_model_print_info(const dc_model *m, void *f, int verbose);
+
+/* ---- runtime ---- */
+
+/* Sets the number of threads used by dc and OpenBLAS (one pool).
+   n <= 0 keeps the default (OMP_NUM_THREADS, else all cores). */
+void dc_set_threads(int n);
+int dc_get_threads(void);
+
+/* OpenBLAS kernel check. Debian's OpenBLAS may pick kernels older than the
+   CPU supports (e.g. "Prescott" on a new Xeon: sgemm 4x slower).
+   Fills info with the core OpenBLAS uses, what the CPU supports and, when
+   a better core exists and OPENBLAS_CORETYPE is not already set, the value
+   to set it to (suggest[0] == 0 otherwise). Setting the variable only
+   takes effect before OpenBLAS initialises, i.e. in a new process: the dc
+   driver re-executes itself once; an embedding program should set it
+   itself before start-up. */
+typedef struct {
+    char core[32];      /* openblas_get_corename() */
+    char cpu_level[16]; /* "avx512", "avx2", "avx", "sse", "neon", "other" */
+    char suggest[32];   /* value for OPENBLAS_CORETYPE, or "" */
+    char better[32];    /* a better core than the one in use, even when the
+                           user's OPENBLAS_CORETYPE rules it out, or "" */
+    int user_set;       /* OPENBLAS_CORETYPE was set by the user */
+} dc_blas_info;
+void dc_blas_check(dc_blas_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DC_H */

@@ -1,0 +1,104 @@
+#define _POSIX_C_SOURCE 200809L
+/* nn/core.c - errors, checked size math, aligned memory, the activation
+   arena and the thread count: the small things every other file uses. */
+#include "nn.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+dc_status dc__fail(dc_error *err, dc_status status, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->status = status;
+    }
+    return status;
+}
+
+void dc__ok(dc_error *err)
+{
+    if (err) {
+        err->status = DC_OK;
+        err->msg[0] = 0;
+    }
+}
+
+void dc__assert_fail(const char *cond, const char *file, int line)
+{
+    fprintf(stderr, "dc: internal error: %s (%s:%d)\n", cond, file, line);
+    abort();
+}
+
+int dc__mul_size(size_t *out, size_t a, size_t b)
+{
+    if (a != 0 && b > SIZE_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
+int dc__add_size(size_t *out, size_t a, size_t b)
+{
+    if (b > SIZE_MAX - a) return 0;
+    *out = a + b;
+    return 1;
+}
+
+void *dc__aligned_alloc(size_t nbytes)
+{
+    void *p = NULL;
+    if (nbytes == 0) nbytes = 64;
+    /* posix_memalign: C11's aligned_alloc is not C99 */
+    if (posix_memalign(&p, 64, nbytes) != 0) return NULL;
+    return p;
+}
+
+void dc__aligned_free(void *p) { free(p); }
+
+void dc__arena_measure(dc__arena *a)
+{
+    memset(a, 0, sizeof *a);
+}
+
+int dc__arena_init(dc__arena *a, size_t nbytes)
+{
+    memset(a, 0, sizeof *a);
+    a->base = dc__aligned_alloc(nbytes);
+    if (!a->base) return 0;
+    a->cap = nbytes;
+    return 1;
+}
+
+void dc__arena_free(dc__arena *a)
+{
+    if (a->base) dc__aligned_free(a->base);
+    memset(a, 0, sizeof *a);
+}
+
+float *dc__arena_floats(dc__arena *a, size_t n)
+{
+    size_t bytes, end;
+    if (!dc__mul_size(&bytes, n, sizeof(float))) return NULL;
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (!dc__add_size(&end, a->used, bytes)) return NULL;
+    if (a->base && end > a->cap) return NULL;
+    float *p = a->base ? (float *)(a->base + a->used) : NULL;
+    a->used = end;
+    if (a->used > a->peak) a->peak = a->used;
+    return p;
+}
+
+int dc__num_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}

@@ -1,0 +1,296 @@
+/* nn/nn.h - internal declarations shared by dc.c and the nn/ sources.
+
+   Nothing here is public API (that is dc.h). Names: dc__ + snake_case.
+   Layer kernels take plain pointers and sizes, llm.c style:
+   <layer>_forward(out, in, weights..., sizes...). Layouts are written next
+   to each declaration; activations are f32, row-major / NCHW like PyTorch. */
+#ifndef DC_NN_H
+#define DC_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "../dc.h"
+
+/* ---- errors ---- */
+
+/* Fills err (if non-NULL) and returns status, so callers can write
+   `return dc__fail(err, DC_ERR_FORMAT, "%s: bad magic", path);` */
+dc_status dc__fail(dc_error *err, dc_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void dc__ok(dc_error *err);
+
+/* Programming errors only (never bad input): abort with file:line. */
+#define DC_ASSERT(c) \
+    do { if (!(c)) dc__assert_fail(#c, __FILE__, __LINE__); } while (0)
+void dc__assert_fail(const char *cond, const char *file, int line);
+
+/* ---- overflow-checked size math (before every allocation) ---- */
+
+/* *out = a * b; returns 0 on overflow of size_t. */
+int dc__mul_size(size_t *out, size_t a, size_t b);
+/* *out = a + b; returns 0 on overflow. */
+int dc__add_size(size_t *out, size_t a, size_t b);
+
+/* 64-byte aligned allocation (SIMD loads, cache lines); NULL on failure. */
+void *dc__aligned_alloc(size_t nbytes);
+void dc__aligned_free(void *p);
+
+/* ---- arena: activations allocated once per forward, sized ahead ----
+
+   A model's forward is written once and run twice: first against a
+   measuring arena (base == NULL: only offsets are counted), then against a
+   real one of exactly that size. So the hot path never mallocs and a
+   forward never runs out of scratch halfway. */
+typedef struct {
+    char *base;     /* NULL while measuring */
+    size_t cap;     /* bytes available (ignored while measuring) */
+    size_t used;    /* bytes handed out so far */
+    size_t peak;    /* high-water mark of used */
+} dc__arena;
+
+void dc__arena_measure(dc__arena *a);                 /* start a measuring pass */
+int dc__arena_init(dc__arena *a, size_t nbytes);      /* 0 on allocation failure */
+void dc__arena_free(dc__arena *a);
+/* n floats, 64-aligned. While measuring returns NULL; in a real arena,
+   NULL only if the plan was wrong (a programming error the caller asserts). */
+float *dc__arena_floats(dc__arena *a, size_t n);
+static inline size_t dc__arena_mark(const dc__arena *a) { return a->used; }
+static inline void dc__arena_reset(dc__arena *a, size_t mark) { a->used = mark; }
+
+/* ---- threads ---- */
+int dc__num_threads(void);
+
+/* ---- weight file (nn/weights.c, docs/dcw-format.md) ---- */
+
+enum { DC_F32 = 0, DC_F16 = 1, DC_Q8 = 2 };
+
+typedef struct {
+    const char *name;   /* points into the mapping; not NUL-terminated */
+    int name_len;
+    int dtype;          /* DC_F32, DC_F16, DC_Q8 */
+    int ndim;
+    int64_t shape[4];
+    int64_t numel;
+    const void *data;   /* inside the mapping, 64-aligned */
+    uint64_t offset;    /* byte offset in the file, for messages */
+    uint64_t nbytes;
+} dc__tensor;
+
+enum { DC_META_INT = 1, DC_META_FLOAT, DC_META_STR, DC_META_INTS,
+       DC_META_FLOATS, DC_META_STRS };
+
+typedef struct {
+    const char *key;    /* into the mapping, not NUL-terminated */
+    int key_len;
+    int kind;           /* DC_META_* */
+    uint32_t count;
+    const uint8_t *payload; /* first payload byte (see format doc) */
+    uint64_t offset;    /* byte offset of the entry, for messages */
+} dc__meta;
+
+typedef struct {
+    char path[256];
+    const uint8_t *map;
+    size_t size;
+    uint32_t version;
+    int n_meta, n_tensors;
+    dc__meta *meta;
+    dc__tensor *tensors;
+} dc__weights;
+
+dc_status dc__weights_open(dc__weights *w, const char *path, int verify_checksum,
+                           dc_error *err);
+void dc__weights_close(dc__weights *w);
+/* Checksum over the first n bytes (n multiple of 8): see the format doc. */
+void dc__checksum(const uint8_t *p, size_t n, uint64_t *s1, uint64_t *s2);
+
+const dc__meta *dc__meta_find(const dc__weights *w, const char *key);
+dc_status dc__meta_int(const dc__weights *w, const char *key, int64_t *v, dc_error *err);
+dc_status dc__meta_float(const dc__weights *w, const char *key, double *v, dc_error *err);
+/* Copies the string (NUL-terminated, truncated to cap) into buf. */
+dc_status dc__meta_str(const dc__weights *w, const char *key, char *buf, size_t cap,
+                       dc_error *err);
+/* Array element i (kinds 4, 5); *n gets the count when v is NULL. */
+dc_status dc__meta_ints(const dc__weights *w, const char *key, int64_t *v, uint32_t cap,
+                        uint32_t *n, dc_error *err);
+dc_status dc__meta_floats(const dc__weights *w, const char *key, double *v, uint32_t cap,
+                          uint32_t *n, dc_error *err);
+/* String array: element i as pointer + length into the mapping (kind 6).
+   Walks the array; O(i). For bulk use iterate with dc__meta_strs_next. */
+dc_status dc__meta_strs_at(const dc__weights *w, const char *key, uint32_t i,
+                           const char **s, uint32_t *len, dc_error *err);
+
+/* Finds tensor `name` and checks its shape (ndim dims, -1 = any); a missing
+   or mis-shaped tensor is an error naming it and both shapes. */
+dc_status dc__tensor_get(const dc__weights *w, const char *name, int ndim,
+                         const int64_t *shape, const dc__tensor **out, dc_error *err);
+const dc__tensor *dc__tensor_find(const dc__weights *w, const char *name);
+
+/* ---- .npy files (nn/npy.c) ---- */
+
+enum { DC_NPY_F32 = 0, DC_NPY_F64, DC_NPY_I32, DC_NPY_I64 };
+
+typedef struct {
+    int dtype;          /* DC_NPY_* */
+    int ndim;
+    int64_t shape[8];
+    int64_t numel;
+    void *data;         /* malloc'ed, C order, native little-endian */
+} dc__npy;
+
+dc_status dc__npy_load(dc__npy *a, const char *path, dc_error *err);
+/* Like dc__npy_load, but refuses anything but f32 with a clear message. */
+dc_status dc__npy_load_f32(dc__npy *a, const char *path, dc_error *err);
+dc_status dc__npy_save(const char *path, int dtype, int ndim, const int64_t *shape,
+                       const void *data, dc_error *err);
+void dc__npy_free(dc__npy *a);
+const char *dc__npy_dtype_name(int dtype);
+
+/* ---- f16 / q8 decoding (nn/kernels.c) ---- */
+
+float dc__f16_to_f32(uint16_t h);
+uint16_t dc__f32_to_f16(float f);   /* round to nearest even */
+/* Decodes weight rows [r0, r1) of a (rows x cols) tensor into out (f32,
+   (r1-r0) x cols), whatever its dtype. */
+void dc__decode_rows(float *out, const dc__tensor *t, int64_t r0, int64_t r1);
+
+/* ---- elementwise kernels (nn/kernels.c): dispatched to the best SIMD
+   the CPU has, each with a scalar reference twin `_ref` ---- */
+
+typedef struct {
+    void (*add)(float *y, const float *a, const float *b, size_t n);         /* y=a+b */
+    void (*silu)(float *y, const float *x, size_t n);                       /* x*sigmoid(x) */
+    void (*gelu_erf)(float *y, const float *x, size_t n);                   /* exact GELU */
+    void (*gelu_tanh)(float *y, const float *x, size_t n);                  /* tanh approx */
+    void (*quick_gelu)(float *y, const float *x, size_t n);                 /* x*sigmoid(1.702x) */
+    void (*softmax)(float *x, size_t n);                                    /* in place, one row */
+    double (*sum)(const float *x, size_t n);
+    double (*sumsq_dev)(const float *x, size_t n, float mean);              /* sum (x-mean)^2 */
+    void (*scale_shift)(float *y, const float *x, size_t n, float a, float b); /* y=x*a+b */
+    void (*norm_affine)(float *y, const float *x, size_t n, float mean, float rstd,
+                        const float *g, const float *b);                    /* (x-m)*r*g+b */
+    void (*f16_to_f32)(float *y, const uint16_t *x, size_t n);
+    void (*q8_to_f32)(float *y, const int8_t *x, size_t n, float scale);
+    const char *name;   /* "avx512", "avx2", "neon", "scalar" */
+} dc__kernels;
+
+/* The scalar reference twins (plain C, double accumulation where it sums). */
+void dc__add_ref(float *y, const float *a, const float *b, size_t n);
+void dc__silu_ref(float *y, const float *x, size_t n);
+void dc__gelu_erf_ref(float *y, const float *x, size_t n);
+void dc__gelu_tanh_ref(float *y, const float *x, size_t n);
+void dc__quick_gelu_ref(float *y, const float *x, size_t n);
+void dc__softmax_ref(float *x, size_t n);
+double dc__sum_ref(const float *x, size_t n);
+double dc__sumsq_dev_ref(const float *x, size_t n, float mean);
+void dc__scale_shift_ref(float *y, const float *x, size_t n, float a, float b);
+void dc__norm_affine_ref(float *y, const float *x, size_t n, float mean, float rstd,
+                         const float *g, const float *b);
+void dc__f16_to_f32_ref(float *y, const uint16_t *x, size_t n);
+void dc__q8_to_f32_ref(float *y, const int8_t *x, size_t n, float scale);
+
+/* The kernel table in use (best for this CPU, or scalar in PORTABLE builds
+   or when DC_KERNELS=scalar is set). */
+const dc__kernels *dc__kern(void);
+/* Specific tables, for tests: NULL where the CPU or build lacks them. */
+const dc__kernels *dc__kernels_scalar(void);
+const dc__kernels *dc__kernels_avx2(void);
+const dc__kernels *dc__kernels_avx512(void);
+const dc__kernels *dc__kernels_neon(void);
+
+/* ---- layers (nn/linear.c, nn/conv.c, nn/norm.c, nn/attn.c, nn/ops.c) ---- */
+
+/* Weight decode scratch: f16/q8 weights are decoded to f32 here before
+   sgemm. Size it with dc__tensor numel of the largest weight. */
+typedef struct { float *buf; size_t cap; } dc__scratch;
+
+/* Returns an f32 view of t: its own data for f32, else decoded into s. */
+const float *dc__weight_f32(const dc__tensor *t, dc__scratch *s);
+
+/* y[n, out] = x[n, in] . W[out, in]^T + b[out]  (b may be NULL) */
+void dc__linear_forward(float *y, const float *x, const float *W, const float *b,
+                        int n, int in, int out);
+
+/* 2-D convolution, NCHW. x [n, cin, h, w] -> y [n, cout, ho, wo] with
+   ho = (h + pad_t + pad_b - kh) / stride + 1 (likewise wo).
+   W [cout, cin, kh, kw], b [cout] or NULL. Padding may be asymmetric
+   (the SD VAE downsampler pads (0,1,0,1)). cols is scratch of
+   dc__conv2d_scratch_floats(...) floats. */
+typedef struct {
+    int n, cin, h, w, cout, kh, kw, stride;
+    int pad_t, pad_b, pad_l, pad_r;
+} dc__conv2d_shape;
+int dc__conv2d_out_h(const dc__conv2d_shape *s);
+int dc__conv2d_out_w(const dc__conv2d_shape *s);
+size_t dc__conv2d_scratch_floats(const dc__conv2d_shape *s);
+void dc__conv2d_forward(float *y, const float *x, const float *W, const float *b,
+                        const dc__conv2d_shape *s, float *cols);
+/* Plain direct convolution, the scalar reference twin (slow; tests only). */
+void dc__conv2d_ref(float *y, const float *x, const float *W, const float *b,
+                    const dc__conv2d_shape *s);
+
+/* Group norm over x [n, c, hw] with g groups; gamma/beta [c] may be NULL.
+   silu=1 applies SiLU to the result (the UNet/VAE always follow with it). */
+void dc__group_norm_forward(float *y, const float *x, const float *gamma,
+                            const float *beta, int n, int c, int hw, int groups,
+                            float eps, int silu);
+/* Layer norm over the last dim: x [rows, c]; gamma/beta NULL = no affine. */
+void dc__layer_norm_forward(float *y, const float *x, const float *gamma,
+                            const float *beta, int rows, int c, float eps);
+
+/* Activations over n floats (in place allowed: y == x). */
+enum { DC_ACT_SILU, DC_ACT_GELU, DC_ACT_GELU_TANH, DC_ACT_QUICK_GELU };
+void dc__act_forward(float *y, const float *x, size_t n, int act);
+/* GEGLU: x [rows, 2d] -> y [rows, d], y = x[:, :d] * gelu(x[:, d:]) */
+void dc__geglu_forward(float *y, const float *x, int rows, int d);
+/* Softmax over each row of x [rows, n], in place. */
+void dc__softmax_forward(float *x, int rows, int n);
+/* y = a + b, n floats (y may alias a or b). */
+void dc__add_forward(float *y, const float *a, const float *b, size_t n);
+/* Nearest 2x upsample: x [n, c, h, w] -> y [n, c, 2h, 2w] */
+void dc__upsample2x_forward(float *y, const float *x, int n, int c, int h, int w);
+/* Channel concat: a [n, ca, hw], b [n, cb, hw] -> y [n, ca+cb, hw] */
+void dc__concat_forward(float *y, const float *a, const float *b, int n, int ca,
+                        int cb, int hw);
+/* Sinusoidal timestep embedding: t [n] -> y [n, dim].
+   freq_i = exp(-ln(max_period) * i / (half - shift)), i < half = dim/2;
+   flip_sin_to_cos=1 gives [cos, sin] (DiT, SD), 0 gives [sin, cos];
+   an odd dim gets a zero last column. */
+void dc__timestep_embedding(float *y, const float *t, int n, int dim,
+                            int flip_sin_to_cos, float shift, float max_period);
+
+/* Scaled dot-product attention, per batch b and head h:
+     O = softmax(Q K^T * scale [+ causal mask]) V
+   Q [nb, lq, ldq] with head h at columns h*dh .. h*dh+dh-1 (likewise K, V,
+   O with their own row strides), so the output of a fused or separate q/k/v
+   projection is used in place. Computed in query blocks: the full lq x lk
+   score matrix is never held, only blocks of DC_ATTN_QBLOCK rows per thread.
+   scratch: dc__attention_scratch_floats(lk) floats. */
+#define DC_ATTN_QBLOCK 64
+typedef struct {
+    int nb, heads, lq, lk, dh;
+    int ldq, ldk, ldv, ldo;         /* row strides in floats */
+    size_t bsq, bsk, bsv, bso;      /* batch strides in floats */
+    float scale;
+    int causal;
+} dc__attn_shape;
+size_t dc__attention_scratch_floats(int lk);
+void dc__attention_forward(float *o, const float *q, const float *k, const float *v,
+                           const dc__attn_shape *s, float *scratch);
+/* Straightforward reference (full score row per query), tests only. */
+void dc__attention_ref(float *o, const float *q, const float *k, const float *v,
+                       const dc__attn_shape *s);
+
+/* ---- OpenBLAS kernel selection (nn/cpu.c) ---- */
+
+/* What the CPU can run: "avx512", "avx2", "avx", "sse", "neon", "other". */
+const char *dc__cpu_level(void);
+/* Pure decision, testable: given the OpenBLAS core name and the CPU level,
+   the OPENBLAS_CORETYPE to use, or NULL when the core is already right. */
+const char *dc__blas_better_core(const char *corename, const char *cpu_level);
+
+#endif /* DC_NN_H */
