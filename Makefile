@@ -44,7 +44,8 @@ B = build/$(VARIANT)
 
 # the library, in the order the single-file build concatenates it
 NN_SRC = nn/core.c nn/kernels.c nn/kernels_avx512.c nn/kernels_avx2.c nn/kernels_neon.c \
-         nn/cpu.c nn/npy.c nn/weights.c nn/linear.c nn/conv.c nn/norm.c nn/ops.c nn/attn.c
+         nn/cpu.c nn/npy.c nn/weights.c nn/linear.c nn/conv.c nn/norm.c nn/ops.c nn/attn.c \
+         nn/dit.c
 LIB_SRC = $(NN_SRC) dc.c
 LIB_OBJ = $(LIB_SRC:%.c=$(B)/%.o)
 HEADERS = dc.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h
@@ -91,11 +92,11 @@ $(B)/single/run_tests: build/single/dc_single.c $(TEST_SRC)
 # test-one: one build variant's suite (the variables above pick it)
 test-one: $(B)/run_tests $(B)/dc
 	@mkdir -p $(B)/tmp
-	$(PYTHON) tools/make_test_dcw.py $(B)/tmp/test.dcw >/dev/null
+	$(PYTHON) tools/prepare_tests.py $(B)/tmp ../shared/fixtures
 	$(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures ../shared/fixtures
 test-single: $(B)/single/run_tests $(B)/single/dc
 	@mkdir -p $(B)/tmp
-	$(PYTHON) tools/make_test_dcw.py $(B)/tmp/test.dcw >/dev/null
+	$(PYTHON) tools/prepare_tests.py $(B)/tmp ../shared/fixtures
 	$(B)/single/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/single/dc --fixtures ../shared/fixtures
 test-tools:
 	$(PYTHON) tools/test_tools.py

@@ -92,6 +92,39 @@ const char *dc_model_family(const dc_model *m);
    passed as void* so this header needs no <stdio.h>). */
 void dc_model_print_info(const dc_model *m, void *f, int verbose);
 
+/* ---- contexts: the working memory of one thread's calls ---- */
+
+typedef struct dc_ctx dc_ctx;
+
+/* A context owns scratch memory sized for the model, grown on demand and
+   reused across calls. One context per thread; many contexts may share a
+   model. */
+dc_status dc_ctx_new(dc_ctx **out, const dc_model *m, dc_error *err);
+void dc_ctx_free(dc_ctx *c);
+
+/* ---- running one component (tests, debugging, teaching) ---- */
+
+/* A dense C-order tensor: exactly one of f32 / i64 is non-NULL. */
+typedef struct {
+    int ndim;
+    int64_t shape[8];
+    float *f32;
+    int64_t *i64;   /* token ids, class ids */
+} dc_tensor;
+
+/* Runs one component of the model on the given inputs and allocates the
+   output (free it with dc_tensor_free). Components and their inputs:
+     "dit"  x [n, C, S, S] f32, t [n] f32, y [n] i64 -> [n, out_channels, S, S]
+   Shapes and dtypes are checked; a mismatch is an error naming the input. */
+dc_status dc_forward(dc_ctx *c, const char *component, const dc_tensor *inputs, int n_inputs,
+                     dc_tensor *out, dc_error *err);
+void dc_tensor_free(dc_tensor *t);
+
+/* .npy files: float32 loads into f32, int32/int64 into i64; float64 and
+   anything else is refused with a message saying how to convert. */
+dc_status dc_tensor_load_npy(dc_tensor *t, const char *path, dc_error *err);
+dc_status dc_tensor_save_npy(const dc_tensor *t, const char *path, dc_error *err);
+
 /* ---- runtime ---- */
 
 /* Sets the number of threads used by dc and OpenBLAS (one pool).

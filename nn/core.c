@@ -102,3 +102,34 @@ int dc__num_threads(void)
     return 1;
 #endif
 }
+
+dc_status dc__runner_reserve(dc__runner *r, size_t bytes, size_t wfloats, dc_error *err)
+{
+    if (bytes > r->arena.cap) {
+        dc__arena_free(&r->arena);
+        if (!dc__arena_init(&r->arena, bytes))
+            return dc__fail(err, DC_ERR_NOMEM, "out of memory: a forward pass needs %.1f MB of "
+                            "activations", bytes / 1e6);
+    }
+    r->arena.used = 0;
+    if (wfloats > r->wcap) {
+        dc__aligned_free(r->wbuf);
+        r->wcap = 0;
+        size_t wbytes;
+        if (!dc__mul_size(&wbytes, wfloats, sizeof(float)) ||
+            !(r->wbuf = dc__aligned_alloc(wbytes)))
+            return dc__fail(err, DC_ERR_NOMEM, "out of memory: %.1f MB to decode weights",
+                            wfloats * 4 / 1e6);
+        r->wcap = wfloats;
+    }
+    return DC_OK;
+}
+
+void dc__runner_free(dc__runner *r)
+{
+    if (!r) return;
+    dc__arena_free(&r->arena);
+    dc__aligned_free(r->wbuf);
+    r->wbuf = NULL;
+    r->wcap = 0;
+}

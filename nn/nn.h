@@ -61,6 +61,20 @@ float *dc__arena_floats(dc__arena *a, size_t n);
 static inline size_t dc__arena_mark(const dc__arena *a) { return a->used; }
 static inline void dc__arena_reset(dc__arena *a, size_t mark) { a->used = mark; }
 
+/* A forward's working memory, kept between calls so the hot path does not
+   malloc: the arena for activations and the f32 scratch that f16/q8
+   weights are decoded into. Grown (never shrunk) when a bigger batch comes. */
+typedef struct {
+    dc__arena arena;
+    float *wbuf;        /* decoded weights */
+    size_t wcap;        /* floats in wbuf */
+} dc__runner;
+/* Makes sure the arena holds `bytes` and the weight scratch `wfloats`;
+   DC_ERR_NOMEM (with a message saying how much) when it cannot. Starts
+   every forward from an empty arena. */
+dc_status dc__runner_reserve(dc__runner *r, size_t bytes, size_t wfloats, dc_error *err);
+void dc__runner_free(dc__runner *r);
+
 /* ---- threads ---- */
 int dc__num_threads(void);
 
@@ -284,6 +298,36 @@ void dc__attention_forward(float *o, const float *q, const float *k, const float
 /* Straightforward reference (full score row per query), tests only. */
 void dc__attention_ref(float *o, const float *q, const float *k, const float *v,
                        const dc__attn_shape *s);
+
+/* ---- DiT (nn/dit.c) ---- */
+
+#define DC_DIT_MAX_DEPTH 64
+typedef struct {
+    const dc__tensor *qkv_w, *qkv_b;    /* [3D, D], [3D]: q | k | v, heads inside each */
+    const dc__tensor *proj_w, *proj_b;  /* [D, D], [D] */
+    const dc__tensor *fc1_w, *fc1_b;    /* [Dm, D], [Dm] */
+    const dc__tensor *fc2_w, *fc2_b;    /* [D, Dm], [D] */
+    const dc__tensor *mod_w, *mod_b;    /* [6D, D], [6D]: adaLN-Zero modulation */
+} dc__dit_block;
+
+typedef struct {
+    int input_size, patch, in_ch, out_ch, hidden, depth, heads, mlp_hidden;
+    int num_classes, learn_sigma, tokens;
+    const dc__tensor *pos_embed;               /* [1, T, D] fixed 2-D sin-cos */
+    const dc__tensor *patch_w, *patch_b;       /* [D, C, p, p], [D] */
+    const dc__tensor *t0_w, *t0_b, *t2_w, *t2_b; /* timestep MLP: [D, 256], [D, D] */
+    const dc__tensor *label_table;             /* [num_classes (+1 null), D] */
+    const dc__tensor *final_mod_w, *final_mod_b; /* [2D, D] */
+    const dc__tensor *final_w, *final_b;       /* [p*p*out_ch, D] */
+    dc__dit_block blocks[DC_DIT_MAX_DEPTH];
+    size_t decode_floats;                      /* largest non-f32 weight */
+} dc__dit;
+
+/* Reads dit.* metadata and finds every tensor with the shape it implies. */
+dc_status dc__dit_build(dc__dit *m, const dc__weights *w, dc_error *err);
+/* out [n, out_ch, S, S] = DiT(x [n, in_ch, S, S], t [n], y [n]). */
+dc_status dc__dit_forward(const dc__dit *m, dc__runner *r, float *out, const float *x,
+                          const float *t, const int64_t *y, int n, dc_error *err);
 
 /* ---- OpenBLAS kernel selection (nn/cpu.c) ---- */
 

@@ -118,6 +118,7 @@ int main(int argc, char **argv)
     suite_npy();
     suite_weights();
     suite_cpu();
+    suite_dit();
     suite_driver();
     printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;

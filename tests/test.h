@@ -50,6 +50,7 @@ void suite_npy(void);
 void suite_weights(void);
 void suite_cpu(void);
 void suite_driver(void);
+void suite_dit(void);
 
 /* Tolerances, each justified by a measurement (see the test that uses it). */
 /* SIMD vs scalar twin: the vector exp has < 2e-7 relative error and A&S erf

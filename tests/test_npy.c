@@ -57,22 +57,23 @@ static void npy_should_refuse_non_f32_where_f32_is_needed(void)
 
 static void npy_should_refuse_bad_files_with_clear_messages(void)
 {
+#define B(lit) lit, sizeof(lit) - 1 /* bytes and their count */
     static const struct { const char *bytes; size_t n; const char *expect; } cases[] = {
-        {"", 0, "bad magic"},
-        {"\x93NUMPZ\x01\x00\x10\x00", 10, "bad magic"},
-        {"\x93NUMPY\x09\x00\x10\x00", 10, "version 9"},
-        {"\x93NUMPY\x01\x00\x40\x00{'descr': '<f4'", 31, "header truncated"},
-        {"\x93NUMPY\x01\x00\x3c\x00{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }\n", 70,
+        {B(""), "bad magic"},
+        {B("\x93NUMPZ\x01\x00\x10\x00"), "bad magic"},
+        {B("\x93NUMPY\x09\x00\x10\x00"), "version 9"},
+        {B("\x93NUMPY\x01\x00\x40\x00{'descr': '<f4'"), "header truncated"},
+        {B("\x93NUMPY\x01\x00\x3a\x00{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }\n"),
          "'>f4' is not supported"},
-        {"\x93NUMPY\x01\x00\x3c\x00{'descr': '<f4', 'fortran_order': True,  'shape': (2,), }\n", 70,
+        {B("\x93NUMPY\x01\x00\x3a\x00{'descr': '<f4', 'fortran_order': True,  'shape': (2,), }\n"),
          "Fortran order"},
-        {"\x93NUMPY\x01\x00\x3c\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }\n", 70,
+        {B("\x93NUMPY\x01\x00\x3a\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }\n"),
          "truncated"},
-        {"\x93NUMPY\x01\x00\x3c\x00{'descr': '<u2', 'fortran_order': False, 'shape': (2,), }\n", 70,
+        {B("\x93NUMPY\x01\x00\x3a\x00{'descr': '<u2', 'fortran_order': False, 'shape': (2,), }\n"),
          "'<u2' is not supported"},
-        {"\x93NUMPY\x01\x00\x3c\x00{'descr': '<f4', 'fortran_order': False, 'shape': (x2,),}\n", 70,
+        {B("\x93NUMPY\x01\x00\x3a\x00{'descr': '<f4', 'fortran_order': False, 'shape': (x2,),}\n"),
          "malformed 'shape'"},
-        {"\x93NUMPY\x01\x00\x3c\x00{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999,99999999999,99999999999),}\n", 104,
+        {B("\x93NUMPY\x01\x00\x5a\x00{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999,99999999999,99999999999),}\n"),
          "overflows"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

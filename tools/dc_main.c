@@ -18,6 +18,8 @@ static const char *usage_text =
     "\n"
     "commands:\n"
     "  info MODEL        describe a .dcw model file (-v: list every tensor)\n"
+    "  forward -m MODEL COMPONENT IN.npy... -o OUT.npy\n"
+    "                    run one network on .npy inputs (components: dit)\n"
     "  blas              show the OpenBLAS kernel in use and what the CPU supports\n"
     "  version           print the version\n"
     "\n"
@@ -105,6 +107,44 @@ static int cmd_info(int argc, char **argv)
     return 0;
 }
 
+static int cmd_forward(int argc, char **argv)
+{
+    const char *model = NULL, *outp = NULL, *component = NULL, *inputs[8];
+    int n_in = 0;
+    for (int i = 0; i < argc; i++) {
+        if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) model = argv[++i];
+        else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) outp = argv[++i];
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: dc forward -m MODEL COMPONENT IN.npy ... -o OUT.npy\n"
+                   "  dit X.npy T.npy Y.npy   x [n,C,S,S] f32, t [n] f32, y [n] int -> [n,out_ch,S,S]\n");
+            return 0;
+        } else if (argv[i][0] == '-') die("forward: unknown or incomplete option '%s' (see dc forward --help)", argv[i]);
+        else if (!component) component = argv[i];
+        else if (n_in < 8) inputs[n_in++] = argv[i];
+        else die("forward: too many inputs ('%s')", argv[i]);
+    }
+    if (!model || !component || !outp) die("%s", "forward: usage: dc forward -m MODEL COMPONENT IN.npy ... -o OUT.npy");
+    dc_error err;
+    dc_model *m = NULL;
+    dc_ctx *c = NULL;
+    dc_tensor in[8], out = {0};
+    int loaded = 0, rc = 1;
+    memset(in, 0, sizeof in);
+    if (dc_model_load(&m, model, NULL, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK) goto done;
+    for (; loaded < n_in; loaded++)
+        if (dc_tensor_load_npy(&in[loaded], inputs[loaded], &err) != DC_OK) goto done;
+    if (dc_forward(c, component, in, n_in, &out, &err) != DC_OK) goto done;
+    if (dc_tensor_save_npy(&out, outp, &err) != DC_OK) goto done;
+    rc = 0;
+done:
+    if (rc) fprintf(stderr, "dc: %s\n", err.msg);
+    for (int i = 0; i < loaded; i++) dc_tensor_free(&in[i]);
+    dc_tensor_free(&out);
+    dc_ctx_free(c);
+    dc_model_free(m);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     maybe_reexec(argv);
@@ -136,6 +176,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "blas")) return cmd_blas();
     if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
+    if (!strcmp(cmd, "forward")) return cmd_forward(argc - 2, argv + 2);
     die("unknown command '%s' (see dc --help)", cmd);
     return 2;
 }

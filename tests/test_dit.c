@@ -1,0 +1,143 @@
+/* tests/test_dit.c - DiT against the golden fixture made with the original
+   facebookresearch/DiT code (../shared/fixtures/dit), converted from both
+   the .pt state dict and the safetensors file, in f32, f16 and q8; and
+   against torch references of other sizes (tests/data/dit, made by
+   tools/make_dit_refs.py). */
+#include "test.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* case.json's tolerance: max |out - expected| <= 2e-4 (10x the fp32-vs-fp64
+   deviation of the PyTorch reference). */
+#define DIT_FIXTURE_TOL 2e-4
+/* f16 / q8 weights on this fixture (outputs up to 4.2): measured max abs
+   error 1.8e-3 (f16) and 4.8e-2 (q8, per-row int8); the bounds leave about
+   2-3x headroom, so a decoding bug (errors of order 1) cannot pass. */
+#define DIT_F16_TOL 5e-3
+#define DIT_Q8_TOL 1e-1
+
+static double run_dit(const char *model_path, const char *dir, const char *expect, double tol,
+                      const char *label)
+{
+    dc_error err;
+    dc_model *m = NULL;
+    dc_ctx *c = NULL;
+    dc_tensor in[3], out = {0}, want = {0};
+    memset(in, 0, sizeof in);
+    double maxerr = -1;
+    if (dc_model_load(&m, model_path, NULL, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK ||
+        dc_tensor_load_npy(&in[0], t_path(dir, "x.npy"), &err) != DC_OK ||
+        dc_tensor_load_npy(&in[1], t_path(dir, "t.npy"), &err) != DC_OK ||
+        dc_tensor_load_npy(&in[2], t_path(dir, "y.npy"), &err) != DC_OK ||
+        dc_tensor_load_npy(&want, t_path(dir, "%s", expect), &err) != DC_OK ||
+        dc_forward(c, "dit", in, 3, &out, &err) != DC_OK) {
+        CHECK(0, "%s: %s", label, err.msg);
+    } else {
+        int64_t n = 1;
+        for (int i = 0; i < want.ndim; i++) n *= want.shape[i];
+        CHECK(out.ndim == want.ndim && !memcmp(out.shape, want.shape, sizeof(int64_t) * (size_t)want.ndim),
+              "%s: output shape differs", label);
+        maxerr = 0;
+        double maxref = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double d = fabs((double)out.f32[i] - want.f32[i]);
+            if (!(d <= maxerr)) maxerr = d;
+            if (fabs(want.f32[i]) > maxref) maxref = fabs(want.f32[i]);
+        }
+        printf("  %s: max abs err %.3g (max |ref| %.3g), tolerance %.3g\n", label, maxerr, maxref, tol);
+        CHECK(maxerr <= tol, "%s: max abs err %g > %g", label, maxerr, tol);
+    }
+    for (int i = 0; i < 3; i++) dc_tensor_free(&in[i]);
+    dc_tensor_free(&out);
+    dc_tensor_free(&want);
+    dc_ctx_free(c);
+    dc_model_free(m);
+    return maxerr;
+}
+
+static int have_fixture(void)
+{
+    FILE *f = fopen(t_path(T.fixtures, "dit/out.npy"), "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+static void dit_should_match_the_original_code_from_the_pt_checkpoint(void)
+{
+    if (!have_fixture()) SKIP("../shared/fixtures/dit not present");
+    run_dit(t_path(T.tmp, "dit_pt_f32.dcw"), t_path(T.fixtures, "dit"), "out.npy", DIT_FIXTURE_TOL,
+            "DiT fixture, .pt, f32");
+}
+
+static void dit_should_match_the_original_code_from_safetensors(void)
+{
+    if (!have_fixture()) SKIP("../shared/fixtures/dit not present");
+    run_dit(t_path(T.tmp, "dit_st_f32.dcw"), t_path(T.fixtures, "dit"), "out.npy", DIT_FIXTURE_TOL,
+            "DiT fixture, safetensors, f32");
+}
+
+static void dit_should_stay_close_with_f16_and_q8_weights(void)
+{
+    if (!have_fixture()) SKIP("../shared/fixtures/dit not present");
+    run_dit(t_path(T.tmp, "dit_pt_f16.dcw"), t_path(T.fixtures, "dit"), "out.npy", DIT_F16_TOL,
+            "DiT fixture, f16 weights");
+    run_dit(t_path(T.tmp, "dit_pt_q8.dcw"), t_path(T.fixtures, "dit"), "out.npy", DIT_Q8_TOL,
+            "DiT fixture, q8 weights");
+}
+
+static void dit_should_match_torch_for_other_sizes(void)
+{
+    static const char *cases[] = {"p4_odd_heads", "p8_wide", "s32_p2"};
+    for (int i = 0; i < 3; i++) {
+        char label[64];
+        snprintf(label, sizeof label, "DiT %s (torch reference)", cases[i]);
+        run_dit(t_path(T.tmp, "dit_%s.dcw", cases[i]), t_path(T.data, "dit/%s", cases[i]), "out.npy",
+                DIT_FIXTURE_TOL, label);
+    }
+}
+
+static void dit_should_refuse_bad_inputs_by_name(void)
+{
+    if (!have_fixture()) SKIP("../shared/fixtures/dit not present");
+    dc_error err;
+    dc_model *m = NULL;
+    dc_ctx *c = NULL;
+    if (dc_model_load(&m, t_path(T.tmp, "dit_st_f32.dcw"), NULL, &err) != DC_OK ||
+        dc_ctx_new(&c, m, &err) != DC_OK) {
+        CHECK(0, "%s", err.msg);
+        dc_model_free(m);
+        return;
+    }
+    float x[2 * 4 * 8 * 8] = {0}, t[2] = {1, 2};
+    int64_t y[2] = {3, 11};
+    dc_tensor in[3] = {{4, {2, 4, 8, 8}, x, NULL}, {1, {2}, t, NULL}, {1, {2}, NULL, y}}, out;
+    CHECK(dc_forward(c, "dit", in, 3, &out, &err) == DC_ERR_INVALID &&
+          strstr(err.msg, "class id 11 out of range"), "class id: %s", err.msg);
+    in[0].shape[2] = 16;
+    CHECK(dc_forward(c, "dit", in, 3, &out, &err) == DC_ERR_INVALID &&
+          strstr(err.msg, "input 1 (x) has shape [2, 4, 16, 8], expected [*, 4, 8, 8]"), "x shape: %s", err.msg);
+    in[0].shape[2] = 8;
+    in[1].shape[0] = 3;
+    CHECK(dc_forward(c, "dit", in, 3, &out, &err) == DC_ERR_INVALID && strstr(err.msg, "input 2 (t)"),
+          "t shape: %s", err.msg);
+    in[1].shape[0] = 2;
+    in[2].i64 = NULL, in[2].f32 = t;
+    CHECK(dc_forward(c, "dit", in, 3, &out, &err) == DC_ERR_INVALID && strstr(err.msg, "must be integer"),
+          "y dtype: %s", err.msg);
+    CHECK(dc_forward(c, "dit", in, 2, &out, &err) == DC_ERR_INVALID && strstr(err.msg, "3 inputs"),
+          "count: %s", err.msg);
+    CHECK(dc_forward(c, "unet", in, 3, &out, &err) == DC_ERR_INVALID && strstr(err.msg, "unknown component"),
+          "component: %s", err.msg);
+    dc_ctx_free(c);
+    dc_model_free(m);
+}
+
+void suite_dit(void)
+{
+    RUN(dit_should_match_the_original_code_from_the_pt_checkpoint);
+    RUN(dit_should_match_the_original_code_from_safetensors);
+    RUN(dit_should_stay_close_with_f16_and_q8_weights);
+    RUN(dit_should_match_torch_for_other_sizes);
+    RUN(dit_should_refuse_bad_inputs_by_name);
+}

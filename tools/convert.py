@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""tools/convert.py - turns a published checkpoint into one .dcw file for dc.
+
+dc reads exactly one weight format, .dcw (docs/dcw-format.md): every
+hyper-parameter as metadata, every tensor under dc's canonical name. This
+script is the only place that knows other formats. It needs numpy alone.
+
+    convert.py SRC -o OUT.dcw [--dtype f32|f16|q8] [--family NAME] [--meta KEY=VALUE ...]
+    convert.py --info FILE.dcw
+
+SRC is a .safetensors file or a folder holding *.safetensors (sharded is
+fine) and optionally config.json; for --family dit also a DiT .pt state dict
+(read without torch, tools/torch_pt.py).
+
+Model families plug in through FAMILIES: a function (src, args) -> (meta,
+iterator of (canonical name, array)) that maps the source's tensor names
+to dc's and puts the hyper-parameters the engine needs into meta. "raw"
+keeps names as they are and flattens config.json into "config.<key>".
+Whatever the family, --dtype applies to tensors of two or more dimensions
+(1-D norms and biases stay f32), integer and bool tensors are skipped, and
+--meta KEY=VALUE entries are added last (overriding the family's).
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dcw import read_dcw_index, write_dcw  # noqa: E402
+from safetensors_np import open_safetensors  # noqa: E402
+from torch_pt import load_state_dict  # noqa: E402
+
+
+def note(msg):
+    print(f"convert: {msg}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- sources
+
+def find_source(src):
+    """(config dict or None, sorted list of .safetensors paths) for a file or a folder."""
+    if os.path.isdir(src):
+        files = sorted(glob.glob(os.path.join(src, "*.safetensors")))
+        if not files:
+            raise SystemExit(f"convert: {src}: no *.safetensors file in this folder")
+        cfg_path = os.path.join(src, "config.json")
+        config = None
+        if os.path.exists(cfg_path):
+            with open(cfg_path, encoding="utf-8") as f:
+                config = json.load(f)
+        return config, files
+    if os.path.isfile(src):
+        if not src.endswith(".safetensors"):
+            raise SystemExit(f"convert: {src}: expected a .safetensors file or a folder")
+        return None, [src]
+    raise SystemExit(f"convert: {src}: no such file or folder")
+
+
+def open_shards(files):
+    """{name: tensor} across all shards; a name in two shards is an error."""
+    tensors, where = {}, {}
+    for path in files:
+        for name, t in open_safetensors(path).items():
+            if name in tensors:
+                raise SystemExit(f"convert: tensor {name} is in both {where[name]} and {path}")
+            tensors[name], where[name] = t, path
+    return tensors
+
+
+def flatten_config(cfg, prefix="config."):
+    """Flat metadata {prefix + dotted key: value} from a JSON config.
+
+    Nested objects join their keys with dots; bools become ints; lists of
+    numbers or of strings are kept; null and lists of anything else are
+    skipped with a note.
+    """
+    out = {}
+    for key, value in cfg.items():
+        full = prefix + str(key)
+        if isinstance(value, dict):
+            out.update(flatten_config(value, full + "."))
+            continue
+        if len(full.encode("utf-8")) > 255:
+            note(f"skipping config key {full}: longer than 255 bytes")
+        elif value is None:
+            note(f"skipping config key {full}: null")
+        elif isinstance(value, (bool, int, float, str)):
+            out[full] = int(value) if isinstance(value, bool) else value
+        elif isinstance(value, list):
+            nums = all(isinstance(v, (bool, int, float)) for v in value)
+            strs = all(isinstance(v, str) for v in value)
+            if nums:
+                out[full] = [int(v) if isinstance(v, bool) else v for v in value]
+            elif strs:
+                out[full] = value
+            else:
+                note(f"skipping config key {full}: a list of mixed or nested values")
+        else:
+            note(f"skipping config key {full}: unsupported value {value!r}")
+    return out
+
+
+# ---------------------------------------------------------------- families
+
+def convert_raw(src, args):
+    """Tensor names kept as they are; config.json (if any) as config.* metadata."""
+    config, files = find_source(src)
+    meta = flatten_config(config) if config else {}
+    names = ", ".join(os.path.basename(f) for f in files)
+    meta["dc.source"] = f"{os.path.abspath(src)} ({names})"
+    tensors = open_shards(files)
+    return meta, iter(tensors.items())
+
+
+# DiT's published sizes (models.py: DiT_XL_2 ... DiT_S_8): depth, hidden, heads
+DIT_SIZES = {"XL": (28, 1152, 16), "L": (24, 1024, 16), "B": (12, 768, 12), "S": (12, 384, 6)}
+DIT_NAME = re.compile(r"DiT-(XL|L|B|S)-(2|4|8)-(\d+)x\d+")
+
+
+def dit_config(src, ckpt, tensors):
+    """DiT's constructor arguments: config.json beside the checkpoint, else
+    the model name in the file name (DiT-XL-2-256x256.pt: XL/2 at 256 px)."""
+    folder = src if os.path.isdir(src) else os.path.dirname(os.path.abspath(src))
+    cfg_path = os.path.join(folder, "config.json")
+    if os.path.exists(cfg_path):
+        with open(cfg_path, encoding="utf-8") as f:
+            cfg = json.load(f)
+        origin = cfg_path
+    else:
+        m = DIT_NAME.search(os.path.basename(ckpt))
+        if not m:
+            raise SystemExit(f"convert: {ckpt}: no config.json beside it and no DiT model name "
+                             "(like DiT-XL-2-256x256) in its file name: cannot tell its size")
+        depth, hidden, heads = DIT_SIZES[m.group(1)]
+        cfg = dict(input_size=int(m.group(3)) // 8, patch_size=int(m.group(2)), in_channels=4,
+                   hidden_size=hidden, depth=depth, num_heads=heads, mlp_ratio=4.0,
+                   num_classes=1000, learn_sigma=True)
+        origin = f"the file name {os.path.basename(ckpt)}"
+    defaults = dict(in_channels=4, mlp_ratio=4.0, num_classes=1000, learn_sigma=True)
+    cfg = {**defaults, **cfg}
+    need = ["input_size", "patch_size", "hidden_size", "depth", "num_heads"]
+    missing = [k for k in need if k not in cfg]
+    if missing:
+        raise SystemExit(f"convert: {origin}: missing DiT arguments {', '.join(missing)}")
+    # check the config against the tensors, so a wrong guess is an error, not garbage
+    D, p, C = cfg["hidden_size"], cfg["patch_size"], cfg["in_channels"]
+    T = (cfg["input_size"] // p) ** 2
+    Co = 2 * C if cfg["learn_sigma"] else C
+    expect = {"pos_embed": (1, T, D), "x_embedder.proj.weight": (D, C, p, p),
+              "blocks.0.mlp.fc1.weight": (int(D * cfg["mlp_ratio"]), D),
+              "final_layer.linear.weight": (p * p * Co, D)}
+    for name, shape in expect.items():
+        if name not in tensors:
+            raise SystemExit(f"convert: {ckpt}: tensor {name} is missing: not a DiT state dict?")
+        if tuple(tensors[name].shape) != shape:
+            raise SystemExit(f"convert: {ckpt}: {name} has shape {list(tensors[name].shape)} but the "
+                             f"config from {origin} implies {list(shape)}")
+    depth = 1 + max(int(k.split(".")[1]) for k in tensors if k.startswith("blocks."))
+    if depth != cfg["depth"]:
+        raise SystemExit(f"convert: {ckpt}: {depth} blocks, but the config from {origin} says {cfg['depth']}")
+    rows = tensors["y_embedder.embedding_table.weight"].shape[0]
+    if rows not in (cfg["num_classes"], cfg["num_classes"] + 1):
+        raise SystemExit(f"convert: {ckpt}: label table has {rows} rows, num_classes is {cfg['num_classes']}")
+    if D % cfg["num_heads"]:
+        raise SystemExit(f"convert: {origin}: hidden_size {D} is not divisible by num_heads {cfg['num_heads']}")
+    return cfg
+
+
+def convert_dit(src, args):
+    """DiT (facebookresearch/DiT): a .pt state dict or .safetensors, with
+    config.json of constructor arguments beside it or a model name in the file
+    name. Tensor names are kept (they are dc's canonical DiT names);
+    pos_embed stays f32 (fixed sin-cos values, not a learned weight)."""
+    if os.path.isdir(src):
+        found = sorted(glob.glob(os.path.join(src, "*.pt")) + glob.glob(os.path.join(src, "*.pth")) +
+                       glob.glob(os.path.join(src, "*.safetensors")))
+        if len(found) != 1:
+            raise SystemExit(f"convert: {src}: expected one .pt or .safetensors checkpoint, found {len(found)}")
+        ckpt = found[0]
+    else:
+        ckpt = src
+    if ckpt.endswith((".pt", ".pth")):
+        tensors = load_state_dict(ckpt)
+    elif ckpt.endswith(".safetensors"):
+        tensors = open_shards([ckpt])
+    else:
+        raise SystemExit(f"convert: {ckpt}: expected a .pt, .pth or .safetensors DiT checkpoint")
+    cfg = dit_config(src, ckpt, tensors)
+    meta = {f"dit.{k}": cfg[k] for k in ("input_size", "patch_size", "in_channels", "hidden_size",
+                                         "depth", "num_heads", "num_classes")}
+    meta["dit.mlp_ratio"] = float(cfg["mlp_ratio"])
+    meta["dit.learn_sigma"] = int(bool(cfg["learn_sigma"]))
+    # the ADM/DiT noise schedule: linear betas 1e-4 .. 0.02 over 1000 steps, eps target
+    meta.update({"schedule.beta_schedule": "linear", "schedule.beta_start": 1e-4,
+                 "schedule.beta_end": 0.02, "schedule.num_train_timesteps": 1000,
+                 "schedule.prediction_type": "epsilon"})
+    if getattr(args, "class_names", None):
+        with open(args.class_names, encoding="utf-8") as f:
+            names = [line.strip() for line in f if line.strip()]
+        if len(names) != cfg["num_classes"]:
+            raise SystemExit(f"convert: {args.class_names}: {len(names)} names for {cfg['num_classes']} classes")
+        meta["classes.names"] = names
+    meta["dc.source"] = os.path.abspath(ckpt)
+    unknown = [k for k in tensors if not (k in ("pos_embed",) or k.split(".")[0] in
+                                          ("x_embedder", "t_embedder", "y_embedder", "blocks", "final_layer"))]
+    if unknown:
+        raise SystemExit(f"convert: {ckpt}: tensors DiT does not have: {', '.join(unknown[:8])}")
+    return meta, ((k, v, "f32") if k == "pos_embed" else (k, v) for k, v in tensors.items())
+
+
+FAMILIES = {"raw": convert_raw, "dit": convert_dit}
+
+
+# ---------------------------------------------------------------- the CLI
+
+def parse_meta_value(text):
+    """--meta VALUE: a JSON number, bool or list if it parses as one, else the text as a string."""
+    try:
+        v = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (int, float, list)):
+        return v
+    return text
+
+
+def choose_tensors(named, dtype):
+    """(name, array, stored dtype) per tensor: dtype for ndim >= 2, f32 for 1-D; integers skipped."""
+    out = []
+    for item in named:  # (name, array) or (name, array, forced storage dtype)
+        name, t = item[0], item[1]
+        kind = np.dtype(t.dtype).kind
+        if kind not in "f":
+            note(f"skipping {name}: {np.dtype(t.dtype)} tensor (only float tensors are converted)")
+            continue
+        if t.ndim == 0:
+            note(f"{name}: a scalar, stored with shape [1]")
+            t = np.asarray(t, dtype=np.float32).reshape(1)
+        if t.ndim > 4:
+            raise SystemExit(f"convert: {name}: {t.ndim} dimensions, a .dcw holds 1 to 4")
+        out.append((name, t, item[2] if len(item) > 2 else dtype if t.ndim >= 2 else "f32"))
+    return out
+
+
+def convert(args):
+    if args.family not in FAMILIES:
+        raise SystemExit(f"convert: unknown family {args.family!r} (known: {', '.join(sorted(FAMILIES))})")
+    meta, named = FAMILIES[args.family](args.src, args)
+    meta = dict(meta)
+    meta["dc.family"] = args.family
+    source = meta.pop("dc.source", os.path.abspath(args.src))
+    for item in args.meta or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"convert: --meta {item!r}: expected KEY=VALUE")
+        meta[key] = parse_meta_value(value)
+    tensors = choose_tensors(named, args.dtype)
+    try:
+        write_dcw(args.out, meta, tensors, source=source)
+    except (ValueError, TypeError) as e:
+        raise SystemExit(f"convert: {e}") from None
+    n = sum(int(np.prod(t.shape)) for _, t, _ in tensors)
+    print(f"wrote {args.out}: {len(tensors)} tensors, {n} parameters, "
+          f"{os.path.getsize(args.out)} bytes")
+
+
+def show_value(v, max_items=8, max_chars=80):
+    if isinstance(v, list):
+        head = ", ".join(repr(x) if isinstance(x, str) else str(x) for x in v[:max_items])
+        more = f", ... ({len(v)} items)" if len(v) > max_items else ""
+        return f"[{head}{more}]"
+    if isinstance(v, str):
+        return repr(v if len(v) <= max_chars else v[:max_chars] + "...")
+    return str(v)
+
+
+def info(path):
+    try:
+        meta, entries, size = read_dcw_index(path)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"convert: {e}") from None
+    print(f"{path}: {len(meta)} metadata keys, {len(entries)} tensors")
+    width = max((len(k) for k in meta), default=0)
+    for k, v in meta.items():
+        print(f"  {k:<{width}}  {show_value(v)}")
+    print()
+    width = max((len(e.name) for e in entries), default=4)
+    print(f"  {'name':<{width}}  dtype  shape")
+    params = 0
+    for e in entries:
+        params += int(np.prod(e.shape, dtype=np.int64))
+        print(f"  {e.name:<{width}}  {e.dtype:<5}  [{', '.join(map(str, e.shape))}]")
+    print()
+    print(f"total parameters: {params}")
+    print(f"file size: {size} bytes ({size / (1 << 20):.1f} MiB)")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Convert a checkpoint to dc's .dcw weight file, "
+                                "or describe a .dcw file (--info).")
+    p.add_argument("src", nargs="?", help=".safetensors file or folder with *.safetensors (+ config.json)")
+    p.add_argument("-o", "--out", help="output .dcw path")
+    p.add_argument("--dtype", choices=["f32", "f16", "q8"], default="f32",
+                   help="storage of tensors with 2 or more dimensions (1-D ones stay f32); default f32")
+    p.add_argument("--family", default="raw", help=f"model family: {', '.join(sorted(FAMILIES))} (default raw)")
+    p.add_argument("--meta", action="append", metavar="KEY=VALUE",
+                   help="extra metadata; VALUE is read as JSON (number, list) if it parses, else as text")
+    p.add_argument("--class-names", metavar="FILE", help="class names, one per line (DiT: stored in the model)")
+    p.add_argument("--info", metavar="FILE.dcw", help="print a .dcw file's metadata and tensors")
+    args = p.parse_args(argv)
+    if args.info:
+        info(args.info)
+        return
+    if not args.src or not args.out:
+        p.error("need SRC and -o OUT.dcw (or --info FILE.dcw)")
+    convert(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""tools/prepare_tests.py - writes the model files the C tests read, into
+a scratch folder, through the real converter (so the tests exercise the
+paths users take):
+
+  test.dcw (+ expected .npy)       tools/make_test_dcw.py
+  dit_{pt,st}_f32.dcw, dit_pt_{f16,q8}.dcw
+                                   the golden DiT fixture (.pt and safetensors),
+                                   when ../shared/fixtures is present
+  dit_<case>.dcw                   tests/data/dit/<case> (tools/make_dit_refs.py)
+
+usage: prepare_tests.py TMPDIR [FIXTURES]
+"""
+import glob
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def run(*args):
+    r = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"prepare_tests: {' '.join(args)} failed:\n{r.stdout}{r.stderr}")
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    tmp = sys.argv[1]
+    fixtures = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "..", "shared", "fixtures")
+    os.makedirs(tmp, exist_ok=True)
+    convert = os.path.join(HERE, "convert.py")
+    run(os.path.join(HERE, "make_test_dcw.py"), os.path.join(tmp, "test.dcw"))
+    dit = os.path.join(fixtures, "dit")
+    if os.path.isdir(dit):
+        for src, tag, dtypes in ((os.path.join(dit, "DiT-tiny-8.pt"), "pt", ("f32", "f16", "q8")),
+                                 (os.path.join(dit, "model.safetensors"), "st", ("f32",))):
+            for dt in dtypes:
+                run(convert, src, "--family", "dit", "--dtype", dt, "-o", os.path.join(tmp, f"dit_{tag}_{dt}.dcw"))
+    for case in sorted(glob.glob(os.path.join(ROOT, "tests", "data", "dit", "*"))):
+        run(convert, case, "--family", "dit", "-o", os.path.join(tmp, f"dit_{os.path.basename(case)}.dcw"))
+
+
+if __name__ == "__main__":
+    main()
