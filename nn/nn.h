@@ -337,4 +337,10 @@ const char *dc__cpu_level(void);
    the OPENBLAS_CORETYPE to use, or NULL when the core is already right. */
 const char *dc__blas_better_core(const char *corename, const char *cpu_level);
 
+/* ---- Stable Diffusion components: each in its own file ---- */
+#include "tokenizer.h"
+#include "clip.h"
+#include "vae.h"
+#include "unet.h"
+
 #endif /* DC_NN_H */

@@ -119,6 +119,10 @@ int main(int argc, char **argv)
     suite_weights();
     suite_cpu();
     suite_dit();
+    suite_tokenizer();
+    suite_clip();
+    suite_vae();
+    suite_unet();
     suite_driver();
     printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;

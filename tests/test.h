@@ -51,6 +51,10 @@ void suite_weights(void);
 void suite_cpu(void);
 void suite_driver(void);
 void suite_dit(void);
+void suite_tokenizer(void);
+void suite_clip(void);
+void suite_vae(void);
+void suite_unet(void);
 
 /* Tolerances, each justified by a measurement (see the test that uses it). */
 /* SIMD vs scalar twin: the vector exp has < 2e-7 relative error and A&S erf

@@ -1,0 +1,2 @@
+/* nn/clip.c - (being written) */
+#include "nn.h"

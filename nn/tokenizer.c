@@ -1,0 +1,2 @@
+/* nn/tokenizer.c - (being written) */
+#include "nn.h"

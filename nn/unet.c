@@ -1,0 +1,2 @@
+/* nn/unet.c - (being written) */
+#include "nn.h"

@@ -1,0 +1,2 @@
+/* nn/vae.c - (being written) */
+#include "nn.h"

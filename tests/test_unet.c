@@ -1,0 +1,4 @@
+/* tests/test_unet.c - (being written) */
+#include "test.h"
+
+void suite_unet(void) {}
