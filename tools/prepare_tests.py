@@ -8,6 +8,7 @@ paths users take):
                                    the golden DiT fixture (.pt and safetensors),
                                    when ../shared/fixtures is present
   dit_<case>.dcw                   tests/data/dit/<case> (tools/make_dit_refs.py)
+  ...                              whatever each tools/prepare_<component>.py writes
 
 usage: prepare_tests.py TMPDIR [FIXTURES]
 """
@@ -42,6 +43,10 @@ def main():
                 run(convert, src, "--family", "dit", "--dtype", dt, "-o", os.path.join(tmp, f"dit_{tag}_{dt}.dcw"))
     for case in sorted(glob.glob(os.path.join(ROOT, "tests", "data", "dit", "*"))):
         run(convert, case, "--family", "dit", "-o", os.path.join(tmp, f"dit_{os.path.basename(case)}.dcw"))
+    # each component's own preparation: tools/prepare_<component>.py TMPDIR FIXTURES
+    for script in sorted(glob.glob(os.path.join(HERE, "prepare_*.py"))):
+        if os.path.basename(script) != "prepare_tests.py":
+            run(script, tmp, fixtures)
 
 
 if __name__ == "__main__":
