@@ -109,7 +109,10 @@ test:
 # ---- bench ----
 $(B)/conv_bench: $(B)/bench/conv_bench.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
-bench: $(B)/conv_bench
+$(B)/dit_bench: $(B)/bench/dit_bench.o $(B)/libdc.a
+	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
+# the quick benches; bench/dit_bench.sh is the long DiT-XL/2 vs PyTorch one
+bench: $(B)/conv_bench $(B)/dit_bench
 	$(B)/conv_bench
 
 # ---- setup: Debian packages only ----

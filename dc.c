@@ -7,8 +7,10 @@
 #include "dc.h"
 #include "nn/nn.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -305,6 +307,546 @@ dc_status dc_forward(dc_ctx *c, const char *component, const dc_tensor *inputs, 
         return forward_dit(c, inputs, n_inputs, out, err);
     }
     return dc__fail(err, DC_ERR_INVALID, "unknown component '%s' (known: dit)", component);
+}
+
+/* ---- noise schedules ---- */
+
+dc_status dc__schedule_make(dc__schedule *s, const char *kind, double beta_start, double beta_end,
+                            int T, dc_error *err)
+{
+    memset(s, 0, sizeof *s);
+    if (T < 2 || T > DC_MAX_T)
+        return dc__fail(err, DC_ERR_FORMAT, "noise schedule: %d training timesteps (2..%d)", T, DC_MAX_T);
+    if (!(beta_start > 0 && beta_end < 1 && beta_start <= beta_end))
+        return dc__fail(err, DC_ERR_FORMAT, "noise schedule: betas %g..%g are not in (0, 1)",
+                        beta_start, beta_end);
+    int scaled = !strcmp(kind, "scaled_linear");
+    if (!scaled && strcmp(kind, "linear"))
+        return dc__fail(err, DC_ERR_UNSUPPORTED, "noise schedule '%s' (dc knows linear, "
+                        "scaled_linear)", kind);
+    s->T = T;
+    double a = 1.0;
+    for (int t = 0; t < T; t++) {
+        /* linspace in double, as CompVis (torch float64) and ADM (numpy) do */
+        double beta;
+        if (scaled) {
+            double r = sqrt(beta_start) + (sqrt(beta_end) - sqrt(beta_start)) * t / (T - 1);
+            beta = r * r;
+        } else {
+            beta = beta_start + (beta_end - beta_start) * t / (T - 1);
+        }
+        a *= 1.0 - beta;
+        s->alphas_cumprod[t] = a;
+    }
+    return DC_OK;
+}
+
+/* ---- noise: a counter-based generator ----
+
+   The official code draws torch.randn without a seed, so its results do
+   not reproduce; dc's noise is a pure function of (seed, stream, index):
+   SplitMix64 finalisers over a counter give uniform bits, Box-Muller turns
+   pairs into normals. Integer steps are exact everywhere; log/sqrt/cos are
+   computed in double and rounded to float, so x86 and ARM agree except
+   where a last-bit libm difference crosses a float rounding boundary
+   (vanishingly rare). */
+
+static uint64_t splitmix(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void dc__normal_noise(float *out, size_t n, uint64_t seed, uint64_t stream)
+{
+    const double two_pi = 6.283185307179586476925;
+    uint64_t key = splitmix(seed ^ splitmix(stream + 0x632be59bd9b4e019ull));
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = (double)((splitmix(key + i) >> 11) + 1) * 0x1p-53; /* (0, 1] */
+        double u2 = (double)(splitmix(key + i + 1) >> 11) * 0x1p-53;   /* [0, 1) */
+        double r = sqrt(-2.0 * log(u1));
+        out[i] = (float)(r * cos(two_pi * u2));
+        if (i + 1 < n) out[i + 1] = (float)(r * sin(two_pi * u2));
+    }
+}
+
+/* ---- Student's t, for the sequential test ---- */
+
+/* log Gamma(x), x > 0: Lanczos (g = 7, n = 9), ~1e-15 relative. Our own,
+   because C99's lgamma writes the global signgam. */
+static double log_gamma(double x)
+{
+    static const double c[9] = {0.99999999999980993, 676.5203681218851, -1259.1392167224028,
+                                771.32342877765313, -176.61502916214059, 12.507343278686905,
+                                -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7};
+    if (x < 0.5) return log(3.14159265358979323846 / sin(3.14159265358979323846 * x)) - log_gamma(1 - x);
+    x -= 1;
+    double a = c[0], t = x + 7.5;
+    for (int i = 1; i < 9; i++) a += c[i] / (x + i);
+    return 0.91893853320467274178 + (x + 0.5) * log(t) - t + log(a);
+}
+
+/* Continued fraction of the regularised incomplete beta I_x(a, b)
+   (modified Lentz), valid for x < (a + 1) / (a + b + 2). */
+static double beta_cf(double a, double b, double x)
+{
+    const double tiny = 1e-300;
+    double c = 1, d = 1 - (a + b) * x / (a + 1);
+    if (fabs(d) < tiny) d = tiny;
+    d = 1 / d;
+    double h = d;
+    for (int m = 1; m <= 300; m++) {
+        double m2 = 2.0 * m, num = m * (b - m) * x / ((a + m2 - 1) * (a + m2));
+        for (int k = 0; k < 2; k++) {
+            d = 1 + num * d;
+            c = 1 + num / c;
+            if (fabs(d) < tiny) d = tiny;
+            if (fabs(c) < tiny) c = tiny;
+            d = 1 / d;
+            h *= d * c;
+            num = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1));
+        }
+        if (fabs(d * c - 1) < 1e-15) break;
+    }
+    return h;
+}
+
+static double incomplete_beta(double a, double b, double x)
+{
+    if (x <= 0) return 0;
+    if (x >= 1) return 1;
+    double lbeta = log_gamma(a + b) - log_gamma(a) - log_gamma(b);
+    double front = exp(lbeta + a * log(x) + b * log(1 - x));
+    if (x < (a + 1) / (a + b + 2)) return front * beta_cf(a, b, x) / a;
+    return 1 - front * beta_cf(b, a, 1 - x) / b;
+}
+
+double dc__student_t_sf(double t, double df)
+{
+    double tail = 0.5 * incomplete_beta(df / 2, 0.5, df / (df + t * t)); /* P(T > |t|) */
+    return t > 0 ? tail : 1 - tail;
+}
+
+/* ---- the timestep grid of the official code ---- */
+
+int dc__timestep_grid(int *grid, int cap, int T, int max_n)
+{
+    /* start = T // max_n // 2; t = start, start + T // max_n, ... (< T), first max_n */
+    if (max_n < 1 || max_n > T) return 0;
+    int step = T / max_n, n = 0;
+    for (int t = step / 2; t < T && n < max_n && n < cap; t += step) grid[n++] = t;
+    return n;
+}
+
+int dc__stage_subset(int *idx, int cap, int grid_len, int n)
+{
+    /* grid[len // n // 2 :: len // n][:n] */
+    if (n < 1 || n > grid_len) return 0;
+    int stride = grid_len / n, k = 0;
+    for (int i = stride / 2; i < grid_len && k < n && k < cap; i += stride) idx[k++] = i;
+    return k;
+}
+
+/* ---- the classifier: Algorithm 1 (fixed timesteps) with Algorithm 2's
+   adaptive pruning, or sequential pruning by a paired t-test ---- */
+
+void dc_classify_opts_default(dc_classify_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->n_stages = 2;
+    o->samples[0] = 50, o->samples[1] = 500;
+    o->keep[0] = 5, o->keep[1] = 1;
+    o->loss = DC_LOSS_L2;
+    o->stop = DC_STOP_ADAPTIVE;
+    o->trials = 1;
+    o->seed = 0;
+    o->seq_alpha = 2e-3;
+    o->seq_min_scores = 20;
+}
+
+void dc_result_free(dc_result *r)
+{
+    if (!r) return;
+    free(r->ranking);
+    free(r->mean_error);
+    free(r->n_scored);
+    free(r->timesteps);
+    free(r->errors);
+    memset(r, 0, sizeof *r);
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Per-element loss between target and prediction, averaged over the latent
+   (F.mse_loss / l1_loss / huber_loss(delta=1) then .mean(dim=(1,2,3))). */
+static double latent_loss(const float *target, const float *pred, int L, dc_loss loss)
+{
+    double s = 0;
+    for (int i = 0; i < L; i++) {
+        double d = (double)pred[i] - target[i], a = fabs(d);
+        s += loss == DC_LOSS_L2 ? d * d : loss == DC_LOSS_L1 ? a : (a < 1 ? 0.5 * d * d : a - 0.5);
+    }
+    return s / L;
+}
+
+/* The state of one classification. */
+typedef struct {
+    const dc__denoiser *d;
+    const dc_classify_opts *o;
+    const float *z0;
+    int n_classes, L, grid_len;
+    int *grid;            /* [grid_len] timesteps */
+    int *col_of;          /* grid index -> result column, -1 until evaluated */
+    int *alive, n_alive;  /* remaining classes */
+    double *err_sum;      /* [n_classes] over scored (timestep, trial) items */
+    float *buf;           /* batch: zt, prediction, noise per item */
+    int *bt, *bc, *bg;    /* batch: timestep, class, grid index per item */
+    int *br;              /* batch: trial per item */
+    long evals_total;     /* for progress: an upper bound */
+    dc_result *res;
+} classify_state;
+
+/* Runs one batch of (grid index, trial, class) items and adds their errors. */
+static dc_status run_batch(classify_state *s, int n, dc_error *err)
+{
+    const dc__schedule *sch = s->d->schedule;
+    int L = s->L;
+    float *zt = s->buf, *pred = zt + (size_t)n * L, *eps = pred + (size_t)n * L;
+    for (int i = 0; i < n; i++) {
+        /* the same noise for every class at this (timestep, trial): paired */
+        double a = sch->alphas_cumprod[s->bt[i]];
+        float sa = (float)sqrt(a), sb = (float)sqrt(1 - a);
+        float *e = eps + (size_t)i * L, *z = zt + (size_t)i * L;
+        dc__normal_noise(e, (size_t)L, s->o->seed, (uint64_t)s->bg[i] * s->o->trials + s->br[i]);
+        for (int j = 0; j < L; j++) z[j] = sa * s->z0[j] + sb * e[j];
+        if (sch->v_prediction) /* v = sqrt(a) eps - sqrt(1-a) z0: the target replaces eps */
+            for (int j = 0; j < L; j++) e[j] = sa * e[j] - sb * s->z0[j];
+    }
+    dc_status st = s->d->predict(s->d->self, pred, zt, s->bt, s->bc, n, err);
+    if (st != DC_OK) return st;
+    for (int i = 0; i < n; i++) {
+        double e = latent_loss(eps + (size_t)i * L, pred + (size_t)i * L, L, s->o->loss);
+        int c = s->bc[i], col = s->col_of[s->bg[i]];
+        s->err_sum[c] += e;
+        s->res->n_scored[c]++;
+        float *cell = &s->res->errors[(size_t)c * s->grid_len + col];
+        *cell = isnan(*cell) ? (float)(e / s->o->trials) : *cell + (float)(e / s->o->trials);
+    }
+    s->res->n_evals += n;
+    if (s->o->progress) s->o->progress(s->o->progress_user, s->res->n_evals, s->evals_total);
+    return DC_OK;
+}
+
+/* Scores every alive class at grid indices gi[0..n) (each with all trials),
+   in batches of at most max_batch items. */
+static dc_status evaluate(classify_state *s, const int *gi, int n, dc_error *err)
+{
+    for (int k = 0; k < n; k++) {
+        s->col_of[gi[k]] = s->res->n_timesteps;
+        s->res->timesteps[s->res->n_timesteps++] = s->grid[gi[k]];
+    }
+    int fill = 0, maxb = s->d->max_batch > 0 ? s->d->max_batch : 1;
+    if (s->o->batch > 0 && s->o->batch < maxb) maxb = s->o->batch;
+    for (int k = 0; k < n; k++)
+        for (int r = 0; r < s->o->trials; r++)
+            for (int a = 0; a < s->n_alive; a++) {
+                s->bg[fill] = gi[k], s->bt[fill] = s->grid[gi[k]], s->br[fill] = r;
+                s->bc[fill] = s->alive[a];
+                if (++fill == maxb) {
+                    dc_status st = run_batch(s, fill, err);
+                    if (st != DC_OK) return st;
+                    fill = 0;
+                }
+            }
+    return fill ? run_batch(s, fill, err) : DC_OK;
+}
+
+static double mean_of(const classify_state *s, int c)
+{
+    return s->res->n_scored[c] ? s->err_sum[c] / s->res->n_scored[c] : INFINITY;
+}
+
+/* Sorts alive classes by mean error (ties: lower class index first). */
+static void sort_alive(classify_state *s)
+{
+    for (int i = 1; i < s->n_alive; i++) { /* insertion sort: n is small, order is stable */
+        int c = s->alive[i], j = i;
+        double m = mean_of(s, c);
+        while (j > 0 && (mean_of(s, s->alive[j - 1]) > m ||
+                         (mean_of(s, s->alive[j - 1]) == m && s->alive[j - 1] > c))) {
+            s->alive[j] = s->alive[j - 1];
+            j--;
+        }
+        s->alive[j] = c;
+    }
+}
+
+/* Classes leave `alive` from the back; ranking is filled from the end, so
+   a class dropped earlier ranks below every class dropped later. */
+static void drop_to(classify_state *s, int keep, int *rank_end)
+{
+    for (int i = s->n_alive - 1; i >= keep; i--) s->res->ranking[--*rank_end] = s->alive[i];
+    if (keep < s->n_alive) s->n_alive = keep;
+}
+
+/* The paper's fixed adaptive schedule (official eval_prob_adaptive). */
+static dc_status classify_adaptive(classify_state *s, int *rank_end, dc_error *err)
+{
+    int *sub = malloc(sizeof(int) * (size_t)s->grid_len), *fresh = malloc(sizeof(int) * (size_t)s->grid_len);
+    dc_status st = DC_OK;
+    if (!sub || !fresh) st = dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    for (int k = 0; st == DC_OK && k < s->o->n_stages; k++) {
+        int n = dc__stage_subset(sub, s->grid_len, s->grid_len, s->o->samples[k]), nf = 0;
+        for (int i = 0; i < n; i++) /* skip timesteps an earlier stage evaluated */
+            if (s->col_of[sub[i]] < 0) fresh[nf++] = sub[i];
+        st = evaluate(s, fresh, nf, err);
+        sort_alive(s);
+        drop_to(s, s->o->keep[k] < s->n_alive ? s->o->keep[k] : s->n_alive, rank_end);
+    }
+    free(sub);
+    free(fresh);
+    return st;
+}
+
+/* Sequential pruning: timesteps in a coarse-to-fine order (bit reversal of
+   the grid, so the first few already span the whole range); after each
+   round, a class leaves when a one-sided paired t-test on its per-timestep
+   error differences to the current best says it is worse at level alpha
+   (Clark & Jaini 2023: min 20 scores, p = 2e-3). */
+static dc_status classify_sequential(classify_state *s, int *rank_end, dc_error *err)
+{
+    int n = s->grid_len, bits = 0;
+    while ((1 << bits) < n) bits++;
+    int *order = malloc(sizeof(int) * (size_t)n), no = 0;
+    if (!order) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < (1 << bits); i++) {
+        int r = 0;
+        for (int b = 0; b < bits; b++) r |= ((i >> b) & 1) << (bits - 1 - b);
+        if (r < n) order[no++] = r;
+    }
+    dc_status st = DC_OK;
+    for (int done = 0; st == DC_OK && done < no && s->n_alive > 1; done++) {
+        st = evaluate(s, &order[done], 1, err);
+        int scored = done + 1;
+        if (st != DC_OK || scored < s->o->seq_min_scores) continue;
+        sort_alive(s);
+        int best = s->alive[0], kept = 1;
+        for (int a = 1; a < s->n_alive; a++) {
+            int c = s->alive[a];
+            double sum = 0, sq = 0;
+            for (int j = 0; j < scored; j++) {
+                double dlt = (double)s->res->errors[(size_t)c * s->grid_len + j] -
+                             s->res->errors[(size_t)best * s->grid_len + j];
+                sum += dlt;
+                sq += dlt * dlt;
+            }
+            double mean = sum / scored, var = (sq - scored * mean * mean) / (scored - 1);
+            double p = var > 0 ? dc__student_t_sf(mean / sqrt(var / scored), scored - 1)
+                               : (mean > 0 ? 0.0 : 1.0);
+            if (p < s->o->seq_alpha) s->res->ranking[--*rank_end] = c; /* worse: drop */
+            else s->alive[kept++] = c;
+        }
+        s->n_alive = kept;
+    }
+    sort_alive(s);
+    free(order);
+    return st;
+}
+
+dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classes,
+                            const dc_classify_opts *o, dc_result *res, dc_error *err)
+{
+    double t0 = now_seconds();
+    memset(res, 0, sizeof *res);
+    if (n_classes < 1) return dc__fail(err, DC_ERR_INVALID, "no classes to choose from");
+    if (o->n_stages < 1 || o->n_stages > DC_MAX_STAGES)
+        return dc__fail(err, DC_ERR_INVALID, "--samples/--keep: %d stages (1..%d)", o->n_stages, DC_MAX_STAGES);
+    for (int k = 0; k < o->n_stages; k++) {
+        if (o->samples[k] < 1 || (k && o->samples[k] < o->samples[k - 1]))
+            return dc__fail(err, DC_ERR_INVALID, "--samples: stage %d has %d timesteps; counts must be "
+                            ">= 1 and not decrease", k + 1, o->samples[k]);
+        if (o->keep[k] < 1 || (k && o->keep[k] > o->keep[k - 1]))
+            return dc__fail(err, DC_ERR_INVALID, "--keep: stage %d keeps %d classes; counts must be >= 1 "
+                            "and not increase", k + 1, o->keep[k]);
+    }
+    if (o->stop == DC_STOP_ADAPTIVE && o->keep[o->n_stages - 1] != 1)
+        return dc__fail(err, DC_ERR_INVALID, "--keep: the last stage must keep 1 class, not %d",
+                        o->keep[o->n_stages - 1]);
+    int T = d->schedule->T, max_n = o->samples[o->n_stages - 1];
+    if (max_n > T)
+        return dc__fail(err, DC_ERR_INVALID, "--samples: %d timesteps, the model has %d", max_n, T);
+    if (o->trials < 1 || o->trials > 1000)
+        return dc__fail(err, DC_ERR_INVALID, "--trials: %d (1..1000)", o->trials);
+    if (o->stop == DC_STOP_SEQUENTIAL && (!(o->seq_alpha > 0 && o->seq_alpha < 1) || o->seq_min_scores < 2))
+        return dc__fail(err, DC_ERR_INVALID, "sequential stopping: alpha %g must be in (0, 1) and the "
+                        "minimum scores (%d) at least 2", o->seq_alpha, o->seq_min_scores);
+
+    classify_state s;
+    memset(&s, 0, sizeof s);
+    s.d = d, s.o = o, s.z0 = z0, s.n_classes = n_classes, s.L = d->latent, s.res = res;
+    int maxb = d->max_batch > 0 ? d->max_batch : 1;
+    size_t cells;
+    s.grid = malloc(sizeof(int) * (size_t)max_n);
+    s.col_of = malloc(sizeof(int) * (size_t)max_n);
+    s.alive = malloc(sizeof(int) * (size_t)n_classes);
+    s.err_sum = calloc((size_t)n_classes, sizeof(double));
+    s.bt = malloc(sizeof(int) * (size_t)maxb * 4);
+    res->ranking = malloc(sizeof(int) * (size_t)n_classes);
+    res->mean_error = malloc(sizeof(double) * (size_t)n_classes);
+    res->n_scored = calloc((size_t)n_classes, sizeof(int));
+    res->timesteps = malloc(sizeof(int) * (size_t)max_n);
+    if (dc__mul_size(&cells, (size_t)n_classes, (size_t)max_n)) res->errors = malloc(sizeof(float) * cells);
+    size_t bufn;
+    if (dc__mul_size(&bufn, (size_t)maxb * 3, (size_t)s.L)) s.buf = dc__aligned_alloc(bufn * sizeof(float));
+    dc_status st = DC_OK;
+    if (!s.grid || !s.col_of || !s.alive || !s.err_sum || !s.bt || !res->ranking || !res->mean_error ||
+        !res->n_scored || !res->timesteps || !res->errors || !s.buf) {
+        st = dc__fail(err, DC_ERR_NOMEM, "out of memory for %d classes x %d timesteps", n_classes, max_n);
+        goto done;
+    }
+    s.bc = s.bt + maxb, s.bg = s.bc + maxb, s.br = s.bg + maxb;
+    s.grid_len = dc__timestep_grid(s.grid, max_n, T, max_n);
+    res->n_classes = n_classes;
+    for (int i = 0; i < s.grid_len; i++) s.col_of[i] = -1;
+    for (size_t i = 0; i < cells; i++) res->errors[i] = NAN;
+    for (int c = 0; c < n_classes; c++) s.alive[c] = c;
+    s.n_alive = n_classes;
+    /* the paper's schedule costs exactly this; sequential stopping at most this */
+    s.evals_total = (long)n_classes * max_n * o->trials;
+    if (o->stop == DC_STOP_ADAPTIVE) { /* exactly what the schedule will cost */
+        long total = 0, alive = n_classes;
+        int *sub = malloc(sizeof(int) * (size_t)s.grid_len);
+        char *seen = calloc((size_t)s.grid_len, 1);
+        for (int k = 0; sub && seen && k < o->n_stages; k++) {
+            int n = dc__stage_subset(sub, s.grid_len, s.grid_len, o->samples[k]), fresh = 0;
+            for (int i = 0; i < n; i++) fresh += !seen[sub[i]], seen[sub[i]] = 1;
+            total += alive * (long)fresh * o->trials;
+            if (o->keep[k] < alive) alive = o->keep[k];
+        }
+        free(sub);
+        free(seen);
+        s.evals_total = total;
+    }
+
+    int rank_end = n_classes;
+    st = o->stop == DC_STOP_ADAPTIVE ? classify_adaptive(&s, &rank_end, err)
+                                     : classify_sequential(&s, &rank_end, err);
+    if (st == DC_OK) {
+        for (int i = 0; i < s.n_alive; i++) res->ranking[i] = s.alive[i];
+        DC_ASSERT(s.n_alive == rank_end);
+        for (int c = 0; c < n_classes; c++) res->mean_error[c] = mean_of(&s, c);
+        /* compact the per-class error rows to the timesteps evaluated */
+        for (int c = 1; c < n_classes; c++)
+            memmove(res->errors + (size_t)c * res->n_timesteps, res->errors + (size_t)c * s.grid_len,
+                    sizeof(float) * (size_t)res->n_timesteps);
+    }
+done:
+    free(s.grid);
+    free(s.col_of);
+    free(s.alive);
+    free(s.err_sum);
+    free(s.bt);
+    dc__aligned_free(s.buf);
+    if (st != DC_OK) dc_result_free(res);
+    else res->seconds = now_seconds() - t0;
+    return st;
+}
+
+/* ---- classification with a class-conditional model (DiT) ---- */
+
+typedef struct {
+    const dc__dit *m;
+    dc__runner *r;
+    const int *class_ids;
+    float *out;           /* [max_batch, out_ch, S, S] */
+    float *tf;            /* [max_batch] */
+    int64_t *y;           /* [max_batch] */
+} dit_denoiser;
+
+static dc_status dit_predict(void *self, float *out, const float *zt, const int *t, const int *cls,
+                             int n, dc_error *err)
+{
+    dit_denoiser *dd = self;
+    const dc__dit *m = dd->m;
+    for (int i = 0; i < n; i++) dd->tf[i] = (float)t[i], dd->y[i] = dd->class_ids[cls[i]];
+    dc_status st = dc__dit_forward(m, dd->r, dd->out, zt, dd->tf, dd->y, n, err);
+    if (st != DC_OK) return st;
+    /* learned sigma: the first in_ch output channels are the noise prediction */
+    size_t L = (size_t)m->in_ch * m->input_size * m->input_size;
+    for (int i = 0; i < n; i++) memcpy(out + i * L, dd->out + (size_t)i * m->out_ch * m->input_size * m->input_size, L * 4);
+    return DC_OK;
+}
+
+static dc_status model_schedule(const dc__weights *w, dc__schedule *s, dc_error *err)
+{
+    char kind[32], pred[32];
+    double b0, b1;
+    int64_t T;
+    dc_status st;
+    if ((st = dc__meta_str(w, "schedule.beta_schedule", kind, sizeof kind, err)) ||
+        (st = dc__meta_float(w, "schedule.beta_start", &b0, err)) ||
+        (st = dc__meta_float(w, "schedule.beta_end", &b1, err)) ||
+        (st = dc__meta_int(w, "schedule.num_train_timesteps", &T, err)) ||
+        (st = dc__meta_str(w, "schedule.prediction_type", pred, sizeof pred, err)))
+        return st;
+    if ((st = dc__schedule_make(s, kind, b0, b1, (int)(T > DC_MAX_T ? DC_MAX_T + 1 : T), err))) return st;
+    if (!strcmp(pred, "v_prediction")) s->v_prediction = 1;
+    else if (strcmp(pred, "epsilon"))
+        return dc__fail(err, DC_ERR_UNSUPPORTED, "%s: prediction type '%s' (dc knows epsilon, "
+                        "v_prediction)", w->path, pred);
+    return DC_OK;
+}
+
+dc_status dc_classify_latent(dc_ctx *c, const float *z, const int *class_ids, int n_classes,
+                             const dc_classify_opts *o, dc_result *res, dc_error *err)
+{
+    dc__ok(err);
+    if (!c || !z || !o || !res) return dc__fail(err, DC_ERR_INVALID, "dc_classify_latent: NULL argument");
+    memset(res, 0, sizeof *res);
+    const dc__dit *m = c->model->dit;
+    if (!m) return dc__fail(err, DC_ERR_UNSUPPORTED, "dc_classify_latent needs a class-conditional "
+                            "model (DiT); this one is '%s'", c->model->family);
+    int *all = NULL;
+    if (!class_ids) {
+        n_classes = m->num_classes;
+        if (!(all = malloc(sizeof(int) * (size_t)n_classes))) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < n_classes; i++) all[i] = i;
+        class_ids = all;
+    }
+    dc_status st = DC_OK;
+    for (int i = 0; i < n_classes && st == DC_OK; i++)
+        if (class_ids[i] < 0 || class_ids[i] >= m->num_classes)
+            st = dc__fail(err, DC_ERR_INVALID, "class id %d is not one of the model's %d classes",
+                          class_ids[i], m->num_classes);
+    dc__schedule *sch = malloc(sizeof *sch);
+    if (st == DC_OK && !sch) st = dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    if (st == DC_OK) st = model_schedule(&c->model->w, sch, err);
+    int maxb = o->batch > 0 ? o->batch : 16;
+    size_t S2 = (size_t)m->input_size * m->input_size;
+    dit_denoiser dd = {m, &c->runner, class_ids, NULL, NULL, NULL};
+    if (st == DC_OK) {
+        dd.out = malloc(sizeof(float) * (size_t)maxb * m->out_ch * S2);
+        dd.tf = malloc(sizeof(float) * (size_t)maxb);
+        dd.y = malloc(sizeof(int64_t) * (size_t)maxb);
+        if (!dd.out || !dd.tf || !dd.y) st = dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    }
+    if (st == DC_OK) {
+        dc__denoiser d = {dit_predict, &dd, (int)(m->in_ch * S2), maxb, sch};
+        st = dc__classify_core(&d, z, n_classes, o, res, err);
+    }
+    free(dd.out);
+    free(dd.tf);
+    free(dd.y);
+    free(sch);
+    free(all);
+    return st;
 }
 
 /* ---- runtime ---- */

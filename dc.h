@@ -125,6 +125,68 @@ void dc_tensor_free(dc_tensor *t);
 dc_status dc_tensor_load_npy(dc_tensor *t, const char *path, dc_error *err);
 dc_status dc_tensor_save_npy(const dc_tensor *t, const char *path, dc_error *err);
 
+/* ---- classification: the paper's Algorithm 1 / 2 ----
+
+   For an image latent z and candidate classes, noise z at shared
+   (timestep, noise) pairs, predict the noise under each class's
+   conditioning and rank the classes by the mean prediction error. */
+
+typedef enum { DC_LOSS_L2 = 0, DC_LOSS_L1, DC_LOSS_HUBER } dc_loss;
+typedef enum {
+    DC_STOP_ADAPTIVE = 0, /* the paper's fixed schedule: stages of samples/keep */
+    DC_STOP_SEQUENTIAL    /* paired t-test pruning (Clark & Jaini 2023) */
+} dc_stop;
+
+#define DC_MAX_STAGES 8
+typedef struct {
+    /* adaptive schedule: after stage k (samples[k] timesteps in all, so far)
+       keep the keep[k] classes with the lowest mean error; keep[last] = 1 */
+    int n_stages;
+    int samples[DC_MAX_STAGES];
+    int keep[DC_MAX_STAGES];
+    dc_loss loss;
+    dc_stop stop;
+    int trials;          /* noise draws per timestep (the official n_trials), >= 1 */
+    uint64_t seed;       /* the noise: same seed, same result */
+    int batch;           /* most items per denoiser call; 0 = automatic */
+    /* sequential stopping: drop a class once a one-sided paired t-test says
+       it is worse than the current best at level seq_alpha, after at least
+       seq_min_scores timesteps; give up after samples[n_stages-1] timesteps */
+    double seq_alpha;
+    int seq_min_scores;
+    /* progress: called after each denoiser batch with evaluations done so
+       far and an upper bound on the total; may be NULL */
+    void (*progress)(void *user, long done, long total);
+    void *progress_user;
+} dc_classify_opts;
+
+/* Defaults: the paper's CIFAR-10 schedule (samples 50,500, keep 5,1), l2
+   loss (the official default), 1 trial, seed 0, sequential alpha 2e-3 with
+   20 minimum scores. */
+void dc_classify_opts_default(dc_classify_opts *o);
+
+typedef struct {
+    int n_classes;
+    int *ranking;        /* class indices, best first [n_classes]: classes dropped
+                            earlier rank below those kept longer */
+    double *mean_error;  /* per class, over the timesteps it was scored on */
+    int *n_scored;       /* timesteps (x trials) each class was scored on */
+    long n_evals;        /* denoiser evaluations (one class at one noised latent) */
+    int n_timesteps;     /* distinct timesteps evaluated */
+    int *timesteps;      /* [n_timesteps], in evaluation order */
+    float *errors;       /* [n_classes, n_timesteps] error per class and timestep
+                            (mean over trials), NaN where not scored */
+    double seconds;
+} dc_result;
+void dc_result_free(dc_result *r);
+
+/* Classifies one latent z [C, H, W] of a class-conditional model (DiT)
+   among the given class ids (NULL = all of the model's classes, n_classes =
+   0). The result's class indices are positions in class_ids (= class ids
+   when class_ids is NULL). */
+dc_status dc_classify_latent(dc_ctx *c, const float *z, const int *class_ids, int n_classes,
+                             const dc_classify_opts *o, dc_result *res, dc_error *err);
+
 /* ---- runtime ---- */
 
 /* Sets the number of threads used by dc and OpenBLAS (one pool).

@@ -55,6 +55,7 @@ void suite_tokenizer(void);
 void suite_clip(void);
 void suite_vae(void);
 void suite_unet(void);
+void suite_classify(void);
 
 /* Tolerances, each justified by a measurement (see the test that uses it). */
 /* SIMD vs scalar twin: the vector exp has < 2e-7 relative error and A&S erf

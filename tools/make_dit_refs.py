@@ -78,7 +78,7 @@ def dit_forward(sd, cfg, x, t, y):
     tok = F.conv2d(x, sd["x_embedder.proj.weight"], sd["x_embedder.proj.bias"], stride=p)
     tok = tok.flatten(2).transpose(1, 2) + sd["pos_embed"]
     half = 128
-    freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float64) / half)
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=t.dtype) / half)
     args = t[:, None] * freqs[None]
     temb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     temb = F.linear(F.silu(F.linear(temb, sd["t_embedder.mlp.0.weight"], sd["t_embedder.mlp.0.bias"])),

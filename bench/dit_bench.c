@@ -1,0 +1,73 @@
+/* bench/dit_bench.c - seconds per DiT forward, GFLOP/s and peak RSS.
+
+   usage: dit_bench MODEL.dcw BATCH REPS
+   Prints one line: model, batch, best seconds per forward, seconds per
+   sample, GFLOP/s (2 FLOPs per multiply-add, counted from the config) and
+   the process's peak RSS. bench/dit_bench.sh runs it next to the same
+   forward in PyTorch. */
+#define _POSIX_C_SOURCE 200809L
+#include "../nn/nn.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* multiply-adds of one sample, from the architecture */
+static double dit_macs(const dc__dit *m)
+{
+    double T = m->tokens, D = m->hidden, Dm = m->mlp_hidden, p = m->patch;
+    double block = T * D * 3 * D + 2 * T * T * D + T * D * D + 2 * T * D * Dm + D * 6 * D;
+    return T * D * m->in_ch * p * p + m->depth * block + T * D * p * p * m->out_ch + 256 * D + D * D;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: dit_bench MODEL.dcw BATCH REPS\n");
+        return 2;
+    }
+    int n = atoi(argv[2]), reps = atoi(argv[3]);
+    dc_error err;
+    dc__weights w;
+    dc__dit m;
+    dc__runner r;
+    memset(&r, 0, sizeof r);
+    if (dc__weights_open(&w, argv[1], 0, &err) != DC_OK || dc__dit_build(&m, &w, &err) != DC_OK) {
+        fprintf(stderr, "dit_bench: %s\n", err.msg);
+        return 1;
+    }
+    int S = m.input_size;
+    size_t xn = (size_t)n * m.in_ch * S * S;
+    float *x = malloc(xn * 4), *out = malloc((size_t)n * m.out_ch * S * S * 4), *t = malloc(n * 4);
+    int64_t *y = malloc(n * 8);
+    for (size_t i = 0; i < xn; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    for (int i = 0; i < n; i++) t[i] = (float)(37 * i % 1000), y[i] = i % m.num_classes;
+    double best = 1e30;
+    for (int k = 0; k < reps + 1; k++) { /* the first run warms up (page faults, arena) */
+        double t0 = now();
+        if (dc__dit_forward(&m, &r, out, x, t, y, n, &err) != DC_OK) {
+            fprintf(stderr, "dit_bench: %s\n", err.msg);
+            return 1;
+        }
+        double dt = now() - t0;
+        if (k > 0 && dt < best) best = dt;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const char *slash = strrchr(argv[1], '/');
+    printf("dc     %-28s batch %2d  %8.3f s/forward  %7.3f s/sample  %6.1f GFLOP/s  peak RSS %6.0f MB\n",
+           slash ? slash + 1 : argv[1], n, best, best / n, 2 * dit_macs(&m) * n / best / 1e9,
+           ru.ru_maxrss / 1024.0);
+    dc__runner_free(&r);
+    dc__weights_close(&w);
+    free(x), free(out), free(t), free(y);
+    return 0;
+}

@@ -1,0 +1,413 @@
+/* tests/test_classify.c - the classifier loop (dc.c) with a stand-in
+   denoiser whose per-class error is known, so every property of the
+   algorithm can be checked without a trained model: the official timestep
+   grid and stage subsets, evaluation counts, pairing of the noise across
+   classes, the planted best class winning, sequential pruning, seeds and
+   thread counts; plus the noise generator, Student's t and the schedules. */
+#include "test.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* ---- a stand-in denoiser ----
+   It knows z0, so it can recover the true noise from z_t and return it
+   plus a class-specific error: class c's prediction is off by
+   common(t) + offset[c] * pattern(j), so class c's loss grows with
+   offset[c] and the class with the smallest offset is the right answer.
+   common(t) is shared by all classes (it cancels in paired differences). */
+#define SI_L 64
+typedef struct {
+    const float *z0;
+    const double *offset;
+    const dc__schedule *sch;
+    float seen_zt[1000][4];   /* first z_t values seen per timestep: pairing check */
+    int seen[1000];
+    int unpaired;             /* z_t differed between classes at one timestep */
+    long calls, items;
+} standin;
+
+static dc_status standin_predict(void *self, float *out, const float *zt, const int *t, const int *cls,
+                                 int n, dc_error *err)
+{
+    standin *s = self;
+    (void)err;
+    s->calls++;
+    s->items += n;
+    for (int i = 0; i < n; i++) {
+        double a = s->sch->alphas_cumprod[t[i]];
+        const float *z = zt + (size_t)i * SI_L;
+        if (!s->seen[t[i]]) {
+            memcpy(s->seen_zt[t[i]], z, sizeof s->seen_zt[0]);
+            s->seen[t[i]] = 1;
+        } else if (memcmp(s->seen_zt[t[i]], z, sizeof s->seen_zt[0])) {
+            s->unpaired++;
+        }
+        for (int j = 0; j < SI_L; j++) {
+            double eps = (z[j] - sqrt(a) * s->z0[j]) / sqrt(1 - a);
+            double target = s->sch->v_prediction ? sqrt(a) * eps - sqrt(1 - a) * s->z0[j] : eps;
+            double common = 0.3 * sin(0.013 * t[i] + j);
+            out[(size_t)i * SI_L + j] = (float)(target + common + s->offset[cls[i]] * cos(0.7 * j + 0.1 * t[i]));
+        }
+    }
+    return DC_OK;
+}
+
+static dc__schedule sd_schedule(void)
+{
+    dc__schedule s;
+    dc__schedule_make(&s, "scaled_linear", 0.00085, 0.012, 1000, NULL);
+    return s;
+}
+
+static float z0[SI_L];
+
+static void fill_z0(void)
+{
+    dc__normal_noise(z0, SI_L, 99, 7);
+}
+
+static dc_status classify(standin *si, dc__schedule *sch, const double *offset, int n_classes, int batch,
+                          const dc_classify_opts *o, dc_result *res, dc_error *err)
+{
+    memset(si, 0, sizeof *si);
+    fill_z0();
+    si->z0 = z0, si->offset = offset, si->sch = sch;
+    dc__denoiser d = {standin_predict, si, SI_L, batch, sch};
+    return dc__classify_core(&d, z0, n_classes, o, res, err);
+}
+
+/* ---- the official schedule ---- */
+
+static void timestep_grid_should_equal_the_official_one(void)
+{
+    int g[1000];
+    /* start = T // max_n // 2, step T // max_n (values from the official formula) */
+    CHECK(dc__timestep_grid(g, 1000, 1000, 500) == 500 && g[0] == 1 && g[1] == 3 && g[499] == 999, "n=500");
+    CHECK(dc__timestep_grid(g, 1000, 1000, 250) == 250 && g[0] == 2 && g[1] == 6 && g[249] == 998, "n=250");
+    CHECK(dc__timestep_grid(g, 1000, 1000, 1000) == 1000 && g[0] == 0 && g[999] == 999, "n=1000");
+    int idx[1000], n;
+    /* CIFAR-10 stage 1: 50 of 500 -> t = 11, 31, ..., 991 */
+    dc__timestep_grid(g, 1000, 1000, 500);
+    n = dc__stage_subset(idx, 1000, 500, 50);
+    CHECK(n == 50 && g[idx[0]] == 11 && g[idx[1]] == 31 && g[idx[49]] == 991, "cifar stage 1");
+    /* STL-10 stage 1: 100 of 500 -> 5, 15, ..., 995 */
+    n = dc__stage_subset(idx, 1000, 500, 100);
+    CHECK(n == 100 && g[idx[0]] == 5 && g[idx[99]] == 995, "stl stage 1");
+    /* Food stage 1: 20 of 500 -> 25, 75, ..., 975 */
+    n = dc__stage_subset(idx, 1000, 500, 20);
+    CHECK(n == 20 && g[idx[0]] == 25 && g[idx[1]] == 75 && g[idx[19]] == 975, "food stage 1");
+    /* Pets stage 1: 25 of 250 -> 22, 62, ..., 982 */
+    dc__timestep_grid(g, 1000, 1000, 250);
+    n = dc__stage_subset(idx, 1000, 250, 25);
+    CHECK(n == 25 && g[idx[0]] == 22 && g[idx[24]] == 982, "pets stage 1");
+    /* ImageNet stage 1: 50 of 1000 -> 10, 30, ..., 990 */
+    dc__timestep_grid(g, 1000, 1000, 1000);
+    n = dc__stage_subset(idx, 1000, 1000, 50);
+    CHECK(n == 50 && g[idx[0]] == 10 && g[idx[49]] == 990, "imagenet stage 1");
+}
+
+static void evaluation_counts_should_equal_the_official_code(void)
+{
+    /* counts from running the official eval_prob_adaptive bookkeeping:
+       CIFAR-10 2750, Pets 2050, STL-10 3000, Food-101 5570, ObjectNet 14400 */
+    static const struct { const char *name; int classes, stages, samples[4], keep[4]; long evals; } p[] = {
+        {"cifar10", 10, 2, {50, 500}, {5, 1}, 2750},
+        {"pets", 37, 2, {25, 250}, {5, 1}, 2050},
+        {"stl10", 10, 2, {100, 500}, {5, 1}, 3000},
+        {"food", 101, 4, {20, 50, 100, 500}, {20, 10, 5, 1}, 5570},
+        {"objectnet", 113, 4, {50, 100, 500, 1000}, {25, 10, 5, 1}, 14400},
+    };
+    dc__schedule sch = sd_schedule();
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
+        double *off = malloc(sizeof(double) * (size_t)p[i].classes);
+        for (int c = 0; c < p[i].classes; c++) off[c] = 0.2 + 0.01 * ((c * 7) % p[i].classes);
+        dc_classify_opts o;
+        dc_classify_opts_default(&o);
+        o.n_stages = p[i].stages;
+        memcpy(o.samples, p[i].samples, sizeof o.samples[0] * 4);
+        memcpy(o.keep, p[i].keep, sizeof o.keep[0] * 4);
+        standin si;
+        dc_result r;
+        dc_error err;
+        if (classify(&si, &sch, off, p[i].classes, 64, &o, &r, &err) != DC_OK) {
+            CHECK(0, "%s: %s", p[i].name, err.msg);
+        } else {
+            CHECK(r.n_evals == p[i].evals && si.items == p[i].evals, "%s: %ld evaluations, official %ld",
+                  p[i].name, r.n_evals, p[i].evals);
+            CHECK(si.unpaired == 0, "%s: %d items saw a different noised latent than another class at the "
+                  "same timestep", p[i].name, si.unpaired);
+            dc_result_free(&r);
+        }
+        free(off);
+    }
+}
+
+static void planted_best_class_should_win_in_every_mode(void)
+{
+    double off[10] = {0.5, 0.45, 0.6, 0.3, 0.55, 0.7, 0.25, 0.4, 0.65, 0.35}; /* class 6 best */
+    dc__schedule eps = sd_schedule(), v = sd_schedule();
+    v.v_prediction = 1;
+    for (int mode = 0; mode < 6; mode++) {
+        dc_classify_opts o;
+        dc_classify_opts_default(&o);
+        o.loss = (dc_loss)(mode % 3);
+        o.stop = mode < 3 ? DC_STOP_ADAPTIVE : DC_STOP_SEQUENTIAL;
+        standin si;
+        dc_result r;
+        dc_error err;
+        if (classify(&si, mode & 1 ? &v : &eps, off, 10, 32, &o, &r, &err) != DC_OK) {
+            CHECK(0, "mode %d: %s", mode, err.msg);
+            continue;
+        }
+        CHECK(r.ranking[0] == 6, "mode %d: class %d won, not 6", mode, r.ranking[0]);
+        /* the full ranking of the survivors follows the offsets */
+        CHECK(r.mean_error[6] < r.mean_error[3], "mode %d: mean errors out of order", mode);
+        printf("  %s loss, %s stop, %s target: winner %d, %ld evaluations\n",
+               mode % 3 == 0 ? "l2" : mode % 3 == 1 ? "l1" : "huber", mode < 3 ? "adaptive" : "sequential",
+               mode & 1 ? "v" : "eps", r.ranking[0], r.n_evals);
+        dc_result_free(&r);
+    }
+}
+
+static void zero_error_class_should_score_zero_for_eps_and_v_targets(void)
+{
+    /* a class whose prediction is exactly the target (offset 0, and no
+       common term reaching it) checks the target formula itself */
+    double off[2] = {0.0, 1.0};
+    dc__schedule sch = sd_schedule();
+    for (int v = 0; v < 2; v++) {
+        sch.v_prediction = v;
+        dc_classify_opts o;
+        dc_classify_opts_default(&o);
+        o.n_stages = 1, o.samples[0] = 10, o.keep[0] = 1;
+        standin si;
+        dc_result r;
+        dc_error err;
+        if (classify(&si, &sch, off, 2, 8, &o, &r, &err) != DC_OK) {
+            CHECK(0, "%s", err.msg);
+            continue;
+        }
+        /* error of class 0 = mean(common^2) only: compute it independently */
+        double want = 0;
+        for (int k = 0; k < r.n_timesteps; k++)
+            for (int j = 0; j < SI_L; j++) {
+                double c = 0.3 * sin(0.013 * r.timesteps[k] + j);
+                want += c * c;
+            }
+        want /= r.n_timesteps * SI_L;
+        CHECK(fabs(r.mean_error[0] - want) < 1e-5, "%s target: class 0 error %g, expected %g",
+              v ? "v" : "eps", r.mean_error[0], want);
+        dc_result_free(&r);
+    }
+}
+
+static void sequential_stop_should_keep_the_best_and_spend_less(void)
+{
+    double off[10];
+    dc__schedule sch = sd_schedule();
+    int kept_best = 0;
+    long evals = 0;
+    for (int trial = 0; trial < 20; trial++) {
+        for (int c = 0; c < 10; c++) off[c] = 0.3 + 0.02 * ((c * 3 + trial) % 10); /* one best: 0.3 */
+        int best = -1;
+        for (int c = 0; c < 10; c++) if (off[c] == 0.3) best = c;
+        dc_classify_opts o;
+        dc_classify_opts_default(&o);
+        o.stop = DC_STOP_SEQUENTIAL;
+        o.seed = (uint64_t)trial;
+        standin si;
+        dc_result r;
+        dc_error err;
+        if (classify(&si, &sch, off, 10, 16, &o, &r, &err) != DC_OK) {
+            CHECK(0, "%s", err.msg);
+            continue;
+        }
+        kept_best += r.ranking[0] == best;
+        evals += r.n_evals;
+        CHECK(si.unpaired == 0, "unpaired noise");
+        dc_result_free(&r);
+    }
+    printf("  sequential: planted best won %d of 20, %.0f evaluations per image (adaptive schedule: 2750)\n",
+           kept_best, evals / 20.0);
+    CHECK(kept_best == 20, "the planted best class was dropped in %d of 20 runs", 20 - kept_best);
+    CHECK(evals / 20 < 2750, "sequential spent %ld evaluations, more than the fixed schedule", evals / 20);
+}
+
+static void same_seed_should_give_the_same_result_for_any_thread_count(void)
+{
+    double off[5] = {0.31, 0.3, 0.32, 0.305, 0.33}; /* close: the noise matters */
+    dc__schedule sch = sd_schedule();
+    dc_result r[3];
+    int threads[3] = {1, 2, 1};
+    uint64_t seeds[3] = {5, 5, 6};
+    for (int i = 0; i < 3; i++) {
+        dc_set_threads(threads[i]);
+        dc_classify_opts o;
+        dc_classify_opts_default(&o);
+        o.seed = seeds[i];
+        o.samples[0] = 10, o.samples[1] = 40, o.keep[0] = 3;
+        standin si;
+        dc_error err;
+        if (classify(&si, &sch, off, 5, 7, &o, &r[i], &err) != DC_OK) {
+            CHECK(0, "%s", err.msg);
+            return;
+        }
+    }
+    dc_set_threads(dc__num_threads() > 2 ? dc__num_threads() : 2);
+    CHECK(r[0].n_timesteps == r[1].n_timesteps && !memcmp(r[0].errors, r[1].errors,
+          sizeof(float) * (size_t)r[0].n_timesteps * 5), "same seed, different errors across thread counts");
+    CHECK(memcmp(r[0].errors, r[2].errors, sizeof(float) * (size_t)r[0].n_timesteps), "another seed, same errors");
+    for (int i = 0; i < 3; i++) dc_result_free(&r[i]);
+}
+
+static void bad_options_should_be_refused_by_name(void)
+{
+    double off[3] = {1, 2, 3};
+    dc__schedule sch = sd_schedule();
+    standin si;
+    dc_result r;
+    dc_error err;
+    dc_classify_opts o;
+    dc_classify_opts_default(&o);
+    CHECK(classify(&si, &sch, off, 0, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "no classes"),
+          "empty: %s", err.msg);
+    o.keep[1] = 2;
+    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "last stage must keep 1"),
+          "keep: %s", err.msg);
+    dc_classify_opts_default(&o);
+    o.samples[1] = 20;
+    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "not decrease"),
+          "samples: %s", err.msg);
+    dc_classify_opts_default(&o);
+    o.samples[1] = 2000;
+    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "the model has 1000"),
+          "too many: %s", err.msg);
+    dc_classify_opts_default(&o);
+    o.trials = 0;
+    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "--trials"),
+          "trials: %s", err.msg);
+}
+
+/* ---- the pieces ---- */
+
+static void noise_should_be_standard_normal_and_reproducible(void)
+{
+    size_t n = 1 << 20;
+    float *a = malloc(n * 4), *b = malloc(n * 4);
+    dc__normal_noise(a, n, 42, 3);
+    dc__normal_noise(b, n, 42, 3);
+    CHECK(!memcmp(a, b, n * 4), "same seed and stream differ");
+    double s = 0, s2 = 0, s4 = 0;
+    size_t beyond3 = 0;
+    for (size_t i = 0; i < n; i++) {
+        s += a[i], s2 += (double)a[i] * a[i], s4 += (double)a[i] * a[i] * a[i] * a[i];
+        beyond3 += fabsf(a[i]) > 3;
+    }
+    double mean = s / n, var = s2 / n - mean * mean, kurt = s4 / n / (var * var);
+    printf("  2^20 draws: mean %.5f, variance %.5f, kurtosis %.4f, P(|x|>3) %.5f (normal: 0, 1, 3, 0.0027)\n",
+           mean, var, kurt, (double)beyond3 / n);
+    /* 5 standard errors: mean se 1e-3, variance se 1.4e-3, kurtosis se 4.8e-3 */
+    CHECK(fabs(mean) < 5e-3 && fabs(var - 1) < 7e-3 && fabs(kurt - 3) < 0.025 &&
+          fabs((double)beyond3 / n - 0.0027) < 0.00026, "not standard normal");
+    dc__normal_noise(b, n, 42, 4);
+    CHECK(memcmp(a, b, 4096), "another stream gave the same values");
+    dc__normal_noise(b, 7, 42, 3);
+    CHECK(!memcmp(a, b, 7 * 4), "a prefix of a stream is the stream's prefix");
+    free(a), free(b);
+}
+
+static void student_t_should_match_closed_forms(void)
+{
+    /* df = 1 (Cauchy): 1/2 - atan(t)/pi; df = 2: 1/2 - t / (2 sqrt(t^2 + 2)); df -> inf: normal */
+    double ts[4] = {0.5, 1.0, 2.5, 7.0};
+    for (int i = 0; i < 4; i++) {
+        double t = ts[i];
+        double c1 = 0.5 - atan(t) / 3.14159265358979323846, c2 = 0.5 - t / (2 * sqrt(t * t + 2));
+        CHECK(fabs(dc__student_t_sf(t, 1) - c1) < 1e-10, "df 1, t %g: %.12g vs %.12g", t, dc__student_t_sf(t, 1), c1);
+        CHECK(fabs(dc__student_t_sf(t, 2) - c2) < 1e-10, "df 2, t %g", t);
+        CHECK(fabs(dc__student_t_sf(-t, 2) - (1 - c2)) < 1e-10, "df 2, t %g", -t);
+    }
+    CHECK(fabs(dc__student_t_sf(1.959963984540054, 1e7) - 0.025) < 1e-6, "normal limit");
+    CHECK(fabs(dc__student_t_sf(0, 19) - 0.5) < 1e-12, "t = 0");
+}
+
+static void schedules_should_match_the_reference_fixtures(void)
+{
+    FILE *f = fopen(t_path(T.fixtures, "schedules/case.json"), "rb");
+    if (!f) SKIP("../shared/fixtures/schedules not present");
+    fclose(f);
+    static const struct { const char *kind, *file; double b0, b1; } cases[] = {
+        {"scaled_linear", "sd_scaled_linear_alphas_cumprod.npy", 0.00085, 0.012},
+        {"linear", "dit_linear_alphas_cumprod.npy", 1e-4, 0.02}};
+    for (int i = 0; i < 2; i++) {
+        dc__schedule s;
+        dc_error err;
+        dc__npy want;
+        if (dc__schedule_make(&s, cases[i].kind, cases[i].b0, cases[i].b1, 1000, &err) != DC_OK ||
+            dc__npy_load(&want, t_path(T.fixtures, "schedules/%s", cases[i].file), &err) != DC_OK) {
+            CHECK(0, "%s", err.msg);
+            continue;
+        }
+        double worst = 0;
+        for (int t = 0; t < 1000; t++) {
+            double w = ((double *)want.data)[t], rel = fabs(s.alphas_cumprod[t] - w) / w;
+            if (rel > worst) worst = rel;
+        }
+        printf("  %s: max rel err %.3g over 1000 steps (case.json: 1e-12)\n", cases[i].kind, worst);
+        CHECK(worst <= 1e-12, "%s: %g", cases[i].kind, worst);
+        dc__npy_free(&want);
+    }
+    dc__schedule s;
+    dc_error err;
+    CHECK(dc__schedule_make(&s, "cosine", 1e-4, 0.02, 1000, &err) == DC_ERR_UNSUPPORTED &&
+          strstr(err.msg, "'cosine'"), "unknown schedule: %s", err.msg);
+}
+
+static void dit_model_should_classify_a_latent_end_to_end(void)
+{
+    FILE *f = fopen(t_path(T.tmp, "dit_st_f32.dcw"), "rb");
+    if (!f) SKIP("DiT fixture model not prepared");
+    fclose(f);
+    dc_model *m = NULL;
+    dc_ctx *c = NULL;
+    dc_error err;
+    if (dc_model_load(&m, t_path(T.tmp, "dit_st_f32.dcw"), NULL, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK) {
+        CHECK(0, "%s", err.msg);
+        dc_model_free(m);
+        return;
+    }
+    float z[4 * 8 * 8];
+    dc__normal_noise(z, 256, 1, 1);
+    dc_classify_opts o;
+    dc_classify_opts_default(&o);
+    o.samples[0] = 10, o.samples[1] = 50, o.keep[0] = 3;
+    dc_result r1, r2;
+    int ids[4] = {2, 5, 7, 9};
+    CHECK(dc_classify_latent(c, z, NULL, 0, &o, &r1, &err) == DC_OK, "%s", err.msg);
+    CHECK(r1.n_classes == 10 && r1.n_evals == 10 * 10 + 3 * 40, "%d classes, %ld evaluations", r1.n_classes, r1.n_evals);
+    CHECK(dc_classify_latent(c, z, ids, 4, &o, &r2, &err) == DC_OK, "%s", err.msg);
+    CHECK(r2.n_classes == 4 && r2.n_evals == 4 * 10 + 3 * 40, "subset: %ld evaluations", r2.n_evals);
+    ids[1] = 10;
+    dc_result r3;
+    CHECK(dc_classify_latent(c, z, ids, 4, &o, &r3, &err) == DC_ERR_INVALID && strstr(err.msg, "class id 10"),
+          "bad id: %s", err.msg);
+    dc_result_free(&r1);
+    dc_result_free(&r2);
+    dc_ctx_free(c);
+    dc_model_free(m);
+}
+
+void suite_classify(void)
+{
+    RUN(timestep_grid_should_equal_the_official_one);
+    RUN(evaluation_counts_should_equal_the_official_code);
+    RUN(planted_best_class_should_win_in_every_mode);
+    RUN(zero_error_class_should_score_zero_for_eps_and_v_targets);
+    RUN(sequential_stop_should_keep_the_best_and_spend_less);
+    RUN(same_seed_should_give_the_same_result_for_any_thread_count);
+    RUN(bad_options_should_be_refused_by_name);
+    RUN(noise_should_be_standard_normal_and_reproducible);
+    RUN(student_t_should_match_closed_forms);
+    RUN(schedules_should_match_the_reference_fixtures);
+    RUN(dit_model_should_classify_a_latent_end_to_end);
+}
