@@ -337,6 +337,25 @@ const char *dc__cpu_level(void);
    the OPENBLAS_CORETYPE to use, or NULL when the core is already right. */
 const char *dc__blas_better_core(const char *corename, const char *cpu_level);
 
+/* ---- images (nn/image.c) ---- */
+
+#define DC_IMAGE_MAX_SIDE 16384
+#define DC_IMAGE_MAX_PIXELS 100000000
+typedef struct {
+    int w, h;
+    unsigned char *rgb;   /* [h, w, 3] */
+    int owned;            /* 0: from stb_image, 1: malloc'ed by dc, 2: borrowed */
+} dc__image;
+/* Decodes any stb_image format to 8-bit RGB; sizes checked before decoding. */
+dc_status dc__image_load(dc__image *img, const char *path, dc_error *err);
+void dc__image_free(dc__image *img);     /* any dc__image (borrowed ones: no-op) */
+/* Pillow's Image.resize((w, h), BICUBIC or BOX), bit-exact. */
+dc_status dc__image_resize(dc__image *out, const dc__image *in, int w, int h, int box, dc_error *err);
+/* Stable Diffusion (official code): Resize(size, bicubic), CenterCrop, [-1, 1]; out [3, size, size] */
+dc_status dc__preprocess_sd(float *out, const dc__image *img, int size, dc_error *err);
+/* DiT / ADM center_crop_arr, then [-1, 1]; out [3, size, size] */
+dc_status dc__preprocess_adm(float *out, const dc__image *img, int size, dc_error *err);
+
 /* ---- the classifier's internals (dc.c), exposed for the tests ---- */
 
 /* The noise schedule: alphas_cumprod[t] for t < T, in double. */

@@ -124,6 +124,7 @@ int main(int argc, char **argv)
     suite_vae();
     suite_unet();
     suite_classify();
+    suite_image();
     suite_driver();
     printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;

@@ -1,0 +1,252 @@
+/* nn/image.c - image files to the float tensors the VAE encodes.
+
+   Decoding is stb_image (PNG, JPEG, BMP, GIF, PNM, TGA; grey, alpha and
+   16-bit images become 8-bit RGB). Resizing reproduces Pillow's
+   Image.resize exactly (same filters, same fixed-point arithmetic, same
+   pass order, 8-bit rounding between passes), because the reference
+   pipelines resize with Pillow: torchvision's Resize + CenterCrop for
+   Stable Diffusion, ADM's center_crop_arr for DiT. A classifier that sees
+   slightly different pixels sees a slightly different latent. */
+#include "nn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stb/stb_image.h>
+
+dc_status dc__image_load(dc__image *img, const char *path, dc_error *err)
+{
+    memset(img, 0, sizeof *img);
+    int w, h, comp;
+    /* read the header first, so a huge declared size is refused before any allocation */
+    if (!stbi_info(path, &w, &h, &comp)) {
+        FILE *f = fopen(path, "rb");
+        if (!f) return dc__fail(err, DC_ERR_IO, "%s: cannot open", path);
+        fclose(f);
+        return dc__fail(err, DC_ERR_FORMAT, "%s: not an image dc can read (%s; PNG, JPEG, BMP, GIF, "
+                        "PNM and TGA are supported)", path, stbi_failure_reason());
+    }
+    if (w < 1 || h < 1 || w > DC_IMAGE_MAX_SIDE || h > DC_IMAGE_MAX_SIDE ||
+        (int64_t)w * h > DC_IMAGE_MAX_PIXELS)
+        return dc__fail(err, DC_ERR_UNSUPPORTED, "%s: %d x %d pixels is over dc's limit (%d per side, "
+                        "%d megapixels)", path, w, h, DC_IMAGE_MAX_SIDE, DC_IMAGE_MAX_PIXELS / 1000000);
+    unsigned char *p = stbi_load(path, &w, &h, &comp, 3);
+    if (!p) return dc__fail(err, DC_ERR_FORMAT, "%s: cannot decode: %s", path, stbi_failure_reason());
+    img->w = w, img->h = h, img->rgb = p;
+    return DC_OK;
+}
+
+/* ---- Pillow's resampling (Resample.c), reimplemented ---- */
+
+#define PIL_PRECISION_BITS (32 - 8 - 2)
+
+static double pil_bicubic(double x)
+{
+    const double a = -0.5;
+    if (x < 0) x = -x;
+    if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0;
+}
+
+static double pil_box(double x)
+{
+    return x > -0.5 && x <= 0.5 ? 1.0 : 0.0;
+}
+
+/* Fixed-point weights for one axis: for output i, taps start at lo[i], count n[i]. */
+typedef struct {
+    int *lo, *n, taps;
+    int32_t *k; /* [out, taps] */
+} pil_axis;
+
+static int pil_axis_make(pil_axis *ax, int in, int out, int box)
+{
+    double support = box ? 0.5 : 2.0, scale = (double)in / out, fs = scale > 1 ? scale : 1.0;
+    double sup = support * fs, ss = 1.0 / fs;
+    ax->taps = (int)ceil(sup) * 2 + 1;
+    ax->lo = malloc(sizeof(int) * (size_t)out);
+    ax->n = malloc(sizeof(int) * (size_t)out);
+    ax->k = malloc(sizeof(int32_t) * (size_t)out * ax->taps);
+    double *w = malloc(sizeof(double) * (size_t)ax->taps);
+    if (!ax->lo || !ax->n || !ax->k || !w) {
+        free(w);
+        return 0;
+    }
+    for (int i = 0; i < out; i++) {
+        double center = (i + 0.5) * scale, total = 0;
+        int lo = (int)(center - sup + 0.5), hi = (int)(center + sup + 0.5);
+        if (lo < 0) lo = 0;
+        if (hi > in) hi = in;
+        int n = hi - lo;
+        for (int x = 0; x < n; x++) {
+            double v = (x + lo - center + 0.5) * ss;
+            w[x] = box ? pil_box(v) : pil_bicubic(v);
+            total += w[x];
+        }
+        for (int x = 0; x < ax->taps; x++) {
+            double k = x < n && total != 0 ? w[x] / total : 0;
+            ax->k[(size_t)i * ax->taps + x] = (int32_t)(k * (1 << PIL_PRECISION_BITS) + (k < 0 ? -0.5 : 0.5));
+        }
+        ax->lo[i] = lo, ax->n[i] = n;
+    }
+    free(w);
+    return 1;
+}
+
+static void pil_axis_free(pil_axis *ax)
+{
+    free(ax->lo), free(ax->n), free(ax->k);
+}
+
+static unsigned char clip8(int64_t v)
+{
+    v >>= PIL_PRECISION_BITS;
+    return (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+dc_status dc__image_resize(dc__image *out, const dc__image *in, int w, int h, int box, dc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (w < 1 || h < 1 || w > DC_IMAGE_MAX_SIDE || h > DC_IMAGE_MAX_SIDE)
+        return dc__fail(err, DC_ERR_INVALID, "resize to %d x %d is out of range", w, h);
+    pil_axis ax = {0}, ay = {0};
+    unsigned char *tmp = NULL, *dst = malloc((size_t)w * h * 3);
+    int need_h = w != in->w, need_v = h != in->h;
+    dc_status st = DC_OK;
+    if (!dst || (need_h && !pil_axis_make(&ax, in->w, w, box)) ||
+        (need_v && !pil_axis_make(&ay, in->h, h, box))) {
+        st = dc__fail(err, DC_ERR_NOMEM, "out of memory resizing to %d x %d", w, h);
+        goto done;
+    }
+    /* horizontal pass first (over the rows the vertical pass will read), as Pillow does */
+    const unsigned char *src = in->rgb;
+    int rows = in->h;
+    if (need_h) {
+        int y0 = 0, y1 = in->h;
+        if (need_v) { /* only rows some output row touches */
+            y0 = ay.lo[0];
+            y1 = ay.lo[h - 1] + ay.n[h - 1];
+            for (int i = 0; i < h; i++) {
+                if (ay.lo[i] < y0) y0 = ay.lo[i];
+                if (ay.lo[i] + ay.n[i] > y1) y1 = ay.lo[i] + ay.n[i];
+            }
+        }
+        rows = y1 - y0;
+        tmp = malloc((size_t)w * rows * 3);
+        if (!tmp) {
+            st = dc__fail(err, DC_ERR_NOMEM, "out of memory resizing");
+            goto done;
+        }
+        for (int y = 0; y < rows; y++)
+            for (int x = 0; x < w; x++) {
+                const int32_t *k = ax.k + (size_t)x * ax.taps;
+                for (int c = 0; c < 3; c++) {
+                    int64_t s = 1 << (PIL_PRECISION_BITS - 1);
+                    for (int t = 0; t < ax.n[x]; t++)
+                        s += (int64_t)src[((size_t)(y + y0) * in->w + ax.lo[x] + t) * 3 + c] * k[t];
+                    tmp[((size_t)y * w + x) * 3 + c] = clip8(s);
+                }
+            }
+        src = tmp;
+        if (need_v) /* shift the vertical taps to the rows kept */
+            for (int i = 0; i < h; i++) ay.lo[i] -= y0;
+    }
+    int sw = need_h ? w : in->w;
+    if (need_v) {
+        for (int y = 0; y < h; y++) {
+            const int32_t *k = ay.k + (size_t)y * ay.taps;
+            for (int x = 0; x < sw; x++)
+                for (int c = 0; c < 3; c++) {
+                    int64_t s = 1 << (PIL_PRECISION_BITS - 1);
+                    for (int t = 0; t < ay.n[y]; t++)
+                        s += (int64_t)src[((size_t)(ay.lo[y] + t) * sw + x) * 3 + c] * k[t];
+                    dst[((size_t)y * w + x) * 3 + c] = clip8(s);
+                }
+        }
+    } else {
+        memcpy(dst, src, (size_t)w * h * 3);
+    }
+    (void)rows;
+    out->w = w, out->h = h, out->rgb = dst, out->owned = 1;
+    dst = NULL;
+done:
+    free(dst);
+    free(tmp);
+    if (need_h) pil_axis_free(&ax);
+    if (need_v) pil_axis_free(&ay);
+    return st;
+}
+
+void dc__image_free(dc__image *img)
+{
+    if (!img) return;
+    if (img->owned == 1) free(img->rgb);
+    else if (img->owned == 0) stbi_image_free(img->rgb);
+    else return; /* borrowed */
+    img->rgb = NULL;
+}
+
+/* Python's round(): half to even */
+static int round_half_even(double v)
+{
+    double r = floor(v + 0.5);
+    if (r - v == 0.5 && fmod(r, 2.0) != 0) r -= 1;
+    return (int)r;
+}
+
+/* crop [x0, x0+size) x [y0, y0+size) to CHW floats in [-1, 1] */
+static void crop_to_tensor(float *out, const dc__image *img, int x0, int y0, int size)
+{
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < size; y++)
+            for (int x = 0; x < size; x++) {
+                int sy = y + y0, sx = x + x0;
+                /* torchvision pads with black if the crop leaves the image; here it cannot */
+                float v = (sy >= 0 && sy < img->h && sx >= 0 && sx < img->w)
+                              ? img->rgb[((size_t)sy * img->w + sx) * 3 + c] / 255.0f : 0.0f;
+                out[((size_t)c * size + y) * size + x] = (v - 0.5f) / 0.5f;
+            }
+}
+
+dc_status dc__preprocess_sd(float *out, const dc__image *img, int size, dc_error *err)
+{
+    /* torchvision Resize(size, BICUBIC): the short side becomes size, the
+       long side int(size * long / short); then CenterCrop(size) with
+       top = int(round((h - size) / 2)) */
+    int w = img->w, h = img->h, nw, nh;
+    if (w <= h) nw = size, nh = (int)((int64_t)size * h / w);
+    else nh = size, nw = (int)((int64_t)size * w / h);
+    dc__image r;
+    dc_status st = dc__image_resize(&r, img, nw, nh, 0, err);
+    if (st != DC_OK) return st;
+    crop_to_tensor(out, &r, round_half_even((nw - size) / 2.0), round_half_even((nh - size) / 2.0), size);
+    dc__image_free(&r);
+    return DC_OK;
+}
+
+dc_status dc__preprocess_adm(float *out, const dc__image *img, int size, dc_error *err)
+{
+    /* ADM / DiT center_crop_arr: halve with BOX while the short side is at
+       least twice the target, then BICUBIC so the short side is size
+       (round(x * scale)), then crop at ((h - size) // 2, (w - size) // 2) */
+    dc__image cur = *img, next;
+    cur.owned = 2; /* borrowed: never freed here */
+    dc_status st;
+    while ((cur.w < cur.h ? cur.w : cur.h) >= 2 * size) {
+        if ((st = dc__image_resize(&next, &cur, cur.w / 2, cur.h / 2, 1, err)) != DC_OK) goto fail;
+        if (cur.owned == 1) dc__image_free(&cur);
+        cur = next;
+    }
+    double scale = (double)size / (cur.w < cur.h ? cur.w : cur.h);
+    if ((st = dc__image_resize(&next, &cur, round_half_even(cur.w * scale), round_half_even(cur.h * scale), 0,
+                               err)) != DC_OK)
+        goto fail;
+    if (cur.owned == 1) dc__image_free(&cur);
+    crop_to_tensor(out, &next, (next.w - size) / 2, (next.h - size) / 2, size);
+    dc__image_free(&next);
+    return DC_OK;
+fail:
+    if (cur.owned == 1) dc__image_free(&cur);
+    return st;
+}
