@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 /* dc.c - the classifier library: models, runtime, and (as the model
    families land) the paper's Algorithm 1/2 loop.
 
@@ -43,18 +44,29 @@ struct dc_model {
     dc__weights w;      /* the mapping; everything below points into it */
     char family[32];    /* metadata dc.family */
     dc__dit *dit;       /* family "dit": the transformer */
+    dc__vae *vae;       /* the image encoder, when the file has one ("vae." tensors) */
+    dc__clip *clip;     /* the text encoder, when the file has one ("text." tensors) */
 };
 
 /* Builds the family's networks from the validated file: every tensor the
    config implies is looked up and shape-checked here, once. */
 static dc_status build_family(dc_model *m, dc_error *err)
 {
+    dc_status st = DC_OK;
+    if (dc__meta_find(&m->w, "vae.block_out_channels")) {
+        if (!(m->vae = calloc(1, sizeof *m->vae))) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
+        if ((st = dc__vae_build(m->vae, &m->w, "vae.", err)) != DC_OK) return st;
+    }
+    if (dc__meta_find(&m->w, "clip.hidden_size")) {
+        if (!(m->clip = calloc(1, sizeof *m->clip))) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
+        if ((st = dc__clip_build(m->clip, &m->w, "text.", err)) != DC_OK) return st;
+    }
     if (!strcmp(m->family, "dit")) {
         if (!(m->dit = calloc(1, sizeof *m->dit)))
             return dc__fail(err, DC_ERR_NOMEM, "out of memory");
         return dc__dit_build(m->dit, &m->w, err);
     }
-    return DC_OK; /* other families carry data only (e.g. "test") */
+    return st; /* other families carry data only (e.g. "test") */
 }
 
 dc_status dc_model_load(dc_model **out, const char *path, const dc_load_opts *opts, dc_error *err)
@@ -80,6 +92,8 @@ void dc_model_free(dc_model *m)
     if (!m) return;
     dc__weights_close(&m->w);
     free(m->dit);
+    free(m->vae);
+    free(m->clip);
     free(m);
 }
 
@@ -295,18 +309,47 @@ static dc_status forward_dit(dc_ctx *c, const dc_tensor *in, int n_in, dc_tensor
     return st;
 }
 
+/* ids [n, L] -> hidden states [n, L, D] (last, or penultimate as the fixture defines it) */
+static dc_status forward_text(dc_ctx *c, const dc_tensor *in, int n_in, int which, dc_tensor *out,
+                              dc_error *err)
+{
+    const dc__clip *m = c->model->clip;
+    if (n_in != 1) return dc__fail(err, DC_ERR_INVALID, "text takes 1 input (token ids), got %d", n_in);
+    int64_t any[2] = {-1, -1};
+    dc_status st = check_input(in, 0, "ids", 0, 2, any, err);
+    if (st != DC_OK) return st;
+    int64_t n = in[0].shape[0], L = in[0].shape[1];
+    if (n < 1 || L < 1 || n > 1 << 20)
+        return dc__fail(err, DC_ERR_INVALID, "text: ids of shape [%lld, %lld]", (long long)n, (long long)L);
+    memset(out, 0, sizeof *out);
+    out->ndim = 3;
+    out->shape[0] = n, out->shape[1] = L, out->shape[2] = m->hidden;
+    size_t bytes;
+    if (!dc__mul_size(&bytes, (size_t)numel_of(out), sizeof(float)) || !(out->f32 = malloc(bytes)))
+        return dc__fail(err, DC_ERR_NOMEM, "out of memory for the output");
+    st = dc__clip_forward(m, &c->runner, out->f32, in[0].i64, (int)n, (int)L, which, err);
+    if (st != DC_OK) dc_tensor_free(out);
+    return st;
+}
+
 dc_status dc_forward(dc_ctx *c, const char *component, const dc_tensor *inputs, int n_inputs,
                      dc_tensor *out, dc_error *err)
 {
     dc__ok(err);
     if (!c || !component || !out || (n_inputs && !inputs))
         return dc__fail(err, DC_ERR_INVALID, "dc_forward: NULL argument");
+    if (!strcmp(component, "text") || !strcmp(component, "text-penultimate")) {
+        if (!c->model->clip)
+            return dc__fail(err, DC_ERR_INVALID, "this model (family %s) has no text encoder", c->model->family);
+        return forward_text(c, inputs, n_inputs, component[4] ? DC_CLIP_PENULTIMATE : DC_CLIP_LAST, out, err);
+    }
     if (!strcmp(component, "dit")) {
         if (!c->model->dit)
             return dc__fail(err, DC_ERR_INVALID, "this model (family %s) has no DiT", c->model->family);
         return forward_dit(c, inputs, n_inputs, out, err);
     }
-    return dc__fail(err, DC_ERR_INVALID, "unknown component '%s' (known: dit)", component);
+    return dc__fail(err, DC_ERR_INVALID, "unknown component '%s' (known: dit, text, text-penultimate)",
+                    component);
 }
 
 /* ---- noise schedules ---- */
@@ -692,7 +735,7 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
     memset(&s, 0, sizeof s);
     s.d = d, s.o = o, s.z0 = z0, s.n_classes = n_classes, s.L = d->latent, s.res = res;
     int maxb = d->max_batch > 0 ? d->max_batch : 1;
-    size_t cells;
+    size_t cells = 0;
     s.grid = malloc(sizeof(int) * (size_t)max_n);
     s.col_of = malloc(sizeof(int) * (size_t)max_n);
     s.alive = malloc(sizeof(int) * (size_t)n_classes);
@@ -846,6 +889,165 @@ dc_status dc_classify_latent(dc_ctx *c, const float *z, const int *class_ids, in
     free(dd.y);
     free(sch);
     free(all);
+    return st;
+}
+
+/* ---- candidate classes ---- */
+
+struct dc_classes {
+    int n;
+    char **names;       /* [n] display names */
+    int *ids;           /* class-conditional: the model's class id per entry */
+};
+
+int dc_classes_count(const dc_classes *cl) { return cl ? cl->n : 0; }
+const char *dc_classes_name(const dc_classes *cl, int i)
+{
+    return cl && i >= 0 && i < cl->n ? cl->names[i] : "";
+}
+
+void dc_classes_free(dc_classes *cl)
+{
+    if (!cl) return;
+    for (int i = 0; i < cl->n && cl->names; i++) free(cl->names[i]);
+    free(cl->names);
+    free(cl->ids);
+    free(cl);
+}
+
+static char *dup_str(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = 0;
+    }
+    return p;
+}
+
+static int same_name(const char *a, size_t na, const char *b, size_t nb)
+{
+    if (na != nb) return 0;
+    for (size_t i = 0; i < na; i++) {
+        int x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z') x += 32;
+        if (y >= 'A' && y <= 'Z') y += 32;
+        if (x != y) return 0;
+    }
+    return 1;
+}
+
+/* Class-conditional: names -> class ids (by the model's classes.names, or numbers). */
+static dc_status classes_for_ids(dc_classes *cl, const dc_model *m, const char *const *names, int n,
+                                 dc_error *err)
+{
+    int have_names = dc__meta_find(&m->w, "classes.names") != NULL, total = m->dit->num_classes;
+    cl->n = names ? n : total;
+    cl->names = calloc((size_t)cl->n, sizeof *cl->names);
+    cl->ids = malloc(sizeof(int) * (size_t)cl->n);
+    if (!cl->names || !cl->ids) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < cl->n; i++) {
+        int id = -1;
+        if (!names) {
+            id = i;
+        } else {
+            const char *want = names[i];
+            size_t wl = strlen(want);
+            for (int k = 0; have_names && k < total && id < 0; k++) {
+                const char *s;
+                uint32_t len;
+                if (dc__meta_strs_at(&m->w, "classes.names", (uint32_t)k, &s, &len, NULL) == DC_OK &&
+                    same_name(s, len, want, wl))
+                    id = k;
+            }
+            if (id < 0) { /* a number? */
+                char *end;
+                long v = strtol(want, &end, 10);
+                if (wl && !*end && v >= 0 && v < total) id = (int)v;
+            }
+            if (id < 0)
+                return dc__fail(err, DC_ERR_INVALID, "class '%s' is not one of the model's %d classes "
+                                "(give a name from `dc info -v`, or a number 0..%d)", want, total, total - 1);
+            for (int j = 0; j < i; j++)
+                if (cl->ids[j] == id)
+                    return dc__fail(err, DC_ERR_INVALID, "class '%s' is listed twice", want);
+        }
+        cl->ids[i] = id;
+        const char *s;
+        uint32_t len;
+        char num[32];
+        if (have_names && dc__meta_strs_at(&m->w, "classes.names", (uint32_t)id, &s, &len, NULL) == DC_OK) {
+            cl->names[i] = dup_str(s, len);
+        } else {
+            snprintf(num, sizeof num, "%d", id);
+            cl->names[i] = dup_str(num, strlen(num));
+        }
+        if (!cl->names[i]) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    }
+    return DC_OK;
+}
+
+dc_status dc_classes_new(dc_classes **out, dc_ctx *c, const char *const *names, int n,
+                         const char *prompt_template, dc_error *err)
+{
+    dc__ok(err);
+    if (!out || !c) return dc__fail(err, DC_ERR_INVALID, "dc_classes_new: NULL argument");
+    *out = NULL;
+    if (names && n < 1) return dc__fail(err, DC_ERR_INVALID, "the class list is empty");
+    if (n > DC_MAX_CLASSES)
+        return dc__fail(err, DC_ERR_INVALID, "%d classes: dc takes at most %d", n, DC_MAX_CLASSES);
+    (void)prompt_template;
+    dc_classes *cl = calloc(1, sizeof *cl);
+    if (!cl) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    dc_status st;
+    if (c->model->dit) st = classes_for_ids(cl, c->model, names, n, err);
+    else st = dc__fail(err, DC_ERR_UNSUPPORTED, "model family '%s' cannot classify", c->model->family);
+    if (st != DC_OK) {
+        dc_classes_free(cl);
+        return st;
+    }
+    *out = cl;
+    return DC_OK;
+}
+
+/* ---- classifying an image ---- */
+
+dc_status dc_classify_image(dc_ctx *c, const dc_classes *cl, const char *image_path,
+                            const dc_classify_opts *o, dc_result *res, dc_error *err)
+{
+    dc__ok(err);
+    if (!c || !cl || !image_path || !o || !res)
+        return dc__fail(err, DC_ERR_INVALID, "dc_classify_image: NULL argument");
+    memset(res, 0, sizeof *res);
+    const dc_model *m = c->model;
+    if (!m->vae)
+        return dc__fail(err, DC_ERR_UNSUPPORTED, "%s: the model has no VAE, so it cannot encode images "
+                        "(convert it together with its VAE)", m->w.path);
+    if (!m->dit) return dc__fail(err, DC_ERR_UNSUPPORTED, "model family '%s' cannot classify", m->family);
+    int f = 1 << (m->vae->blocks - 1);
+    int size = o->size > 0 ? o->size : m->dit->input_size * f;
+    if (size / f != m->dit->input_size || size % f)
+        return dc__fail(err, DC_ERR_INVALID, "--size %d: this DiT works on %d px images (%dx%d latents)",
+                        size, m->dit->input_size * f, m->dit->input_size, m->dit->input_size);
+
+    /* image -> [3, size, size] in [-1, 1] -> latent mean * scaling factor */
+    dc__image img;
+    dc_status st = dc__image_load(&img, image_path, err);
+    if (st != DC_OK) return st;
+    size_t L = (size_t)m->vae->latent_ch * (size / f) * (size / f);
+    float *pix = malloc(sizeof(float) * 3 * (size_t)size * size), *z = malloc(sizeof(float) * L);
+    if (!pix || !z) st = dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    if (st == DC_OK) st = dc__preprocess_adm(pix, &img, size, err);
+    dc__image_free(&img);
+    if (st == DC_OK) st = dc__vae_encode(m->vae, &c->runner, z, NULL, pix, 1, size, size, err);
+    if (st == DC_OK) {
+        for (size_t i = 0; i < L; i++) z[i] *= m->vae->scaling_factor;
+        dc_classify_opts oo = *o;
+        oo.size = 0;
+        st = dc_classify_latent(c, z, cl->ids, cl->n, &oo, res, err);
+    }
+    free(pix);
+    free(z);
     return st;
 }
 

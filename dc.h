@@ -115,6 +115,8 @@ typedef struct {
 /* Runs one component of the model on the given inputs and allocates the
    output (free it with dc_tensor_free). Components and their inputs:
      "dit"  x [n, C, S, S] f32, t [n] f32, y [n] i64 -> [n, out_channels, S, S]
+     "text" ids [n, L] i64 -> last hidden state [n, L, D] (after the final norm)
+     "text-penultimate"  the same ids -> the penultimate layer's output [n, L, D]
    Shapes and dtypes are checked; a mismatch is an error naming the input. */
 dc_status dc_forward(dc_ctx *c, const char *component, const dc_tensor *inputs, int n_inputs,
                      dc_tensor *out, dc_error *err);
@@ -158,6 +160,8 @@ typedef struct {
        far and an upper bound on the total; may be NULL */
     void (*progress)(void *user, long done, long total);
     void *progress_user;
+    int size;            /* image side in pixels before the VAE; 0 = the model's
+                            own (DiT: its latent size x 8; SD: 512) */
 } dc_classify_opts;
 
 /* Defaults: the paper's CIFAR-10 schedule (samples 50,500, keep 5,1), l2
@@ -186,6 +190,24 @@ void dc_result_free(dc_result *r);
    when class_ids is NULL). */
 dc_status dc_classify_latent(dc_ctx *c, const float *z, const int *class_ids, int n_classes,
                              const dc_classify_opts *o, dc_result *res, dc_error *err);
+
+/* Candidate classes, encoded once per model and reused for every image:
+   class ids for a class-conditional model (names matched against the
+   model's class names, case-insensitively, or given as numbers), text
+   embeddings of template-filled prompts for a text-conditional one.
+   names NULL: all of the model's classes (class-conditional models). */
+typedef struct dc_classes dc_classes;
+dc_status dc_classes_new(dc_classes **out, dc_ctx *c, const char *const *names, int n,
+                         const char *prompt_template, dc_error *err);
+void dc_classes_free(dc_classes *cl);
+int dc_classes_count(const dc_classes *cl);
+const char *dc_classes_name(const dc_classes *cl, int i);
+
+/* Classifies one image file (any format stb_image reads): preprocess as the
+   reference pipeline does, encode with the VAE once, then the loop above.
+   Result class indices are positions in cl. */
+dc_status dc_classify_image(dc_ctx *c, const dc_classes *cl, const char *image_path,
+                            const dc_classify_opts *o, dc_result *res, dc_error *err);
 
 /* ---- runtime ---- */
 

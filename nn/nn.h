@@ -358,6 +358,9 @@ dc_status dc__preprocess_adm(float *out, const dc__image *img, int size, dc_erro
 
 /* ---- the classifier's internals (dc.c), exposed for the tests ---- */
 
+/* Most candidate classes in one classification (ImageNet has 1000). */
+#define DC_MAX_CLASSES 100000
+
 /* The noise schedule: alphas_cumprod[t] for t < T, in double. */
 #define DC_MAX_T 4096
 typedef struct {

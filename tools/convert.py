@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dcw import read_dcw_index, write_dcw  # noqa: E402
 from safetensors_np import open_safetensors  # noqa: E402
 from torch_pt import load_state_dict  # noqa: E402
+from convert_clip import clip_text  # noqa: E402
 
 
 def note(msg):
@@ -212,7 +213,12 @@ def convert_dit(src, args):
     return meta, ((k, v, "f32") if k == "pos_embed" else (k, v) for k, v in tensors.items())
 
 
-FAMILIES = {"raw": convert_raw, "dit": convert_dit}
+def convert_clip_family(src, args):
+    """A CLIP text encoder alone (transformers folder or file): tools/convert_clip.py."""
+    return clip_text(src)
+
+
+FAMILIES = {"raw": convert_raw, "dit": convert_dit, "clip": convert_clip_family}
 
 
 # ---------------------------------------------------------------- the CLI

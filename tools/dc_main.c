@@ -19,7 +19,7 @@ static const char *usage_text =
     "commands:\n"
     "  info MODEL        describe a .dcw model file (-v: list every tensor)\n"
     "  forward -m MODEL COMPONENT IN.npy... -o OUT.npy\n"
-    "                    run one network on .npy inputs (components: dit)\n"
+    "                    run one network on .npy inputs (components: dit, text)\n"
     "  blas              show the OpenBLAS kernel in use and what the CPU supports\n"
     "  version           print the version\n"
     "\n"
@@ -110,13 +110,16 @@ static int cmd_info(int argc, char **argv)
 static int cmd_forward(int argc, char **argv)
 {
     const char *model = NULL, *outp = NULL, *component = NULL, *inputs[8];
-    int n_in = 0;
+    int n_in = 0, penultimate = 0;
     for (int i = 0; i < argc; i++) {
         if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) model = argv[++i];
         else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) outp = argv[++i];
+        else if (!strcmp(argv[i], "--penultimate")) penultimate = 1;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: dc forward -m MODEL COMPONENT IN.npy ... -o OUT.npy\n"
-                   "  dit X.npy T.npy Y.npy   x [n,C,S,S] f32, t [n] f32, y [n] int -> [n,out_ch,S,S]\n");
+                   "  dit X.npy T.npy Y.npy   x [n,C,S,S] f32, t [n] f32, y [n] int -> [n,out_ch,S,S]\n"
+                   "  text IDS.npy [--penultimate]\n"
+                   "                          token ids [n,77] int -> hidden states [n,77,D]\n");
             return 0;
         } else if (argv[i][0] == '-') die("forward: unknown or incomplete option '%s' (see dc forward --help)", argv[i]);
         else if (!component) component = argv[i];
@@ -124,6 +127,8 @@ static int cmd_forward(int argc, char **argv)
         else die("forward: too many inputs ('%s')", argv[i]);
     }
     if (!model || !component || !outp) die("%s", "forward: usage: dc forward -m MODEL COMPONENT IN.npy ... -o OUT.npy");
+    if (penultimate && strcmp(component, "text")) die("%s", "forward: --penultimate is for the text component");
+    if (penultimate) component = "text-penultimate";
     dc_error err;
     dc_model *m = NULL;
     dc_ctx *c = NULL;

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""tools/prepare_vae.py - writes the VAE model files tests/test_vae.c reads,
+through the real converter (tools/convert_vae.py, as a user runs it):
+
+  vae_new_names_{f32,f16,q8}.dcw   tests/data/vae/new_names (diffusers >= 0.15 names)
+  vae_old_names_f32.dcw            tests/data/vae/old_names (query/key/value/proj_attn)
+  vae_compvis_names_f32.dcw        tests/data/vae/compvis_names/vae.safetensors (CompVis
+                                   names, no config.json beside it) with --config
+                                   new_names/config.json: the same weights as new_names
+
+The references themselves come from tools/make_vae_refs.py (torch).
+usage: prepare_vae.py TMPDIR [FIXTURES]
+"""
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(os.path.dirname(HERE), "tests", "data", "vae")
+
+
+def convert(src, out, *extra):
+    r = subprocess.run([sys.executable, os.path.join(HERE, "convert_vae.py"), src, "-o", out, *extra],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"prepare_vae: convert_vae.py {src} failed:\n{r.stdout}{r.stderr}")
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    tmp = sys.argv[1]
+    os.makedirs(tmp, exist_ok=True)
+    for dt in ("f32", "f16", "q8"):
+        convert(os.path.join(DATA, "new_names"), os.path.join(tmp, f"vae_new_names_{dt}.dcw"), "--dtype", dt)
+    convert(os.path.join(DATA, "old_names"), os.path.join(tmp, "vae_old_names_f32.dcw"))
+    convert(os.path.join(DATA, "compvis_names", "vae.safetensors"), os.path.join(tmp, "vae_compvis_names_f32.dcw"),
+            "--config", os.path.join(DATA, "new_names", "config.json"))
+
+
+if __name__ == "__main__":
+    main()
