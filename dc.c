@@ -548,6 +548,7 @@ typedef struct {
     int *grid;            /* [grid_len] timesteps */
     int *col_of;          /* grid index -> result column, -1 until evaluated */
     int *alive, n_alive;  /* remaining classes */
+    char *drop;           /* [n_classes] scratch: dropped this round */
     double *err_sum;      /* [n_classes] over scored (timestep, trial) items */
     float *buf;           /* batch: zt, prediction, noise per item */
     int *bt, *bc, *bg;    /* batch: timestep, class, grid index per item */
@@ -680,7 +681,10 @@ static dc_status classify_sequential(classify_state *s, int *rank_end, dc_error 
         int scored = done + 1;
         if (st != DC_OK || scored < s->o->seq_min_scores) continue;
         sort_alive(s);
-        int best = s->alive[0], kept = 1;
+        /* test each class against the best; walk from the worst up, so that
+           classes dropped in the same round keep their order in the ranking */
+        int best = s->alive[0];
+        char *drop = s->drop;
         for (int a = 1; a < s->n_alive; a++) {
             int c = s->alive[a];
             double sum = 0, sq = 0;
@@ -693,9 +697,13 @@ static dc_status classify_sequential(classify_state *s, int *rank_end, dc_error 
             double mean = sum / scored, var = (sq - scored * mean * mean) / (scored - 1);
             double p = var > 0 ? dc__student_t_sf(mean / sqrt(var / scored), scored - 1)
                                : (mean > 0 ? 0.0 : 1.0);
-            if (p < s->o->seq_alpha) s->res->ranking[--*rank_end] = c; /* worse: drop */
-            else s->alive[kept++] = c;
+            drop[a] = p < s->o->seq_alpha; /* significantly worse than the best */
         }
+        for (int a = s->n_alive - 1; a >= 1; a--)
+            if (drop[a]) s->res->ranking[--*rank_end] = s->alive[a];
+        int kept = 1;
+        for (int a = 1; a < s->n_alive; a++)
+            if (!drop[a]) s->alive[kept++] = s->alive[a];
         s->n_alive = kept;
     }
     sort_alive(s);
@@ -739,6 +747,7 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
     s.grid = malloc(sizeof(int) * (size_t)max_n);
     s.col_of = malloc(sizeof(int) * (size_t)max_n);
     s.alive = malloc(sizeof(int) * (size_t)n_classes);
+    s.drop = calloc((size_t)n_classes, 1);
     s.err_sum = calloc((size_t)n_classes, sizeof(double));
     s.bt = malloc(sizeof(int) * (size_t)maxb * 4);
     res->ranking = malloc(sizeof(int) * (size_t)n_classes);
@@ -749,7 +758,7 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
     size_t bufn;
     if (dc__mul_size(&bufn, (size_t)maxb * 3, (size_t)s.L)) s.buf = dc__aligned_alloc(bufn * sizeof(float));
     dc_status st = DC_OK;
-    if (!s.grid || !s.col_of || !s.alive || !s.err_sum || !s.bt || !res->ranking || !res->mean_error ||
+    if (!s.grid || !s.col_of || !s.alive || !s.drop || !s.err_sum || !s.bt || !res->ranking || !res->mean_error ||
         !res->n_scored || !res->timesteps || !res->errors || !s.buf) {
         st = dc__fail(err, DC_ERR_NOMEM, "out of memory for %d classes x %d timesteps", n_classes, max_n);
         goto done;
@@ -794,6 +803,7 @@ done:
     free(s.grid);
     free(s.col_of);
     free(s.alive);
+    free(s.drop);
     free(s.err_sum);
     free(s.bt);
     dc__aligned_free(s.buf);

@@ -66,8 +66,64 @@ static void driver_should_reexec_onto_the_best_openblas_kernels(void)
           "user setting overridden: %s", out);
 }
 
+static void classify_should_print_rankings_as_text_json_and_csv(void)
+{
+    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
+    if (!f) SKIP("DiT fixture not present");
+    fclose(f);
+    char args[4096];
+    const char *m = t_path(T.tmp, "dit_vae.dcw"), *img = t_path(T.data, "images/rgb_45x31.png");
+    snprintf(args, sizeof args, "classify -m '%s' --samples 4,20 --keep 2,1 --quiet '%s' '%s'", m, img,
+             t_path(T.data, "images/grey_20x50.png"));
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "rgb_45x31.png: ") && strstr(out, "grey_20x50.png: ") &&
+          strstr(out, "1. ") && strstr(out, "evaluations"), "text: %s", out);
+    snprintf(args, sizeof args, "classify -m '%s' --samples 4,20 --keep 2,1 --json --class 3 --class 5 '%s'", m, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "{\"image\": ") && strstr(out, "\"prediction\": ") &&
+          strstr(out, "\"evals\": 40"), "json: %s", out);
+    snprintf(args, sizeof args, "classify -m '%s' --samples 4,20 --keep 2,1 --csv --top 2 --quiet '%s'", m, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "image,rank,class,error\n") &&
+          strstr(out, ",1,") && strstr(out, ",2,"), "csv: %s", out);
+    snprintf(args, sizeof args, "classify -m '%s' --stop sequential --json '%s'", m, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"prediction\""), "sequential: %s", out);
+}
+
+static void classify_should_name_each_bad_input(void)
+{
+    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
+    if (!f) SKIP("DiT fixture not present");
+    fclose(f);
+    char args[4096];
+    const char *m = t_path(T.tmp, "dit_vae.dcw"), *img = t_path(T.data, "images/rgb_45x31.png");
+    static const struct { const char *opts; int rc; const char *expect; } cases[] = {
+        {"--bogus", 2, "unknown option '--bogus'"},
+        {"--samples 10,50 --keep 1", 2, "--keep needs as many counts as --samples"},
+        {"--samples 10,x", 2, "comma-separated list"},
+        {"--loss l3", 2, "--loss 'l3'"},
+        {"--class cat", 1, "class 'cat' is not one of the model's 10 classes"},
+        {"--class 3 --class 3", 1, "class '3' is listed twice"},
+        {"--preset nosuch", 2, "--preset nosuch: cannot open"},
+        {"--samples 10,5000 --keep 3,1", 1, "the model has 1000"},
+        {"--size 64", 1, "--size 64: this DiT works on 32 px images"},
+        {"--seed -4", 2, "--seed: '-4' is not a number"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(args, sizeof args, "classify -m '%s' %s --quiet '%s'", m, cases[i].opts, img);
+        int rc = run_dc(out, sizeof out, "", args);
+        CHECK(rc == cases[i].rc && strstr(out, cases[i].expect), "'%s': exit %d, output: %s", cases[i].opts, rc, out);
+    }
+    snprintf(args, sizeof args, "classify -m '%s' --quiet '%s' '%s'", m, t_path(T.tmp, "absent.png"), img);
+    CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "absent.png: cannot open") && strstr(out, "rgb_45x31.png: "),
+          "a missing image fails alone: %s", out);
+    snprintf(args, sizeof args, "classify -m '%s' --quiet", m);
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "no images"), "no images: %s", out);
+    snprintf(args, sizeof args, "classify -m '%s' --classes /dev/null '%s'", m, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "lists no class"), "empty list: %s", out);
+}
+
 void suite_driver(void)
 {
+    RUN(classify_should_print_rankings_as_text_json_and_csv);
+    RUN(classify_should_name_each_bad_input);
     RUN(driver_should_explain_itself_and_refuse_unknown_input);
     RUN(info_should_describe_a_model_and_name_a_bad_one);
     RUN(driver_should_reexec_onto_the_best_openblas_kernels);

@@ -22,6 +22,7 @@ Whatever the family, --dtype applies to tensors of two or more dimensions
 """
 import argparse
 import glob
+import itertools
 import json
 import os
 import re
@@ -34,6 +35,7 @@ from dcw import read_dcw_index, write_dcw  # noqa: E402
 from safetensors_np import open_safetensors  # noqa: E402
 from torch_pt import load_state_dict  # noqa: E402
 from convert_clip import clip_text  # noqa: E402
+from convert_vae import vae_encoder  # noqa: E402
 
 
 def note(msg):
@@ -210,7 +212,13 @@ def convert_dit(src, args):
                                           ("x_embedder", "t_embedder", "y_embedder", "blocks", "final_layer"))]
     if unknown:
         raise SystemExit(f"convert: {ckpt}: tensors DiT does not have: {', '.join(unknown[:8])}")
-    return meta, ((k, v, "f32") if k == "pos_embed" else (k, v) for k, v in tensors.items())
+    named = ((k, v, "f32") if k == "pos_embed" else (k, v) for k, v in tensors.items())
+    if getattr(args, "vae", None):  # the image encoder DiT's pipeline uses (sd-vae-ft-ema / -mse)
+        vmeta, vnamed = vae_encoder(args.vae)
+        meta.update(vmeta)
+        meta["dc.source"] += f" + VAE {os.path.abspath(args.vae)}"
+        return meta, itertools.chain(named, vnamed)
+    return meta, named
 
 
 def convert_clip_family(src, args):
@@ -218,7 +226,14 @@ def convert_clip_family(src, args):
     return clip_text(src)
 
 
-FAMILIES = {"raw": convert_raw, "dit": convert_dit, "clip": convert_clip_family}
+def convert_vae_family(src, args):
+    """An AutoencoderKL encoder alone (diffusers vae folder or file): tools/convert_vae.py."""
+    meta, named = vae_encoder(src)
+    meta["dc.source"] = os.path.abspath(src)
+    return meta, named
+
+
+FAMILIES = {"raw": convert_raw, "dit": convert_dit, "clip": convert_clip_family, "vae": convert_vae_family}
 
 
 # ---------------------------------------------------------------- the CLI
@@ -317,6 +332,8 @@ def main(argv=None):
     p.add_argument("--family", default="raw", help=f"model family: {', '.join(sorted(FAMILIES))} (default raw)")
     p.add_argument("--meta", action="append", metavar="KEY=VALUE",
                    help="extra metadata; VALUE is read as JSON (number, list) if it parses, else as text")
+    p.add_argument("--vae", metavar="FOLDER", help="DiT: the VAE (diffusers folder) to include, so dc classify "
+                   "can encode images")
     p.add_argument("--class-names", metavar="FILE", help="class names, one per line (DiT: stored in the model)")
     p.add_argument("--info", metavar="FILE.dcw", help="print a .dcw file's metadata and tensors")
     args = p.parse_args(argv)

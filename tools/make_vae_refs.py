@@ -45,8 +45,10 @@ Every run also checks, against ../shared/fixtures/key_lists/sd_vae.json
 built with the SD config has exactly the real encoder.* and quant_conv.*
 names and shapes, and (2) tools/convert_vae.py accepts the real key list,
 with new and with old attention names and with no config.json (config
-inferred from the shapes), and yields every canonical name dc__vae_build
-looks up. `--check` runs only these checks.
+inferred from the shapes) and under CompVis names, and yields every
+canonical name dc__vae_build looks up; and (3) that the converter refuses,
+naming them, unknown, missing, mis-shaped and duplicated tensors and configs
+nn/vae.c does not run. `--check` runs only these checks (a few seconds).
 
 Needs Debian's python3-torch. usage: make_vae_refs.py [--check] [OUTDIR] [FIXTURES]
 """

@@ -41,6 +41,9 @@ def main():
                                  (os.path.join(dit, "model.safetensors"), "st", ("f32",))):
             for dt in dtypes:
                 run(convert, src, "--family", "dit", "--dtype", dt, "-o", os.path.join(tmp, f"dit_{tag}_{dt}.dcw"))
+        # DiT + a small VAE: the whole image -> class pipeline (random weights)
+        run(convert, os.path.join(dit, "model.safetensors"), "--family", "dit", "--vae",
+            os.path.join(ROOT, "tests", "data", "vae", "new_names"), "-o", os.path.join(tmp, "dit_vae.dcw"))
     for case in sorted(glob.glob(os.path.join(ROOT, "tests", "data", "dit", "*"))):
         run(convert, case, "--family", "dit", "-o", os.path.join(tmp, f"dit_{os.path.basename(case)}.dcw"))
     # each component's own preparation: tools/prepare_<component>.py TMPDIR FIXTURES
