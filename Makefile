@@ -63,7 +63,7 @@ dc: $(B)/dc
 libdc.a: $(B)/libdc.a
 	cp $< $@
 
-$(B)/%.o: %.c $(HEADERS) tests/test.h
+$(B)/%.o: %.c $(HEADERS) tests/test.h tools/driver.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -71,7 +71,8 @@ $(B)/libdc.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(B)/dc: $(B)/tools/dc_main.o $(B)/libdc.a
+DRIVER_SRC = tools/dc_main.c tools/dc_eval.c tools/driver.c
+$(B)/dc: $(DRIVER_SRC:%.c=$(B)/%.o) $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 
 $(B)/run_tests: $(TEST_SRC:%.c=$(B)/%.o) $(B)/libdc.a
@@ -83,9 +84,9 @@ build/single/dc_single.c: $(LIB_SRC) $(HEADERS) tools/bundle.py
 	@mkdir -p build/single
 	$(PYTHON) tools/bundle.py -o $@ $(LIB_SRC)
 	cp dc.h build/single/dc.h
-$(B)/single/dc: build/single/dc_single.c tools/dc_main.c
+$(B)/single/dc: build/single/dc_single.c $(DRIVER_SRC) tools/driver.h
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Ibuild/single build/single/dc_single.c tools/dc_main.c $(LDLIBS) -o $@
+	$(CC) $(ALL_CFLAGS) -Ibuild/single build/single/dc_single.c $(DRIVER_SRC) $(LDLIBS) -o $@
 $(B)/single/run_tests: build/single/dc_single.c $(TEST_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DDC_TEST_SINGLE build/single/dc_single.c $(TEST_SRC) $(LDLIBS) -o $@

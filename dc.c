@@ -1022,13 +1022,14 @@ dc_status dc_classes_new(dc_classes **out, dc_ctx *c, const char *const *names, 
 
 /* ---- classifying an image ---- */
 
-dc_status dc_classify_image(dc_ctx *c, const dc_classes *cl, const char *image_path,
-                            const dc_classify_opts *o, dc_result *res, dc_error *err)
+dc_status dc_classify_rgb(dc_ctx *c, const dc_classes *cl, const unsigned char *rgb, int w, int h,
+                          const dc_classify_opts *o, dc_result *res, dc_error *err)
 {
     dc__ok(err);
-    if (!c || !cl || !image_path || !o || !res)
-        return dc__fail(err, DC_ERR_INVALID, "dc_classify_image: NULL argument");
+    if (!c || !cl || !rgb || !o || !res) return dc__fail(err, DC_ERR_INVALID, "dc_classify_rgb: NULL argument");
     memset(res, 0, sizeof *res);
+    if (w < 1 || h < 1 || w > DC_IMAGE_MAX_SIDE || h > DC_IMAGE_MAX_SIDE)
+        return dc__fail(err, DC_ERR_INVALID, "image of %d x %d pixels", w, h);
     const dc_model *m = c->model;
     if (!m->vae)
         return dc__fail(err, DC_ERR_UNSUPPORTED, "%s: the model has no VAE, so it cannot encode images "
@@ -1036,19 +1037,17 @@ dc_status dc_classify_image(dc_ctx *c, const dc_classes *cl, const char *image_p
     if (!m->dit) return dc__fail(err, DC_ERR_UNSUPPORTED, "model family '%s' cannot classify", m->family);
     int f = 1 << (m->vae->blocks - 1);
     int size = o->size > 0 ? o->size : m->dit->input_size * f;
-    if (size / f != m->dit->input_size || size % f)
+    if (size % f || size / f != m->dit->input_size)
         return dc__fail(err, DC_ERR_INVALID, "--size %d: this DiT works on %d px images (%dx%d latents)",
                         size, m->dit->input_size * f, m->dit->input_size, m->dit->input_size);
 
-    /* image -> [3, size, size] in [-1, 1] -> latent mean * scaling factor */
-    dc__image img;
-    dc_status st = dc__image_load(&img, image_path, err);
-    if (st != DC_OK) return st;
+    /* image -> [3, size, size] in [-1, 1] (ADM's crop for DiT) -> latent mean * scaling factor */
+    dc__image img = {w, h, (unsigned char *)rgb, 2};
     size_t L = (size_t)m->vae->latent_ch * (size / f) * (size / f);
     float *pix = malloc(sizeof(float) * 3 * (size_t)size * size), *z = malloc(sizeof(float) * L);
+    dc_status st = DC_OK;
     if (!pix || !z) st = dc__fail(err, DC_ERR_NOMEM, "out of memory");
     if (st == DC_OK) st = dc__preprocess_adm(pix, &img, size, err);
-    dc__image_free(&img);
     if (st == DC_OK) st = dc__vae_encode(m->vae, &c->runner, z, NULL, pix, 1, size, size, err);
     if (st == DC_OK) {
         for (size_t i = 0; i < L; i++) z[i] *= m->vae->scaling_factor;
@@ -1058,6 +1057,25 @@ dc_status dc_classify_image(dc_ctx *c, const dc_classes *cl, const char *image_p
     }
     free(pix);
     free(z);
+    return st;
+}
+
+dc_status dc_classify_image(dc_ctx *c, const dc_classes *cl, const char *image_path,
+                            const dc_classify_opts *o, dc_result *res, dc_error *err)
+{
+    dc__ok(err);
+    if (!image_path) return dc__fail(err, DC_ERR_INVALID, "dc_classify_image: NULL path");
+    dc__image img;
+    dc_status st = dc__image_load(&img, image_path, err);
+    if (st != DC_OK) return st;
+    st = dc_classify_rgb(c, cl, img.rgb, img.w, img.h, o, res, err);
+    if (st != DC_OK && err) { /* name the file in the message */
+        char msg[sizeof err->msg];
+        memcpy(msg, err->msg, sizeof msg);
+        if ((size_t)snprintf(err->msg, sizeof err->msg, "%s: %s", image_path, msg) >= sizeof err->msg)
+            err->msg[sizeof err->msg - 1] = 0; /* truncated, still terminated */
+    }
+    dc__image_free(&img);
     return st;
 }
 

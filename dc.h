@@ -208,6 +208,9 @@ const char *dc_classes_name(const dc_classes *cl, int i);
    Result class indices are positions in cl. */
 dc_status dc_classify_image(dc_ctx *c, const dc_classes *cl, const char *image_path,
                             const dc_classify_opts *o, dc_result *res, dc_error *err);
+/* The same for pixels in memory: rgb [h, w, 3], 8 bits per channel. */
+dc_status dc_classify_rgb(dc_ctx *c, const dc_classes *cl, const unsigned char *rgb, int w, int h,
+                          const dc_classify_opts *o, dc_result *res, dc_error *err);
 
 /* ---- runtime ---- */
 

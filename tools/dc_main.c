@@ -4,6 +4,7 @@
    calls exit(). Commands grow with the model families; each has --help. */
 #define _POSIX_C_SOURCE 200809L
 #include "../dc.h"
+#include "driver.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -35,14 +36,6 @@ static const char *usage_text =
     "                     supports, dc re-runs itself once with it set (DC_NO_REEXEC=1\n"
     "                     turns that off)\n"
     "  DC_KERNELS         scalar|avx2|avx512|neon: force dc's elementwise kernels\n";
-
-static void die(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "dc: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n");
-    exit(2);
-}
 
 /* Re-executes this program with OPENBLAS_CORETYPE set when OpenBLAS chose
    kernels older than the CPU supports. Once only (DC_REEXEC marks the second
@@ -186,280 +179,57 @@ static const char *classify_help =
     "  --csv               image,rank,class,error rows\n"
     "  --quiet             no progress on stderr\n";
 
-typedef struct {
-    char **names;
-    int n, cap;
-} name_list;
-
-static void names_add(name_list *l, const char *s, size_t len)
-{
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 16;
-        l->names = realloc(l->names, sizeof *l->names * (size_t)l->cap);
-        if (!l->names) die("%s", "out of memory");
-    }
-    char *p = malloc(len + 1);
-    if (!p) die("%s", "out of memory");
-    memcpy(p, s, len);
-    p[len] = 0;
-    l->names[l->n++] = p;
-}
-
-static void names_free(name_list *l)
-{
-    for (int i = 0; i < l->n; i++) free(l->names[i]);
-    free(l->names);
-    memset(l, 0, sizeof *l);
-}
-
-/* "50,500" -> counts; returns how many */
-static int parse_list(const char *opt, const char *s, int *out, int cap)
-{
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 1 || v > 1000000) die("%s: expected a comma-separated list of positive counts", opt);
-        if (n == cap) die("%s: too many stages (at most 8)", opt);
-        out[n++] = (int)v;
-        p = end;
-        if (*p == ',') p++;
-        else if (*p) die("%s: expected a comma-separated list of positive counts", opt);
-    }
-    if (!n) die("%s: empty list", opt);
-    return n;
-}
-
-static long parse_long(const char *opt, const char *s, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi) {
-        fprintf(stderr, "dc: %s: '%s' is not a number in [%ld, %ld]\n", opt, s, lo, hi);
-        exit(2);
-    }
-    return v;
-}
-
-/* Reads class names, one per line (blank lines and # comments skipped), from f
-   until EOF; trailing spaces and CR are trimmed. */
-static void read_names(FILE *f, name_list *l, const char *what)
-{
-    char line[4096];
-    while (fgets(line, sizeof line, f)) {
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n') die("%s: a line is longer than 4095 bytes", what);
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ')) line[--len] = 0;
-        if (!len || line[0] == '#') continue;
-        names_add(l, line, len);
-    }
-}
-
-/* data/ beside the executable (or $DC_DATA) */
-static void data_path(char *buf, size_t cap, const char *rel)
-{
-    const char *env = getenv("DC_DATA");
-    if (env) {
-        snprintf(buf, cap, "%s/%s", env, rel);
-        return;
-    }
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = 0;
-        int len = snprintf(buf, cap, "%s/data/%s", exe, rel);
-        if (len > 0 && (size_t)len < cap && access(buf, R_OK) == 0) return;
-        /* build/<variant>/dc: the repository is two levels up */
-        len = snprintf(buf, cap, "%s/../../data/%s", exe, rel);
-        if (len > 0 && (size_t)len < cap && access(buf, R_OK) == 0) return;
-    }
-    snprintf(buf, cap, "data/%s", rel);
-}
-
-static void load_preset(const char *name, dc_classify_opts *o, name_list *classes, char *tmpl, size_t tcap)
-{
-    char path[4096];
-    if (strchr(name, '/') || strstr(name, ".txt")) snprintf(path, sizeof path, "%s", name);
-    else {
-        char rel[512];
-        snprintf(rel, sizeof rel, "presets/%s.txt", name);
-        data_path(path, sizeof path, rel);
-    }
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "dc: --preset %s: cannot open %s (presets: cifar10 stl10 pets fashion_mnist imagenet "
-                "food flowers aircraft objectnet)\n", name, path);
-        exit(2);
-    }
-    char line[4096];
-    while (fgets(line, sizeof line, f)) {
-        size_t len = strlen(line);
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-        if (!len || line[0] == '#') continue;
-        if (!strncmp(line, "template ", 9)) {
-            if ((size_t)snprintf(tmpl, tcap, "%s", line + 9) >= tcap) die("%s: template too long", path);
-        }
-        else if (!strncmp(line, "samples ", 8)) o->n_stages = parse_list("preset samples", line + 8, o->samples, DC_MAX_STAGES);
-        else if (!strncmp(line, "keep ", 5)) parse_list("preset keep", line + 5, o->keep, DC_MAX_STAGES);
-        else if (!strncmp(line, "loss ", 5))
-            o->loss = !strcmp(line + 5, "l1") ? DC_LOSS_L1 : !strcmp(line + 5, "huber") ? DC_LOSS_HUBER : DC_LOSS_L2;
-        else if (!strcmp(line, "classes")) {
-            read_names(f, classes, path);
-            break;
-        } else {
-            fprintf(stderr, "dc: %s: cannot read line '%s'\n", path, line);
-            exit(2);
-        }
-    }
-    fclose(f);
-}
-
-typedef struct {
-    int enabled, tty;
-    double start, last;
-    const char *label;
-} progress_state;
-
-static double wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* A bar with rate and ETA on a terminal; a plain line every 10 s otherwise. */
-static void on_progress(void *user, long done, long total)
-{
-    progress_state *p = user;
-    if (!p->enabled) return;
-    double t = wall(), el = t - p->start;
-    if (!p->tty && t - p->last < 10 && done < total) return;
-    if (p->tty && t - p->last < 0.2 && done < total) return;
-    p->last = t;
-    double rate = el > 0 ? done / el : 0, eta = rate > 0 ? (total - done) / rate : 0;
-    if (p->tty) {
-        int w = 30, fill = total > 0 ? (int)(w * (double)done / total) : 0;
-        char bar[64];
-        for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
-        bar[w] = 0;
-        fprintf(stderr, "\r%s [%s] %ld/%ld evals, %.1f/s, ETA %.0fs ", p->label, bar, done, total, rate, eta);
-    } else {
-        fprintf(stderr, "%s: %ld/%ld evals, %.1f/s, ETA %.0fs\n", p->label, done, total, rate, eta);
-    }
-}
-
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 static int cmd_classify(int argc, char **argv)
 {
-    const char *model = NULL, *classes_file = NULL, *tmpl_opt = NULL;
-    char tmpl[1024] = "a photo of a {}.";
-    name_list classes = {0}, images = {0};
-    dc_classify_opts o;
-    dc_classify_opts_default(&o);
-    int top = 5, json = 0, csv = 0, quiet = 0;
-    o.batch = 16;
+    common_opts co;
+    common_opts_init(&co);
+    name_list images = {0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        int has = i + 1 < argc;
-#define ARG() (has ? argv[++i] : (die("classify: %s needs a value", a), ""))
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(classify_help, stdout);
             return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = ARG();
-        else if (!strcmp(a, "--class")) { const char *v = ARG(); names_add(&classes, v, strlen(v)); }
-        else if (!strcmp(a, "--classes")) classes_file = ARG();
-        else if (!strcmp(a, "--preset")) load_preset(ARG(), &o, &classes, tmpl, sizeof tmpl);
-        else if (!strcmp(a, "--template")) tmpl_opt = ARG();
-        else if (!strcmp(a, "--samples")) o.n_stages = parse_list("--samples", ARG(), o.samples, DC_MAX_STAGES);
-        else if (!strcmp(a, "--keep")) {
-            int n = parse_list("--keep", ARG(), o.keep, DC_MAX_STAGES);
-            if (n != o.n_stages) die("%s", "classify: --keep needs as many counts as --samples");
-        } else if (!strcmp(a, "--stop")) {
-            const char *v = ARG();
-            if (!strcmp(v, "sequential")) o.stop = DC_STOP_SEQUENTIAL;
-            else if (!strcmp(v, "adaptive")) o.stop = DC_STOP_ADAPTIVE;
-            else die("classify: --stop '%s': adaptive or sequential", v);
-        } else if (!strcmp(a, "--alpha")) {
-            o.seq_alpha = atof(ARG());
-        } else if (!strcmp(a, "--min-scores")) o.seq_min_scores = (int)parse_long(a, ARG(), 2, 100000);
-        else if (!strcmp(a, "--loss")) {
-            const char *v = ARG();
-            if (!strcmp(v, "l2")) o.loss = DC_LOSS_L2;
-            else if (!strcmp(v, "l1")) o.loss = DC_LOSS_L1;
-            else if (!strcmp(v, "huber")) o.loss = DC_LOSS_HUBER;
-            else die("classify: --loss '%s': l2, l1 or huber", v);
-        } else if (!strcmp(a, "--trials")) o.trials = (int)parse_long(a, ARG(), 1, 1000);
-        else if (!strcmp(a, "--seed")) o.seed = (uint64_t)parse_long(a, ARG(), 0, 0x7fffffffL);
-        else if (!strcmp(a, "--size")) o.size = (int)parse_long(a, ARG(), 8, 4096);
-        else if (!strcmp(a, "--batch")) o.batch = (int)parse_long(a, ARG(), 1, 4096);
-        else if (!strcmp(a, "--top")) top = (int)parse_long(a, ARG(), 1, 100000);
-        else if (!strcmp(a, "--json")) json = 1;
-        else if (!strcmp(a, "--csv")) csv = 1;
-        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) quiet = 1;
-        else if (a[0] == '-' && a[1]) die("classify: unknown option '%s' (see dc classify --help)", a);
-        else names_add(&images, a, strlen(a));
-#undef ARG
+        } else if (parse_common_option(&i, argc, argv, &co)) {
+            continue;
+        } else if (a[0] == '-' && a[1]) {
+            die("classify: unknown option '%s' (see dc classify --help)", a);
+        } else {
+            names_add(&images, a, strlen(a));
+        }
     }
-    if (json && csv) die("%s", "classify: --json or --csv, not both");
     if (!images.n) die("%s", "classify: no images (usage: dc classify [-m MODEL] [OPTIONS] IMAGE...)");
-    if (classes_file) {
-        FILE *f = fopen(classes_file, "r");
-        if (!f) die("classify: --classes: cannot open '%s'", classes_file);
-        read_names(f, &classes, classes_file);
-        fclose(f);
-        if (!classes.n) die("classify: --classes: '%s' lists no class", classes_file);
-    }
-    if (tmpl_opt) snprintf(tmpl, sizeof tmpl, "%s", tmpl_opt);
     char default_model[4096];
-    if (!model) {
-        data_path(default_model, sizeof default_model, "models/default.dcw");
-        model = default_model;
-    }
+    common_opts_finish(&co, default_model, sizeof default_model);
 
     dc_error err;
     dc_model *m = NULL;
     dc_ctx *c = NULL;
     dc_classes *cl = NULL;
     int rc = 1;
-    if (dc_model_load(&m, model, NULL, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK ||
-        dc_classes_new(&cl, c, classes.n ? (const char *const *)classes.names : NULL, classes.n, tmpl, &err) != DC_OK) {
+    if (dc_model_load(&m, co.model, NULL, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK ||
+        dc_classes_new(&cl, c, co.classes.n ? (const char *const *)co.classes.names : NULL, co.classes.n,
+                       co.tmpl, &err) != DC_OK) {
         fprintf(stderr, "dc: %s\n", err.msg);
         goto done;
     }
-    progress_state prog = {!quiet, isatty(2), 0, 0, ""};
-    o.progress = on_progress;
-    o.progress_user = &prog;
-    if (csv) printf("image,rank,class,error\n");
+    progress_state prog = {!co.quiet, isatty(2), 0, 0, ""};
+    co.o.progress = on_progress;
+    co.o.progress_user = &prog;
+    if (co.csv) printf("image,rank,class,error\n");
     rc = 0;
     for (int i = 0; i < images.n; i++) {
         dc_result r;
         prog.start = prog.last = wall();
         prog.label = images.names[i];
-        if (dc_classify_image(c, cl, images.names[i], &o, &r, &err) != DC_OK) {
-            if (prog.tty && prog.enabled) fprintf(stderr, "\n");
+        dc_status st = dc_classify_image(c, cl, images.names[i], &co.o, &r, &err);
+        if (prog.tty && prog.enabled) fprintf(stderr, "\n");
+        if (st != DC_OK) {
             fprintf(stderr, "dc: %s\n", err.msg);
             rc = 1;
             continue;
         }
-        if (prog.tty && prog.enabled) fprintf(stderr, "\n");
-        int k = top < r.n_classes ? top : r.n_classes;
-        if (json) {
+        int k = co.top < r.n_classes ? co.top : r.n_classes;
+        if (co.json) {
             printf("{\"image\": ");
             json_string(stdout, images.names[i]);
             printf(", \"prediction\": ");
@@ -471,7 +241,7 @@ static int cmd_classify(int argc, char **argv)
                 printf(", \"error\": %.6g, \"scored\": %d}", r.mean_error[r.ranking[j]], r.n_scored[r.ranking[j]]);
             }
             printf("], \"evals\": %ld, \"timesteps\": %d, \"seconds\": %.3f}\n", r.n_evals, r.n_timesteps, r.seconds);
-        } else if (csv) {
+        } else if (co.csv) {
             for (int j = 0; j < k; j++) {
                 printf("\"%s\",%d,\"%s\",%.6g\n", images.names[i], j + 1, dc_classes_name(cl, r.ranking[j]),
                        r.mean_error[r.ranking[j]]);
@@ -487,7 +257,7 @@ static int cmd_classify(int argc, char **argv)
         dc_result_free(&r);
     }
 done:
-    names_free(&classes);
+    names_free(&co.classes);
     names_free(&images);
     dc_classes_free(cl);
     dc_ctx_free(c);
@@ -528,6 +298,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(cmd, "forward")) return cmd_forward(argc - 2, argv + 2);
     if (!strcmp(cmd, "classify")) return cmd_classify(argc - 2, argv + 2);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
     die("unknown command '%s' (see dc --help)", cmd);
     return 2;
 }

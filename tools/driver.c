@@ -1,0 +1,262 @@
+/* tools/driver.c - helpers shared by the driver's commands (tools/driver.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "driver.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void die(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "dc: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    exit(2);
+}
+
+
+void names_add(name_list *l, const char *s, size_t len)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->names = realloc(l->names, sizeof *l->names * (size_t)l->cap);
+        if (!l->names) die("%s", "out of memory");
+    }
+    char *p = malloc(len + 1);
+    if (!p) die("%s", "out of memory");
+    memcpy(p, s, len);
+    p[len] = 0;
+    l->names[l->n++] = p;
+}
+
+void names_free(name_list *l)
+{
+    for (int i = 0; i < l->n; i++) free(l->names[i]);
+    free(l->names);
+    memset(l, 0, sizeof *l);
+}
+
+/* "50,500" -> counts; returns how many */
+int parse_list(const char *opt, const char *s, int *out, int cap)
+{
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 1 || v > 1000000) die("%s: expected a comma-separated list of positive counts", opt);
+        if (n == cap) die("%s: too many stages (at most 8)", opt);
+        out[n++] = (int)v;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p) die("%s: expected a comma-separated list of positive counts", opt);
+    }
+    if (!n) die("%s: empty list", opt);
+    return n;
+}
+
+long parse_long(const char *opt, const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "dc: %s: '%s' is not a number in [%ld, %ld]\n", opt, s, lo, hi);
+        exit(2);
+    }
+    return v;
+}
+
+/* Reads class names, one per line (blank lines and # comments skipped), from f
+   until EOF; trailing spaces and CR are trimmed. */
+void read_names(FILE *f, name_list *l, const char *what)
+{
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n') die("%s: a line is longer than 4095 bytes", what);
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ')) line[--len] = 0;
+        if (!len || line[0] == '#') continue;
+        names_add(l, line, len);
+    }
+}
+
+/* data/ beside the executable (or $DC_DATA) */
+void data_path(char *buf, size_t cap, const char *rel)
+{
+    const char *env = getenv("DC_DATA");
+    if (env) {
+        snprintf(buf, cap, "%s/%s", env, rel);
+        return;
+    }
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        int len = snprintf(buf, cap, "%s/data/%s", exe, rel);
+        if (len > 0 && (size_t)len < cap && access(buf, R_OK) == 0) return;
+        /* build/<variant>/dc: the repository is two levels up */
+        len = snprintf(buf, cap, "%s/../../data/%s", exe, rel);
+        if (len > 0 && (size_t)len < cap && access(buf, R_OK) == 0) return;
+    }
+    snprintf(buf, cap, "data/%s", rel);
+}
+
+void load_preset(const char *name, dc_classify_opts *o, name_list *classes, char *tmpl, size_t tcap)
+{
+    char path[4096];
+    if (strchr(name, '/') || strstr(name, ".txt")) snprintf(path, sizeof path, "%s", name);
+    else {
+        char rel[512];
+        snprintf(rel, sizeof rel, "presets/%s.txt", name);
+        data_path(path, sizeof path, rel);
+    }
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "dc: --preset %s: cannot open %s (presets: cifar10 stl10 pets fashion_mnist imagenet "
+                "food flowers aircraft objectnet)\n", name, path);
+        exit(2);
+    }
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        size_t len = strlen(line);
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (!len || line[0] == '#') continue;
+        if (!strncmp(line, "template ", 9)) {
+            if ((size_t)snprintf(tmpl, tcap, "%s", line + 9) >= tcap) die("%s: template too long", path);
+        }
+        else if (!strncmp(line, "samples ", 8)) o->n_stages = parse_list("preset samples", line + 8, o->samples, DC_MAX_STAGES);
+        else if (!strncmp(line, "keep ", 5)) parse_list("preset keep", line + 5, o->keep, DC_MAX_STAGES);
+        else if (!strncmp(line, "loss ", 5))
+            o->loss = !strcmp(line + 5, "l1") ? DC_LOSS_L1 : !strcmp(line + 5, "huber") ? DC_LOSS_HUBER : DC_LOSS_L2;
+        else if (!strcmp(line, "classes")) {
+            read_names(f, classes, path);
+            break;
+        } else {
+            fprintf(stderr, "dc: %s: cannot read line '%s'\n", path, line);
+            exit(2);
+        }
+    }
+    fclose(f);
+}
+
+
+double wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A bar with rate and ETA on a terminal; a plain line every 10 s otherwise. */
+void on_progress(void *user, long done, long total)
+{
+    progress_state *p = user;
+    if (!p->enabled) return;
+    double t = wall(), el = t - p->start;
+    if (!p->tty && t - p->last < 10 && done < total) return;
+    if (p->tty && t - p->last < 0.2 && done < total) return;
+    p->last = t;
+    double rate = el > 0 ? done / el : 0, eta = rate > 0 ? (total - done) / rate : 0;
+    if (p->tty) {
+        int w = 30, fill = total > 0 ? (int)(w * (double)done / total) : 0;
+        char bar[64];
+        for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+        bar[w] = 0;
+        fprintf(stderr, "\r%s [%s] %ld/%ld evals, %.1f/s, ETA %.0fs ", p->label, bar, done, total, rate, eta);
+    } else {
+        fprintf(stderr, "%s: %ld/%ld evals, %.1f/s, ETA %.0fs\n", p->label, done, total, rate, eta);
+    }
+}
+
+void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
+        else fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+
+void common_opts_init(common_opts *co)
+{
+    memset(co, 0, sizeof *co);
+    snprintf(co->tmpl, sizeof co->tmpl, "a photo of a {}.");
+    dc_classify_opts_default(&co->o);
+    co->o.batch = 16;
+    co->top = 5;
+}
+
+int parse_common_option(int *i, int argc, char **argv, common_opts *co)
+{
+    const char *a = argv[*i];
+    int has = *i + 1 < argc;
+#define VALUE() (has ? argv[++*i] : (die("%s needs a value", a), ""))
+    dc_classify_opts *o = &co->o;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) co->model = VALUE();
+    else if (!strcmp(a, "--class")) {
+        const char *v = VALUE();
+        names_add(&co->classes, v, strlen(v));
+    } else if (!strcmp(a, "--classes")) co->classes_file = VALUE();
+    else if (!strcmp(a, "--preset")) load_preset(VALUE(), o, &co->classes, co->tmpl, sizeof co->tmpl);
+    else if (!strcmp(a, "--template")) co->tmpl_opt = VALUE();
+    else if (!strcmp(a, "--samples")) o->n_stages = parse_list("--samples", VALUE(), o->samples, DC_MAX_STAGES);
+    else if (!strcmp(a, "--keep")) {
+        int n = parse_list("--keep", VALUE(), o->keep, DC_MAX_STAGES);
+        if (n != o->n_stages) die("%s", "--keep needs as many counts as --samples");
+    } else if (!strcmp(a, "--stop")) {
+        const char *v = VALUE();
+        if (!strcmp(v, "sequential")) o->stop = DC_STOP_SEQUENTIAL;
+        else if (!strcmp(v, "adaptive")) o->stop = DC_STOP_ADAPTIVE;
+        else die("--stop '%s': adaptive or sequential", v);
+    } else if (!strcmp(a, "--alpha")) {
+        const char *v = VALUE();
+        char *end;
+        o->seq_alpha = strtod(v, &end);
+        if (*end || !(o->seq_alpha > 0 && o->seq_alpha < 1)) die("--alpha '%s': a level in (0, 1)", v);
+    } else if (!strcmp(a, "--min-scores")) o->seq_min_scores = (int)parse_long(a, VALUE(), 2, 100000);
+    else if (!strcmp(a, "--loss")) {
+        const char *v = VALUE();
+        if (!strcmp(v, "l2")) o->loss = DC_LOSS_L2;
+        else if (!strcmp(v, "l1")) o->loss = DC_LOSS_L1;
+        else if (!strcmp(v, "huber")) o->loss = DC_LOSS_HUBER;
+        else die("--loss '%s': l2, l1 or huber", v);
+    } else if (!strcmp(a, "--trials")) o->trials = (int)parse_long(a, VALUE(), 1, 1000);
+    else if (!strcmp(a, "--seed")) o->seed = (uint64_t)parse_long(a, VALUE(), 0, 0x7fffffffL);
+    else if (!strcmp(a, "--size")) o->size = (int)parse_long(a, VALUE(), 8, 4096);
+    else if (!strcmp(a, "--batch")) o->batch = (int)parse_long(a, VALUE(), 1, 4096);
+    else if (!strcmp(a, "--top")) co->top = (int)parse_long(a, VALUE(), 1, 100000);
+    else if (!strcmp(a, "--json")) co->json = 1;
+    else if (!strcmp(a, "--csv")) co->csv = 1;
+    else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) co->quiet = 1;
+    else return 0;
+#undef VALUE
+    return 1;
+}
+
+void common_opts_finish(common_opts *co, char *model_buf, size_t cap)
+{
+    if (co->json && co->csv) die("%s", "--json or --csv, not both");
+    if (co->classes_file) {
+        FILE *f = fopen(co->classes_file, "r");
+        if (!f) die("--classes: cannot open '%s'", co->classes_file);
+        read_names(f, &co->classes, co->classes_file);
+        fclose(f);
+        if (!co->classes.n) die("--classes: '%s' lists no class", co->classes_file);
+    }
+    if (co->tmpl_opt && (size_t)snprintf(co->tmpl, sizeof co->tmpl, "%s", co->tmpl_opt) >= sizeof co->tmpl)
+        die("%s", "--template is too long");
+    if (!co->model) {
+        data_path(model_buf, cap, "models/default.dcw");
+        co->model = model_buf;
+    }
+}

@@ -1,0 +1,59 @@
+/* tools/driver.h - helpers shared by the dc driver's commands (the tools/ sources):
+   option parsing, class lists and presets, progress, JSON strings. Only the
+   driver uses them; the library never exits or prints. */
+#ifndef DC_DRIVER_H
+#define DC_DRIVER_H
+
+#include <stdio.h>
+#include "../dc.h"
+
+/* Prints "dc: " + the message (fmt with one %s) to stderr and exits 2. */
+void die(const char *fmt, const char *arg);
+
+typedef struct {
+    char **names;
+    int n, cap;
+} name_list;
+void names_add(name_list *l, const char *s, size_t len);
+void names_free(name_list *l);
+
+/* "50,500" -> counts (exits on a malformed list); returns how many */
+int parse_list(const char *opt, const char *s, int *out, int cap);
+/* a whole decimal number in [lo, hi], or exit 2 naming the option */
+long parse_long(const char *opt, const char *s, long lo, long hi);
+/* class names, one per line; blank lines and # comments skipped */
+void read_names(FILE *f, name_list *l, const char *what);
+/* buf = data/<rel> beside the executable (or under $DC_DATA) */
+void data_path(char *buf, size_t cap, const char *rel);
+/* a preset (data/presets/NAME.txt or a path): template, schedule, classes */
+void load_preset(const char *name, dc_classify_opts *o, name_list *classes, char *tmpl, size_t tcap);
+
+typedef struct {
+    int enabled, tty;
+    double start, last;
+    const char *label;
+} progress_state;
+double wall(void);
+/* dc_classify_opts.progress: a bar on a terminal, a line every 10 s otherwise */
+void on_progress(void *user, long done, long total);
+void json_string(FILE *f, const char *s);
+
+/* The options classify and eval share: model, classes, schedule, output.
+   parse_common_option consumes argv[*i] (and its value) if it is one of
+   them and returns 1; 0 if it is not. */
+typedef struct {
+    const char *model, *classes_file, *tmpl_opt;
+    char tmpl[1024];
+    name_list classes;
+    dc_classify_opts o;
+    int top, json, csv, quiet;
+} common_opts;
+void common_opts_init(common_opts *co);
+int parse_common_option(int *i, int argc, char **argv, common_opts *co);
+/* After parsing: reads --classes, applies --template, picks the default
+   model; exits on an unreadable class file. */
+void common_opts_finish(common_opts *co, char *model_buf, size_t cap);
+
+int cmd_eval(int argc, char **argv);
+
+#endif
