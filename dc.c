@@ -46,6 +46,7 @@ struct dc_model {
     dc__dit *dit;       /* family "dit": the transformer */
     dc__vae *vae;       /* the image encoder, when the file has one ("vae." tensors) */
     dc__clip *clip;     /* the text encoder, when the file has one ("text." tensors) */
+    dc__tokenizer *tok; /* the prompt tokenizer, when the file has tokenizer.* metadata */
 };
 
 /* Builds the family's networks from the validated file: every tensor the
@@ -56,6 +57,10 @@ static dc_status build_family(dc_model *m, dc_error *err)
     if (dc__meta_find(&m->w, "vae.block_out_channels")) {
         if (!(m->vae = calloc(1, sizeof *m->vae))) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
         if ((st = dc__vae_build(m->vae, &m->w, "vae.", err)) != DC_OK) return st;
+    }
+    if (dc__meta_find(&m->w, "tokenizer.vocab")) {
+        if (!(m->tok = calloc(1, sizeof *m->tok))) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
+        if ((st = dc__tokenizer_build(m->tok, &m->w, err)) != DC_OK) return st;
     }
     if (dc__meta_find(&m->w, "clip.hidden_size")) {
         if (!(m->clip = calloc(1, sizeof *m->clip))) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
@@ -94,6 +99,8 @@ void dc_model_free(dc_model *m)
     free(m->dit);
     free(m->vae);
     free(m->clip);
+    dc__tokenizer_free(m->tok);
+    free(m->tok);
     free(m);
 }
 
@@ -184,6 +191,31 @@ void dc_model_print_info(const dc_model *m, void *fp, int verbose)
             fprintf(f, "]\n");
         }
     }
+}
+
+/* ---- the prompt tokenizer ---- */
+
+dc_status dc_tokenize(const dc_model *m, const char *text, int64_t *ids, int *n_tokens, int *truncated,
+                      dc_error *err)
+{
+    dc__ok(err);
+    if (!m || !text || !ids) return dc__fail(err, DC_ERR_INVALID, "dc_tokenize: NULL argument");
+    if (!m->tok) return dc__fail(err, DC_ERR_UNSUPPORTED, "this model (family %s) has no tokenizer", m->family);
+    return dc__tokenize(m->tok, text, ids, n_tokens, truncated, err);
+}
+
+int dc_tokenizer_length(const dc_model *m) { return m && m->tok ? m->tok->max_length : 0; }
+
+dc_status dc_token_text(const dc_model *m, int64_t id, char *buf, size_t cap, dc_error *err)
+{
+    const uint8_t *b;
+    int len, eow;
+    dc__ok(err);
+    if (!m || !m->tok) return dc__fail(err, DC_ERR_UNSUPPORTED, "this model has no tokenizer");
+    if (!buf || !cap) return dc__fail(err, DC_ERR_INVALID, "dc_token_text: no buffer");
+    dc_status st = dc__tokenizer_piece(m->tok, id, &b, &len, &eow, err);
+    if (st == DC_OK) snprintf(buf, cap, "%.*s%s", len, (const char *)b, eow ? "</w>" : "");
+    return st;
 }
 
 /* ---- contexts ---- */

@@ -92,6 +92,17 @@ const char *dc_model_family(const dc_model *m);
    passed as void* so this header needs no <stdio.h>). */
 void dc_model_print_info(const dc_model *m, void *f, int verbose);
 
+/* ---- the prompt tokenizer (models with a text encoder) ---- */
+
+/* CLIP's BPE: ids = start token, up to 75 tokens, end token, then padding
+   (the model's pad convention), dc_tokenizer_length(m) ids in all (77).
+   n_tokens: BPE tokens before truncation; truncated: 1 if some were cut. */
+dc_status dc_tokenize(const dc_model *m, const char *text, int64_t *ids, int *n_tokens, int *truncated,
+                      dc_error *err);
+int dc_tokenizer_length(const dc_model *m); /* 0 when the model has no tokenizer */
+/* The text of one token ("photo</w>"), for display. */
+dc_status dc_token_text(const dc_model *m, int64_t id, char *buf, size_t cap, dc_error *err);
+
 /* ---- contexts: the working memory of one thread's calls ---- */
 
 typedef struct dc_ctx dc_ctx;

@@ -120,8 +120,29 @@ static void classify_should_name_each_bad_input(void)
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "lists no class"), "empty list: %s", out);
 }
 
+static void tokenize_should_print_77_ids_per_prompt(void)
+{
+    FILE *f = fopen(t_path(T.tmp, "tokenizer_sd1.dcw"), "rb");
+    if (!f) SKIP("tokenizer fixture not present");
+    fclose(f);
+    char args[2048];
+    snprintf(args, sizeof args, "tokenize -m '%s' 'a photo of a cat.' ''", t_path(T.tmp, "tokenizer_sd1.dcw"));
+    CHECK(run_dc(out, sizeof out, "", args) == 0, "tokenize failed: %s", out);
+    /* openai's tokenizer: a photo of a cat . -> 320 1125 539 320 2368 269 */
+    CHECK(!strncmp(out, "49406 320 1125 539 320 2368 269 49407 49407", 43), "ids: %.80s", out);
+    int lines = 0, numbers = 0;
+    for (const char *p = out; *p; p++) {
+        lines += *p == '\n';
+        numbers += (p == out || p[-1] == ' ' || p[-1] == '\n') && *p >= '0' && *p <= '9';
+    }
+    CHECK(lines == 2 && numbers == 154, "%d lines, %d ids (want 2 lines of 77)", lines, numbers);
+    snprintf(args, sizeof args, "tokenize -m '%s' x", t_path(T.tmp, "dit_st_f32.dcw"));
+    CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "has no tokenizer"), "no tokenizer: %s", out);
+}
+
 void suite_driver(void)
 {
+    RUN(tokenize_should_print_77_ids_per_prompt);
     RUN(classify_should_print_rankings_as_text_json_and_csv);
     RUN(classify_should_name_each_bad_input);
     RUN(driver_should_explain_itself_and_refuse_unknown_input);

@@ -24,6 +24,10 @@ static const char *usage_text =
     "  info MODEL        describe a .dcw model file (-v: list every tensor)\n"
     "  forward -m MODEL COMPONENT IN.npy... -o OUT.npy\n"
     "                    run one network on .npy inputs (components: dit, text)\n"
+    "  tokenize -m MODEL \"prompt\" ...\n"
+    "                    print each prompt's 77 token ids (-v: and the tokens)\n"
+    "  eval [-m MODEL] DATASET [LABELS]\n"
+    "                    accuracy on a labelled data set (dc eval --help)\n"
     "  blas              show the OpenBLAS kernel in use and what the CPU supports\n"
     "  version           print the version\n"
     "\n"
@@ -147,6 +151,62 @@ done:
 }
 
 /* ---- classify ---- */
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    const char *model = NULL;
+    int verbose = 0, n_prompts = 0;
+    for (int i = 0; i < argc; i++) {
+        if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) verbose = 1;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: dc tokenize -m MODEL [-v] \"prompt\" ...\n"
+                   "  prints one line of token ids per prompt (77 for CLIP); -v adds the tokens\n");
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1]) die("tokenize: unknown option '%s'", argv[i]);
+        else n_prompts++;
+    }
+    if (!model) die("%s", "tokenize: usage: dc tokenize -m MODEL \"prompt\" ...");
+    dc_error err;
+    dc_model *m;
+    if (dc_model_load(&m, model, NULL, &err) != DC_OK) {
+        fprintf(stderr, "dc: %s\n", err.msg);
+        return 1;
+    }
+    int rc = 0, L = dc_tokenizer_length(m);
+    if (!L) {
+        fprintf(stderr, "dc: %s: the model has no tokenizer\n", model);
+        dc_model_free(m);
+        return 1;
+    }
+    for (int i = 0; i < argc && n_prompts; i++) {
+        if (argv[i][0] == '-' && argv[i][1]) {
+            if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) i++;
+            continue;
+        }
+        int64_t ids[128];
+        int n, cut;
+        if (dc_tokenize(m, argv[i], ids, &n, &cut, &err) != DC_OK) {
+            fprintf(stderr, "dc: %s\n", err.msg);
+            rc = 1;
+            continue;
+        }
+        for (int k = 0; k < L; k++) printf("%s%lld", k ? " " : "", (long long)ids[k]);
+        printf("\n");
+        if (cut)
+            fprintf(stderr, "dc: warning: prompt %d has %d tokens; the text encoder sees the first %d\n",
+                    i + 1, n, L - 2);
+        if (verbose) {
+            char piece[256];
+            printf("  %d tokens:", n);
+            for (int k = 1; k <= n && k < L - 1; k++)
+                if (dc_token_text(m, ids[k], piece, sizeof piece, &err) == DC_OK) printf(" %s", piece);
+            printf("\n");
+        }
+    }
+    dc_model_free(m);
+    return rc;
+}
 
 static const char *classify_help =
     "usage: dc classify [-m MODEL] [OPTIONS] IMAGE...\n"
@@ -299,6 +359,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "forward")) return cmd_forward(argc - 2, argv + 2);
     if (!strcmp(cmd, "classify")) return cmd_classify(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     die("unknown command '%s' (see dc --help)", cmd);
     return 2;
 }
