@@ -57,6 +57,7 @@ void suite_vae(void);
 void suite_unet(void);
 void suite_classify(void);
 void suite_image(void);
+void suite_docs(void);
 
 /* Tolerances, each justified by a measurement (see the test that uses it). */
 /* SIMD vs scalar twin: the vector exp has < 2e-7 relative error and A&S erf
