@@ -88,8 +88,8 @@ static void dit_should_stay_close_with_f16_and_q8_weights(void)
 
 static void dit_should_match_torch_for_other_sizes(void)
 {
-    static const char *cases[] = {"p4_odd_heads", "p8_wide", "s32_p2"};
-    for (int i = 0; i < 3; i++) {
+    static const char *cases[] = {"p4_odd_heads", "p8_wide", "s32_p2", "s64_p4"};
+    for (int i = 0; i < 4; i++) {
         char label[64];
         snprintf(label, sizeof label, "DiT %s (torch reference)", cases[i]);
         run_dit(t_path(T.tmp, "dit_%s.dcw", cases[i]), t_path(T.data, "dit/%s", cases[i]), "out.npy",

@@ -201,11 +201,16 @@ def convert_dit(src, args):
     meta.update({"schedule.beta_schedule": "linear", "schedule.beta_start": 1e-4,
                  "schedule.beta_end": 0.02, "schedule.num_train_timesteps": 1000,
                  "schedule.prediction_type": "epsilon"})
-    if getattr(args, "class_names", None):
-        with open(args.class_names, encoding="utf-8") as f:
+    class_file = getattr(args, "class_names", None)
+    imagenet = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "classes", "imagenet.txt")
+    if not class_file and cfg["num_classes"] == 1000 and os.path.exists(imagenet):
+        class_file = imagenet  # the ImageNet-1k models: name their classes
+        note(f"class names from {os.path.normpath(imagenet)}")
+    if class_file:
+        with open(class_file, encoding="utf-8") as f:
             names = [line.strip() for line in f if line.strip()]
         if len(names) != cfg["num_classes"]:
-            raise SystemExit(f"convert: {args.class_names}: {len(names)} names for {cfg['num_classes']} classes")
+            raise SystemExit(f"convert: {class_file}: {len(names)} names for {cfg['num_classes']} classes")
         meta["classes.names"] = names
     meta["dc.source"] = os.path.abspath(ckpt)
     unknown = [k for k in tensors if not (k in ("pos_embed",) or k.split(".")[0] in

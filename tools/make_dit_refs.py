@@ -35,6 +35,9 @@ CASES = {
                      mlp_ratio=2.5, num_classes=5, learn_sigma=False), "safetensors"),
     "s32_p2": (dict(input_size=32, patch_size=2, in_channels=4, hidden_size=32, depth=1, num_heads=2,
                     mlp_ratio=4.0, num_classes=3, learn_sigma=True), "pt"),
+    # the 512 px configuration's latent size (64x64), at a tiny width
+    "s64_p4": (dict(input_size=64, patch_size=4, in_channels=4, hidden_size=24, depth=1, num_heads=3,
+                    mlp_ratio=2.0, num_classes=4, learn_sigma=True), "safetensors"),
 }
 
 
