@@ -47,6 +47,7 @@ struct dc_model {
     dc__vae *vae;       /* the image encoder, when the file has one ("vae." tensors) */
     dc__clip *clip;     /* the text encoder, when the file has one ("text." tensors) */
     dc__tokenizer *tok; /* the prompt tokenizer, when the file has tokenizer.* metadata */
+    dc__unet *unet;     /* the text-conditional denoiser ("unet." tensors) */
 };
 
 /* Builds the family's networks from the validated file: every tensor the
@@ -66,6 +67,14 @@ static dc_status build_family(dc_model *m, dc_error *err)
         if (!(m->clip = calloc(1, sizeof *m->clip))) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
         if ((st = dc__clip_build(m->clip, &m->w, "text.", err)) != DC_OK) return st;
     }
+    if (dc__meta_find(&m->w, "unet.block_out_channels")) {
+        if (!(m->unet = calloc(1, sizeof *m->unet))) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
+        if ((st = dc__unet_build(m->unet, &m->w, "unet.", err)) != DC_OK) return st;
+    }
+    if (!strcmp(m->family, "sd") && (!m->unet || !m->clip || !m->tok || !m->vae))
+        return dc__fail(err, DC_ERR_MISSING, "%s: a Stable Diffusion file needs a tokenizer, text encoder, VAE "
+                        "and UNet; this one lacks the %s", m->w.path, !m->tok ? "tokenizer" : !m->clip ?
+                        "text encoder" : !m->vae ? "VAE" : "UNet");
     if (!strcmp(m->family, "dit")) {
         if (!(m->dit = calloc(1, sizeof *m->dit)))
             return dc__fail(err, DC_ERR_NOMEM, "out of memory");
@@ -101,6 +110,7 @@ void dc_model_free(dc_model *m)
     free(m->clip);
     dc__tokenizer_free(m->tok);
     free(m->tok);
+    free(m->unet);
     free(m);
 }
 
@@ -364,6 +374,67 @@ static dc_status forward_text(dc_ctx *c, const dc_tensor *in, int n_in, int whic
     return st;
 }
 
+/* sample [n, C, h, w], timesteps [n], context [n, L, D] -> [n, out_ch, h, w] */
+static dc_status forward_unet(dc_ctx *c, const dc_tensor *in, int n_in, dc_tensor *out, dc_error *err)
+{
+    const dc__unet *m = c->model->unet;
+    if (n_in != 3)
+        return dc__fail(err, DC_ERR_INVALID, "unet takes 3 inputs (sample, timesteps, context), got %d", n_in);
+    int64_t n = in[0].ndim == 4 ? in[0].shape[0] : -1;
+    int64_t ss[4] = {-1, m->in_ch, -1, -1}, ts[1] = {n}, cs[3] = {n, -1, m->cross_dim};
+    dc_status st;
+    if ((st = check_input(in, 0, "sample", 1, 4, ss, err)) || (st = check_input(in, 1, "timesteps", 1, 1, ts, err)) ||
+        (st = check_input(in, 2, "context", 1, 3, cs, err)))
+        return st;
+    int64_t h = in[0].shape[2], w = in[0].shape[3], L = in[2].shape[1];
+    if (n < 1 || n > 4096 || h > 4096 || w > 4096 || L < 1 || L > 4096)
+        return dc__fail(err, DC_ERR_INVALID, "unet: sizes out of range");
+    memset(out, 0, sizeof *out);
+    out->ndim = 4;
+    out->shape[0] = n, out->shape[1] = m->out_ch, out->shape[2] = h, out->shape[3] = w;
+    size_t bytes;
+    if (!dc__mul_size(&bytes, (size_t)numel_of(out), sizeof(float)) || !(out->f32 = malloc(bytes)))
+        return dc__fail(err, DC_ERR_NOMEM, "out of memory for the output");
+    st = dc__unet_forward(m, &c->runner, out->f32, in[0].f32, in[1].f32, in[2].f32, (int)n, (int)h, (int)w, (int)L, err);
+    if (st != DC_OK) dc_tensor_free(out);
+    return st;
+}
+
+/* image [n, 3, h, w] in [-1, 1] -> latent mean (and std) [n, latent, h/f, w/f] */
+static dc_status forward_vae(dc_ctx *c, const dc_tensor *in, int n_in, dc_tensor *out, dc_tensor *std_out,
+                             dc_error *err)
+{
+    const dc__vae *m = c->model->vae;
+    if (n_in != 1) return dc__fail(err, DC_ERR_INVALID, "vae takes 1 input (image), got %d", n_in);
+    int64_t is[4] = {-1, m->in_ch, -1, -1};
+    dc_status st = check_input(in, 0, "image", 1, 4, is, err);
+    if (st != DC_OK) return st;
+    int64_t n = in[0].shape[0], h = in[0].shape[2], w = in[0].shape[3];
+    int f = 1 << (m->blocks - 1);
+    if (n < 1 || n > 4096 || h < f || w < f || h > DC_IMAGE_MAX_SIDE || w > DC_IMAGE_MAX_SIDE)
+        return dc__fail(err, DC_ERR_INVALID, "vae: image of [%lld, 3, %lld, %lld]", (long long)n, (long long)h,
+                        (long long)w);
+    memset(out, 0, sizeof *out);
+    out->ndim = 4;
+    out->shape[0] = n, out->shape[1] = m->latent_ch, out->shape[2] = h / f, out->shape[3] = w / f;
+    size_t bytes;
+    if (!dc__mul_size(&bytes, (size_t)numel_of(out), sizeof(float)) || !(out->f32 = malloc(bytes)))
+        return dc__fail(err, DC_ERR_NOMEM, "out of memory for the output");
+    if (std_out) {
+        *std_out = *out;
+        if (!(std_out->f32 = malloc(bytes))) {
+            dc_tensor_free(out);
+            return dc__fail(err, DC_ERR_NOMEM, "out of memory for the output");
+        }
+    }
+    st = dc__vae_encode(m, &c->runner, out->f32, std_out ? std_out->f32 : NULL, in[0].f32, (int)n, (int)h, (int)w, err);
+    if (st != DC_OK) {
+        dc_tensor_free(out);
+        if (std_out) dc_tensor_free(std_out);
+    }
+    return st;
+}
+
 dc_status dc_forward(dc_ctx *c, const char *component, const dc_tensor *inputs, int n_inputs,
                      dc_tensor *out, dc_error *err)
 {
@@ -375,13 +446,26 @@ dc_status dc_forward(dc_ctx *c, const char *component, const dc_tensor *inputs, 
             return dc__fail(err, DC_ERR_INVALID, "this model (family %s) has no text encoder", c->model->family);
         return forward_text(c, inputs, n_inputs, component[4] ? DC_CLIP_PENULTIMATE : DC_CLIP_LAST, out, err);
     }
+    if (!strcmp(component, "unet")) {
+        if (!c->model->unet)
+            return dc__fail(err, DC_ERR_INVALID, "this model (family %s) has no UNet", c->model->family);
+        return forward_unet(c, inputs, n_inputs, out, err);
+    }
+    if (!strcmp(component, "vae") || !strcmp(component, "vae-std")) {
+        if (!c->model->vae)
+            return dc__fail(err, DC_ERR_INVALID, "this model (family %s) has no VAE", c->model->family);
+        if (component[3]) { /* "vae-std": out is two tensors, mean then std */
+            return forward_vae(c, inputs, n_inputs, &out[0], &out[1], err);
+        }
+        return forward_vae(c, inputs, n_inputs, out, NULL, err);
+    }
     if (!strcmp(component, "dit")) {
         if (!c->model->dit)
             return dc__fail(err, DC_ERR_INVALID, "this model (family %s) has no DiT", c->model->family);
         return forward_dit(c, inputs, n_inputs, out, err);
     }
-    return dc__fail(err, DC_ERR_INVALID, "unknown component '%s' (known: dit, text, text-penultimate)",
-                    component);
+    return dc__fail(err, DC_ERR_INVALID, "unknown component '%s' (known: dit, text, text-penultimate, vae, "
+                    "vae-std, unet)", component);
 }
 
 /* ---- noise schedules ---- */
@@ -940,7 +1024,12 @@ struct dc_classes {
     int n;
     char **names;       /* [n] display names */
     int *ids;           /* class-conditional: the model's class id per entry */
+    float *context;     /* text-conditional: [n, ctx_len, ctx_dim] prompt embeddings */
+    int ctx_len, ctx_dim;
+    int truncated;      /* prompts cut to the tokenizer's length */
 };
+
+int dc_classes_truncated(const dc_classes *cl) { return cl ? cl->truncated : 0; }
 
 int dc_classes_count(const dc_classes *cl) { return cl ? cl->n : 0; }
 const char *dc_classes_name(const dc_classes *cl, int i)
@@ -954,6 +1043,7 @@ void dc_classes_free(dc_classes *cl)
     for (int i = 0; i < cl->n && cl->names; i++) free(cl->names[i]);
     free(cl->names);
     free(cl->ids);
+    free(cl->context);
     free(cl);
 }
 
@@ -1029,6 +1119,58 @@ static dc_status classes_for_ids(dc_classes *cl, const dc_model *m, const char *
     return DC_OK;
 }
 
+/* Text-conditional: each name -> template -> tokens -> the text encoder's
+   last hidden state, all prompts in one batch (the official code uses
+   text_encoder(ids)[0], the last hidden state, for SD 1.x and 2.x alike). */
+static dc_status classes_for_text(dc_classes *cl, dc_ctx *c, const char *const *names, int n, const char *tmpl,
+                                  dc_error *err)
+{
+    const dc_model *m = c->model;
+    if (!names) return dc__fail(err, DC_ERR_INVALID, "a text-conditional model needs a class list "
+                                "(--class, --classes or --preset)");
+    if (!tmpl || !strstr(tmpl, "{}"))
+        return dc__fail(err, DC_ERR_INVALID, "prompt template '%s' has no {} for the class name", tmpl ? tmpl : "");
+    const char *slot = strstr(tmpl, "{}");
+    int L = m->tok->max_length, D = m->clip->hidden;
+    cl->n = n, cl->ctx_len = L, cl->ctx_dim = D;
+    cl->names = calloc((size_t)n, sizeof *cl->names);
+    int64_t *ids = malloc(sizeof(int64_t) * (size_t)n * L);
+    size_t cells;
+    if (dc__mul_size(&cells, (size_t)n * L, (size_t)D)) cl->context = malloc(sizeof(float) * cells);
+    dc_status st = DC_OK;
+    if (!cl->names || !ids || !cl->context) st = dc__fail(err, DC_ERR_NOMEM, "out of memory for %d prompts", n);
+    for (int i = 0; st == DC_OK && i < n; i++) {
+        for (int j = 0; j < i; j++)
+            if (!strcmp(names[i], names[j])) {
+                st = dc__fail(err, DC_ERR_INVALID, "class '%s' is listed twice", names[i]);
+                break;
+            }
+        if (st != DC_OK) break;
+        size_t pre = (size_t)(slot - tmpl), nl = strlen(names[i]), post = strlen(slot + 2);
+        char *prompt = malloc(pre + nl + post + 1);
+        if (!(cl->names[i] = dup_str(names[i], nl)) || !prompt) {
+            free(prompt);
+            st = dc__fail(err, DC_ERR_NOMEM, "out of memory");
+            break;
+        }
+        memcpy(prompt, tmpl, pre);
+        memcpy(prompt + pre, names[i], nl);
+        memcpy(prompt + pre + nl, slot + 2, post + 1);
+        int n_tok, cut;
+        st = dc__tokenize(m->tok, prompt, ids + (size_t)i * L, &n_tok, &cut, err);
+        cl->truncated += cut;
+        free(prompt);
+    }
+    /* the encoder in batches, so a thousand prompts do not need a thousand-prompt arena */
+    for (int i = 0; st == DC_OK && i < n; i += 64) {
+        int b = n - i < 64 ? n - i : 64;
+        st = dc__clip_forward(m->clip, &c->runner, cl->context + (size_t)i * L * D, ids + (size_t)i * L, b, L,
+                              DC_CLIP_LAST, err);
+    }
+    free(ids);
+    return st;
+}
+
 dc_status dc_classes_new(dc_classes **out, dc_ctx *c, const char *const *names, int n,
                          const char *prompt_template, dc_error *err)
 {
@@ -1038,11 +1180,12 @@ dc_status dc_classes_new(dc_classes **out, dc_ctx *c, const char *const *names, 
     if (names && n < 1) return dc__fail(err, DC_ERR_INVALID, "the class list is empty");
     if (n > DC_MAX_CLASSES)
         return dc__fail(err, DC_ERR_INVALID, "%d classes: dc takes at most %d", n, DC_MAX_CLASSES);
-    (void)prompt_template;
     dc_classes *cl = calloc(1, sizeof *cl);
     if (!cl) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
     dc_status st;
     if (c->model->dit) st = classes_for_ids(cl, c->model, names, n, err);
+    else if (c->model->unet && c->model->clip && c->model->tok)
+        st = classes_for_text(cl, c, names, n, prompt_template, err);
     else st = dc__fail(err, DC_ERR_UNSUPPORTED, "model family '%s' cannot classify", c->model->family);
     if (st != DC_OK) {
         dc_classes_free(cl);
@@ -1053,6 +1196,60 @@ dc_status dc_classes_new(dc_classes **out, dc_ctx *c, const char *const *names, 
 }
 
 /* ---- classifying an image ---- */
+
+/* ---- classification with a text-conditional model (Stable Diffusion) ---- */
+
+typedef struct {
+    const dc__unet *m;
+    dc__runner *r;
+    const dc_classes *cl;
+    int h, w;             /* latent size */
+    float *ctx;           /* [max_batch, L, D] the items' prompt embeddings */
+    float *tf;            /* [max_batch] */
+    float *out;           /* [max_batch, out_ch, h, w] */
+} unet_denoiser;
+
+static dc_status unet_predict(void *self, float *out, const float *zt, const int *t, const int *cls, int n,
+                              dc_error *err)
+{
+    unet_denoiser *u = self;
+    size_t per = (size_t)u->cl->ctx_len * u->cl->ctx_dim;
+    for (int i = 0; i < n; i++) {
+        u->tf[i] = (float)t[i];
+        memcpy(u->ctx + i * per, u->cl->context + (size_t)cls[i] * per, per * sizeof(float));
+    }
+    dc_status st = dc__unet_forward(u->m, u->r, u->out, zt, u->tf, u->ctx, n, u->h, u->w, u->cl->ctx_len, err);
+    if (st != DC_OK) return st;
+    /* the target has the latent's channels; a learned-variance model's extra ones are dropped */
+    size_t L = (size_t)u->m->in_ch * u->h * u->w, full = (size_t)u->m->out_ch * u->h * u->w;
+    for (int i = 0; i < n; i++) memcpy(out + i * L, u->out + i * full, L * sizeof(float));
+    return DC_OK;
+}
+
+static dc_status classify_text_latent(dc_ctx *c, const dc_classes *cl, const float *z, int lh, int lw,
+                                      const dc_classify_opts *o, dc_result *res, dc_error *err)
+{
+    const dc_model *m = c->model;
+    dc__schedule *sch = malloc(sizeof *sch);
+    int maxb = o->batch > 0 ? o->batch : 8;
+    unet_denoiser u = {m->unet, &c->runner, cl, lh, lw, NULL, NULL, NULL};
+    dc_status st = sch ? model_schedule(&m->w, sch, err) : dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    if (st == DC_OK) {
+        u.ctx = malloc(sizeof(float) * (size_t)maxb * cl->ctx_len * cl->ctx_dim);
+        u.tf = malloc(sizeof(float) * (size_t)maxb);
+        u.out = malloc(sizeof(float) * (size_t)maxb * m->unet->out_ch * lh * lw);
+        if (!u.ctx || !u.tf || !u.out) st = dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    }
+    if (st == DC_OK) {
+        dc__denoiser d = {unet_predict, &u, m->unet->in_ch * lh * lw, maxb, sch};
+        st = dc__classify_core(&d, z, cl->n, o, res, err);
+    }
+    free(u.ctx);
+    free(u.tf);
+    free(u.out);
+    free(sch);
+    return st;
+}
 
 dc_status dc_classify_rgb(dc_ctx *c, const dc_classes *cl, const unsigned char *rgb, int w, int h,
                           const dc_classify_opts *o, dc_result *res, dc_error *err)
@@ -1066,26 +1263,35 @@ dc_status dc_classify_rgb(dc_ctx *c, const dc_classes *cl, const unsigned char *
     if (!m->vae)
         return dc__fail(err, DC_ERR_UNSUPPORTED, "%s: the model has no VAE, so it cannot encode images "
                         "(convert it together with its VAE)", m->w.path);
-    if (!m->dit) return dc__fail(err, DC_ERR_UNSUPPORTED, "model family '%s' cannot classify", m->family);
+    if (!m->dit && !(m->unet && cl->context))
+        return dc__fail(err, DC_ERR_UNSUPPORTED, "model family '%s' cannot classify", m->family);
     int f = 1 << (m->vae->blocks - 1);
-    int size = o->size > 0 ? o->size : m->dit->input_size * f;
-    if (size % f || size / f != m->dit->input_size)
+    int native = m->dit ? m->dit->input_size * f : (m->unet->sample_size > 0 ? m->unet->sample_size * f : 512);
+    int size = o->size > 0 ? o->size : native;
+    if (m->dit && size != native)
         return dc__fail(err, DC_ERR_INVALID, "--size %d: this DiT works on %d px images (%dx%d latents)",
-                        size, m->dit->input_size * f, m->dit->input_size, m->dit->input_size);
+                        size, native, m->dit->input_size, m->dit->input_size);
+    int down = m->unet ? 1 << (m->unet->blocks - 1) : 1;
+    if (size % (f * down))
+        return dc__fail(err, DC_ERR_INVALID, "--size %d: must be a multiple of %d for this model", size, f * down);
 
-    /* image -> [3, size, size] in [-1, 1] (ADM's crop for DiT) -> latent mean * scaling factor */
+    /* image -> [3, size, size] in [-1, 1] -> latent mean * scaling factor, once per image.
+       DiT: ADM's center_crop_arr; SD: Resize + CenterCrop, as the official code */
     dc__image img = {w, h, (unsigned char *)rgb, 2};
-    size_t L = (size_t)m->vae->latent_ch * (size / f) * (size / f);
+    int ls = size / f;
+    size_t L = (size_t)m->vae->latent_ch * ls * ls;
     float *pix = malloc(sizeof(float) * 3 * (size_t)size * size), *z = malloc(sizeof(float) * L);
     dc_status st = DC_OK;
     if (!pix || !z) st = dc__fail(err, DC_ERR_NOMEM, "out of memory");
-    if (st == DC_OK) st = dc__preprocess_adm(pix, &img, size, err);
+    if (st == DC_OK)
+        st = m->dit ? dc__preprocess_adm(pix, &img, size, err) : dc__preprocess_sd(pix, &img, size, err);
     if (st == DC_OK) st = dc__vae_encode(m->vae, &c->runner, z, NULL, pix, 1, size, size, err);
     if (st == DC_OK) {
         for (size_t i = 0; i < L; i++) z[i] *= m->vae->scaling_factor;
         dc_classify_opts oo = *o;
         oo.size = 0;
-        st = dc_classify_latent(c, z, cl->ids, cl->n, &oo, res, err);
+        st = m->dit ? dc_classify_latent(c, z, cl->ids, cl->n, &oo, res, err)
+                    : classify_text_latent(c, cl, z, ls, ls, &oo, res, err);
     }
     free(pix);
     free(z);

@@ -128,6 +128,10 @@ typedef struct {
      "dit"  x [n, C, S, S] f32, t [n] f32, y [n] i64 -> [n, out_channels, S, S]
      "text" ids [n, L] i64 -> last hidden state [n, L, D] (after the final norm)
      "text-penultimate"  the same ids -> the penultimate layer's output [n, L, D]
+     "vae"  image [n, 3, h, w] f32 in [-1, 1] -> latent mean [n, C, h/8, w/8] (unscaled)
+     "vae-std"  the same, with out pointing at two tensors: mean, then std
+     "unet" sample [n, C, h, w] f32, timesteps [n] f32, context [n, L, D] f32
+            -> prediction [n, out_channels, h, w]
    Shapes and dtypes are checked; a mismatch is an error naming the input. */
 dc_status dc_forward(dc_ctx *c, const char *component, const dc_tensor *inputs, int n_inputs,
                      dc_tensor *out, dc_error *err);
@@ -212,6 +216,8 @@ dc_status dc_classes_new(dc_classes **out, dc_ctx *c, const char *const *names, 
                          const char *prompt_template, dc_error *err);
 void dc_classes_free(dc_classes *cl);
 int dc_classes_count(const dc_classes *cl);
+/* How many prompts were longer than the tokenizer's 77 tokens and cut. */
+int dc_classes_truncated(const dc_classes *cl);
 const char *dc_classes_name(const dc_classes *cl, int i);
 
 /* Classifies one image file (any format stb_image reads): preprocess as the

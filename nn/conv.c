@@ -131,7 +131,7 @@ void dc__conv2d_forward(float *y, const float *x, const float *W, const float *b
     }
     if (b) {
         const dc__kernels *k = dc__kern();
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)s->n * s->cout * P > 65536)
         for (int i = 0; i < s->n * s->cout; i++)
             k->scale_shift(y + (size_t)i * P, y + (size_t)i * P, (size_t)P, 1.0f, b[i % s->cout]);
     }

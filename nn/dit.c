@@ -149,7 +149,7 @@ static void ln_modulate(float *y, const float *x, const float *shift, const floa
                         int n, int T, int D)
 {
     dc__layer_norm_forward(y, x, NULL, NULL, n * T, D, 1e-6f);
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)n * T * D > 65536)
     for (int i = 0; i < n * T; i++) {
         const float *sh = shift + (size_t)(i / T) * ld, *sc = scale + (size_t)(i / T) * ld;
         float *yi = y + (size_t)i * D;
@@ -160,7 +160,7 @@ static void ln_modulate(float *y, const float *x, const float *shift, const floa
 /* x[n, T, D] += gate[n] * a[n, T, D] */
 static void gated_add(float *x, const float *a, const float *gate, size_t ld, int n, int T, int D)
 {
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)n * T * D > 65536)
     for (int i = 0; i < n * T; i++) {
         const float *g = gate + (size_t)(i / T) * ld;
         float *xi = x + (size_t)i * D;

@@ -15,7 +15,7 @@ void dc__group_norm_forward(float *y, const float *x, const float *gamma, const 
     int cg = c / groups;
     size_t gsize = (size_t)cg * hw;
     DC_ASSERT(c % groups == 0);
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)n * c * hw > 65536)
     for (int i = 0; i < n * groups; i++) {
         const float *xg = x + (size_t)i * gsize;
         float *yg = y + (size_t)i * gsize;
@@ -35,7 +35,7 @@ void dc__layer_norm_forward(float *y, const float *x, const float *gamma, const 
                             int rows, int c, float eps)
 {
     const dc__kernels *k = dc__kern();
-#pragma omp parallel for if (rows > 16)
+#pragma omp parallel for if ((size_t)rows * c > 65536) /* small: not worth a thread hand-off */
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * c;
         float mean = (float)(k->sum(xr, (size_t)c) / c);

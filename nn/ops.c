@@ -27,7 +27,7 @@ void dc__act_forward(float *y, const float *x, size_t n, int act)
 void dc__geglu_forward(float *y, const float *x, int rows, int d)
 {
     const dc__kernels *k = dc__kern();
-#pragma omp parallel for if (rows > 16)
+#pragma omp parallel for if ((size_t)rows * d > 65536)
     for (int r = 0; r < rows; r++) {
         const float *a = x + (size_t)r * 2 * d, *gate = a + d;
         float *yr = y + (size_t)r * d;
@@ -39,7 +39,7 @@ void dc__geglu_forward(float *y, const float *x, int rows, int d)
 void dc__softmax_forward(float *x, int rows, int n)
 {
     const dc__kernels *k = dc__kern();
-#pragma omp parallel for if (rows > 16)
+#pragma omp parallel for if ((size_t)rows * n > 65536)
     for (int r = 0; r < rows; r++) k->softmax(x + (size_t)r * n, (size_t)n);
 }
 
@@ -56,7 +56,7 @@ void dc__add_forward(float *y, const float *a, const float *b, size_t n)
 
 void dc__upsample2x_forward(float *y, const float *x, int n, int c, int h, int w)
 {
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)n * c * h * w > 65536)
     for (int p = 0; p < n * c; p++) {
         const float *xp = x + (size_t)p * h * w;
         float *yp = y + (size_t)p * 4 * h * w;

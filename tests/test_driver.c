@@ -140,8 +140,35 @@ static void tokenize_should_print_77_ids_per_prompt(void)
     CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "has no tokenizer"), "no tokenizer: %s", out);
 }
 
+static void classify_should_run_a_text_conditional_pipeline(void)
+{
+    FILE *f = fopen(t_path(T.tmp, "sd_tiny_epsilon.dcw"), "rb");
+    if (!f) SKIP("tiny SD pipeline not prepared (fixtures absent)");
+    fclose(f);
+    char args[4096];
+    const char *img = t_path(T.data, "images/rgb_45x31.png");
+    for (int v = 0; v < 2; v++) {
+        const char *m = t_path(T.tmp, v ? "sd_tiny_v_prediction.dcw" : "sd_tiny_epsilon.dcw");
+        snprintf(args, sizeof args, "classify -m '%s' --preset cifar10 --samples 3,9 --keep 2,1 --json --quiet '%s'", m,
+                 img);
+        /* 10 classes x 3 + 2 x 6 more timesteps */
+        CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"prediction\": ") && strstr(out, "\"evals\": 42"),
+              "%s: %s", m, out);
+    }
+    const char *m = t_path(T.tmp, "sd_tiny_epsilon.dcw");
+    snprintf(args, sizeof args, "classify -m '%s' --class cat --template 'a photo' --quiet '%s'", m, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "has no {}"), "template: %s", out);
+    snprintf(args, sizeof args, "classify -m '%s' --quiet '%s'", m, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "needs a class list"), "no classes: %s", out);
+    snprintf(args, sizeof args, "classify -m '%s' --class cat --class cat --quiet '%s'", m, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "listed twice"), "duplicate: %s", out);
+    snprintf(args, sizeof args, "classify -m '%s' --class cat --class dog --size 60 --quiet '%s'", m, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "multiple of"), "size: %s", out);
+}
+
 void suite_driver(void)
 {
+    RUN(classify_should_run_a_text_conditional_pipeline);
     RUN(tokenize_should_print_77_ids_per_prompt);
     RUN(classify_should_print_rankings_as_text_json_and_csv);
     RUN(classify_should_name_each_bad_input);

@@ -36,6 +36,8 @@ from safetensors_np import open_safetensors  # noqa: E402
 from torch_pt import load_state_dict  # noqa: E402
 from convert_clip import clip_text  # noqa: E402
 from convert_vae import vae_encoder  # noqa: E402
+import convert_tokenizer  # noqa: E402
+import convert_unet  # noqa: E402
 
 
 def note(msg):
@@ -238,7 +240,56 @@ def convert_vae_family(src, args):
     return meta, named
 
 
-FAMILIES = {"raw": convert_raw, "dit": convert_dit, "clip": convert_clip_family, "vae": convert_vae_family}
+def sd_schedule(folder):
+    """scheduler/scheduler_config.json -> schedule.* metadata (the DDPM training schedule)."""
+    path = os.path.join(folder, "scheduler", "scheduler_config.json")
+    cfg = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    else:
+        note(f"{folder}: no scheduler/scheduler_config.json; using SD's scaled_linear 0.00085..0.012, epsilon")
+    kind = cfg.get("beta_schedule", "scaled_linear")
+    if kind not in ("linear", "scaled_linear"):
+        raise SystemExit(f"convert: {path}: beta_schedule {kind!r} (dc knows linear and scaled_linear)")
+    pred = cfg.get("prediction_type", "epsilon")
+    if pred not in ("epsilon", "v_prediction"):
+        raise SystemExit(f"convert: {path}: prediction_type {pred!r} (dc knows epsilon and v_prediction)")
+    return {"schedule.beta_schedule": kind, "schedule.beta_start": float(cfg.get("beta_start", 0.00085)),
+            "schedule.beta_end": float(cfg.get("beta_end", 0.012)),
+            "schedule.num_train_timesteps": int(cfg.get("num_train_timesteps", 1000)),
+            "schedule.prediction_type": pred}
+
+
+def convert_sd(src, args):
+    """A Stable Diffusion pipeline folder as diffusers saves it (model_index.json
+    with text_encoder/, tokenizer/, vae/, unet/, scheduler/): everything the
+    classifier needs in one file (the VAE decoder and safety checker are left out)."""
+    if not os.path.isdir(src) or not os.path.exists(os.path.join(src, "model_index.json")):
+        raise SystemExit(f"convert: {src}: expected a diffusers pipeline folder (with model_index.json)")
+    meta = sd_schedule(src)
+    meta.update(convert_tokenizer.tokenizer_meta(os.path.join(src, "tokenizer")))
+    parts = []
+    for sub, fn in (("text_encoder", lambda d: clip_text(d)), ("vae", lambda d: vae_encoder(d)),
+                    ("unet", lambda d: convert_unet.unet(d))):
+        folder = os.path.join(src, sub)
+        if not os.path.isdir(folder):
+            raise SystemExit(f"convert: {src}: the pipeline has no {sub}/ folder")
+        m, named = fn(folder)
+        m.pop("dc.source", None)
+        meta.update(m)
+        parts.append(named)
+    meta["dc.source"] = os.path.abspath(src)
+    return meta, itertools.chain(*parts)
+
+
+def convert_unet_family(src, args):
+    """A UNet2DConditionModel alone (diffusers unet folder or file): tools/convert_unet.py."""
+    return convert_unet.unet(src)
+
+
+FAMILIES = {"raw": convert_raw, "dit": convert_dit, "clip": convert_clip_family, "vae": convert_vae_family,
+            "unet": convert_unet_family, "sd": convert_sd}
 
 
 # ---------------------------------------------------------------- the CLI

@@ -434,6 +434,9 @@ int cmd_eval(int argc, char **argv)
         fprintf(stderr, "dc: %s\n", err.msg);
         return 1;
     }
+    if (dc_classes_truncated(cl))
+        fprintf(stderr, "dc: warning: %d prompt(s) longer than the text encoder's 77 tokens were cut\n",
+                dc_classes_truncated(cl));
     int n_classes = dc_classes_count(cl);
     if (!is_folder) load_idx(&d, pos.names[0], pos.names[1], n_classes);
 

@@ -48,8 +48,10 @@ def main():
         run(convert, case, "--family", "dit", "-o", os.path.join(tmp, f"dit_{os.path.basename(case)}.dcw"))
     # each component's own preparation: tools/prepare_<component>.py TMPDIR FIXTURES
     for script in sorted(glob.glob(os.path.join(HERE, "prepare_*.py"))):
-        if os.path.basename(script) != "prepare_tests.py":
+        if os.path.basename(script) not in ("prepare_tests.py", "prepare_sd_pipeline.py"):
             run(script, tmp, fixtures)
+    # last: it assembles parts the others made
+    run(os.path.join(HERE, "prepare_sd_pipeline.py"), tmp, fixtures)
 
 
 if __name__ == "__main__":
