@@ -127,8 +127,10 @@ static void dit_should_refuse_bad_inputs_by_name(void)
           "y dtype: %s", err.msg);
     CHECK(dc_forward(c, "dit", in, 2, &out, &err) == DC_ERR_INVALID && strstr(err.msg, "3 inputs"),
           "count: %s", err.msg);
-    CHECK(dc_forward(c, "unet", in, 3, &out, &err) == DC_ERR_INVALID && strstr(err.msg, "unknown component"),
+    CHECK(dc_forward(c, "decoder", in, 3, &out, &err) == DC_ERR_INVALID && strstr(err.msg, "unknown component"),
           "component: %s", err.msg);
+    CHECK(dc_forward(c, "unet", in, 3, &out, &err) == DC_ERR_INVALID && strstr(err.msg, "has no UNet"),
+          "absent component: %s", err.msg);
     dc_ctx_free(c);
     dc_model_free(m);
 }

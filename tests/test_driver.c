@@ -166,8 +166,71 @@ static void classify_should_run_a_text_conditional_pipeline(void)
     CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "multiple of"), "size: %s", out);
 }
 
+static void match_should_score_captions_and_winoground(void)
+{
+    FILE *f = fopen(t_path(T.tmp, "sd_tiny_epsilon.dcw"), "rb");
+    if (!f) SKIP("tiny SD pipeline not prepared (fixtures absent)");
+    fclose(f);
+    char args[4096];
+    const char *m = t_path(T.tmp, "sd_tiny_epsilon.dcw");
+    const char *a = t_path(T.data, "images/rgb_45x31.png"), *b = t_path(T.data, "images/grey_20x50.png");
+    snprintf(args, sizeof args, "match -m '%s' --samples 4 --quiet '%s' 'a red thing' 'a blue thing' 'x'", m, a);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "a red thing") && strstr(out, "a blue thing"),
+          "match: %s", out);
+    snprintf(args, sizeof args, "match -m '%s' --samples 4 --json --quiet --images '%s' '%s' --captions 'one' 'two'", m, a, b);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "{\"errors\": [[") && strstr(out, "\"group\": "),
+          "winoground: %s", out);
+    snprintf(args, sizeof args, "match -m '%s' --quiet '%s' 'only one'", m, a);
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "at least two captions"), "one caption: %s", out);
+}
+
+static void eval_should_resume_shard_and_merge(void)
+{
+    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
+    if (!f) SKIP("DiT fixture not present");
+    fclose(f);
+    f = fopen("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", "rb");
+    if (!f) SKIP("dataset-fashion-mnist not installed");
+    fclose(f);
+    char args[4096], res0[1024], res1[1024], all[1024];
+    const char *m = t_path(T.tmp, "dit_vae.dcw");
+    const char *ds = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz "
+                     "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
+    snprintf(res0, sizeof res0, "%s", t_path(T.tmp, "eval0.jsonl"));
+    snprintf(res1, sizeof res1, "%s", t_path(T.tmp, "eval1.jsonl"));
+    snprintf(all, sizeof all, "%s", t_path(T.tmp, "eval_all.jsonl"));
+    remove(res0), remove(res1), remove(all);
+    const char *sched = "--samples 2,6 --keep 2,1 --quiet";
+    /* 6 images in one go, then the same 6 as two shards merged: same metrics */
+    snprintf(args, sizeof args, "eval -m '%s' %s --limit 6 %s --results '%s' --json", m, ds, sched, all);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"n\": 6"), "eval: %s", out);
+    char whole[512] = "";
+    const char *j = strstr(out, "{\"n\"");
+    if (j) snprintf(whole, sizeof whole, "%s", j);
+    snprintf(args, sizeof args, "eval -m '%s' %s --limit 3 --shard 0/2 %s --results '%s'", m, ds, sched, res0);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "images: 3"), "shard 0: %s", out);
+    snprintf(args, sizeof args, "eval -m '%s' %s --limit 3 --shard 1/2 %s --results '%s'", m, ds, sched, res1);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "images: 3"), "shard 1: %s", out);
+    snprintf(args, sizeof args, "eval --merge '%s' '%s' --json", res0, res1);
+    CHECK(run_dc(out, sizeof out, "", args) == 0, "merge: %s", out);
+    j = strstr(out, "{\"n\"");
+    /* seconds differ between runs; compare the accuracy fields */
+    CHECK(j && whole[0] && !strncmp(j, whole, (size_t)(strstr(whole, "\"evals_per_image") - whole)),
+          "merged shards differ from the single run:\n%s\n%s", j ? j : "(none)", whole);
+    /* resume: asking for 8 where 6 are done evaluates 2 */
+    snprintf(args, sizeof args, "eval -m '%s' %s --limit 8 %s --results '%s' --json", m, ds, "--samples 2,6 --keep 2,1", all);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "resuming: 6 of 8") && strstr(out, "\"n\": 8"),
+          "resume: %s", out);
+    snprintf(args, sizeof args, "eval -m '%s' %s --limit 2 --shard 2/2 %s", m, ds, sched);
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "--shard '2/2'"), "bad shard: %s", out);
+    snprintf(args, sizeof args, "eval -m '%s' /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz %s", m, sched);
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "needs its IDX label file"), "no labels: %s", out);
+}
+
 void suite_driver(void)
 {
+    RUN(match_should_score_captions_and_winoground);
+    RUN(eval_should_resume_shard_and_merge);
     RUN(classify_should_run_a_text_conditional_pipeline);
     RUN(tokenize_should_print_77_ids_per_prompt);
     RUN(classify_should_print_rankings_as_text_json_and_csv);

@@ -32,6 +32,8 @@ static const char *eval_help =
     "  --results FILE      per-image results, appended (default: eval-results.jsonl);\n"
     "                      images already in it are skipped, so a stopped run resumes\n"
     "  --merge FILES...    combine result files (shards) and report\n"
+    "  --fit-temperature   fit T so that softmax(-error / T) is calibrated on these\n"
+    "                      labelled results (for dc classify --temperature T)\n"
     "  --json              the last line of stdout is one JSON object with n, top1,\n"
     "                      top5, mean_per_class, evals_per_image, seconds_per_image\n"
     "plus every class and schedule option of `dc classify --help`.\n";
@@ -187,6 +189,8 @@ typedef struct {
     int top[TOPK];
     long evals;
     double seconds;
+    int n_err;      /* mean error of every class (for calibration), or 0 */
+    float *err;
 } result_row;
 
 typedef struct {
@@ -225,7 +229,25 @@ static int parse_row(const char *line, result_row *row)
         p = end;
         while (*p == ',' || *p == ' ') p++;
     }
-    return *p == ']' && row->k > 0 && strstr(line, "}") != NULL;
+    if (*p != ']' || row->k < 1 || !strstr(line, "}")) return 0;
+    if ((p = strstr(line, "\"errors\": ["))) { /* optional: every class's mean error */
+        p += 11;
+        int cap = 0;
+        while (*p && *p != ']') {
+            char *end;
+            double v = strtod(p, &end);
+            if (end == p) break;
+            if (row->n_err == cap) {
+                cap = cap ? 2 * cap : 16;
+                row->err = realloc(row->err, sizeof(float) * (size_t)cap);
+                if (!row->err) die("%s", "eval: out of memory");
+            }
+            row->err[row->n_err++] = (float)v;
+            p = end;
+            while (*p == ',' || *p == ' ') p++;
+        }
+    }
+    return 1;
 }
 
 /* Reads a results file: the header's class count, and its rows. */
@@ -272,13 +294,56 @@ static void write_row(FILE *f, const result_row *row)
 {
     fprintf(f, "{\"index\": %d, \"label\": %d, \"top\": [", row->index, row->label);
     for (int j = 0; j < row->k; j++) fprintf(f, "%s%d", j ? ", " : "", row->top[j]);
-    fprintf(f, "], \"evals\": %ld, \"seconds\": %.4f}\n", row->evals, row->seconds);
+    fprintf(f, "], \"evals\": %ld, \"seconds\": %.4f", row->evals, row->seconds);
+    if (row->n_err) {
+        fprintf(f, ", \"errors\": [");
+        for (int j = 0; j < row->n_err; j++) fprintf(f, "%s%.7g", j ? ", " : "", row->err[j]);
+        fprintf(f, "]");
+    }
+    fprintf(f, "}\n");
     fflush(f);
+}
+
+/* ---- calibration ----
+   Softmax over raw errors is nearly uniform (errors differ in the third
+   digit), so probabilities need a temperature: p(c) = softmax(-err_c / T).
+   T is fitted on labelled results by minimising the mean negative log
+   likelihood of the true class, a 1-D search over log T. */
+
+static double nll(const results *r, double T)
+{
+    double total = 0;
+    int n = 0;
+    for (int i = 0; i < r->n; i++) {
+        const result_row *row = &r->rows[i];
+        if (row->n_err <= row->label || row->label < 0) continue;
+        double mn = 1e300, z = 0;
+        for (int c = 0; c < row->n_err; c++) mn = row->err[c] < mn ? row->err[c] : mn;
+        for (int c = 0; c < row->n_err; c++) z += exp(-(row->err[c] - mn) / T);
+        total += (row->err[row->label] - mn) / T + log(z);
+        n++;
+    }
+    return n ? total / n : 0;
+}
+
+static double fit_temperature(const results *r, double *before, double *after)
+{
+    double lo = log(1e-7), hi = log(1e2); /* golden-section search on log T */
+    const double g = 0.6180339887498949;
+    double a = hi - g * (hi - lo), b = lo + g * (hi - lo), fa = nll(r, exp(a)), fb = nll(r, exp(b));
+    for (int it = 0; it < 100; it++) {
+        if (fa < fb) hi = b, b = a, fb = fa, a = hi - g * (hi - lo), fa = nll(r, exp(a));
+        else lo = a, a = b, fa = fb, b = lo + g * (hi - lo), fb = nll(r, exp(b));
+    }
+    double T = exp((lo + hi) / 2);
+    *before = nll(r, 1.0);
+    *after = nll(r, T);
+    return T;
 }
 
 /* ---- the report ---- */
 
-static void report(const results *r, int n_classes, const name_list *names, int json)
+static void report(const results *r, int n_classes, const name_list *names, int json, int fit)
 {
     if (!r->n) die("%s", "eval: no results to report");
     long top1 = 0, top5 = 0, evals = 0;
@@ -313,16 +378,25 @@ static void report(const results *r, int n_classes, const name_list *names, int 
             printf("\n");
         }
     }
-    if (json)
+    double T = 0, nll0 = 0, nll1 = 0;
+    if (fit) {
+        T = fit_temperature(r, &nll0, &nll1);
+        printf("temperature: %.6g (mean NLL of the true class %.4f at T = 1, %.4f fitted; "
+               "use dc classify --temperature %.6g)\n", T, nll0, nll1, T);
+    }
+    if (json) {
         printf("{\"n\": %d, \"top1\": %.6f, \"top5\": %.6f, \"mean_per_class\": %.6f, "
-               "\"evals_per_image\": %.2f, \"seconds_per_image\": %.4f}\n",
+               "\"evals_per_image\": %.2f, \"seconds_per_image\": %.4f",
                r->n, (double)top1 / r->n, (double)top5 / r->n, mpc, (double)evals / r->n, secs / r->n);
+        if (fit) printf(", \"temperature\": %.6g, \"nll\": %.6f", T, nll1);
+        printf("}\n");
+    }
     free(conf);
     free(per);
     free(hit);
 }
 
-static int cmd_merge(int argc, char **argv, int json)
+static int cmd_merge(int argc, char **argv, int json, int fit)
 {
     results r = {0};
     int n_classes = 0;
@@ -336,8 +410,10 @@ static int cmd_merge(int argc, char **argv, int json)
     int k = 0;
     for (int i = 0; i < r.n; i++)
         if (!seen[r.rows[i].index]) seen[r.rows[i].index] = 1, r.rows[k++] = r.rows[i];
+        else free(r.rows[i].err);
     r.n = k;
-    report(&r, n_classes, &names, json);
+    report(&r, n_classes, &names, json, fit);
+    for (int i = 0; i < r.n; i++) free(r.rows[i].err);
     free(seen);
     free(r.rows);
     names_free(&names);
@@ -384,13 +460,14 @@ int cmd_eval(int argc, char **argv)
     name_list pos = {0};
     const char *subset = NULL, *results_path = "eval-results.jsonl";
     long limit = -1;
-    int shard_i = 0, shard_n = 1, merge = 0;
+    int shard_i = 0, shard_n = 1, merge = 0, fit = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(eval_help, stdout);
             return 0;
         } else if (!strcmp(a, "--merge")) merge = 1;
+        else if (!strcmp(a, "--fit-temperature")) fit = 1;
         else if (parse_common_option(&i, argc, argv, &co)) continue;
         else if (!strcmp(a, "--subset") && i + 1 < argc) subset = argv[++i];
         else if (!strcmp(a, "--limit") && i + 1 < argc) limit = parse_long(a, argv[++i], 0, 1L << 30);
@@ -404,7 +481,7 @@ int cmd_eval(int argc, char **argv)
     }
     if (merge) {
         if (!pos.n) die("%s", "eval --merge: which result files?");
-        return cmd_merge(pos.n, pos.names, co.json);
+        return cmd_merge(pos.n, pos.names, co.json, fit);
     }
     if (pos.n < 1 || pos.n > 2) die("%s", "eval: usage: dc eval [-m MODEL] DATASET [LABELS] [OPTIONS]");
     char default_model[4096];
@@ -485,6 +562,7 @@ int cmd_eval(int argc, char **argv)
                 results_add(&mine, &done.rows[i]);
                 break;
             }
+    int copied = mine.n; /* rows from here on are this run's own (their err arrays too) */
     int todo = 0;
     for (int j = 0; j < n_idx; j++) todo += !seen[idx[j]];
     if (!co.quiet && had) fprintf(stderr, "eval: resuming: %d of %d images already in %s\n", n_idx - todo, n_idx, results_path);
@@ -509,8 +587,11 @@ int cmd_eval(int argc, char **argv)
             rc = 1;
             continue;
         }
-        result_row row = {i, d.labels[i], r.n_classes < TOPK ? r.n_classes : TOPK, {0}, r.n_evals, r.seconds};
+        result_row row = {i, d.labels[i], r.n_classes < TOPK ? r.n_classes : TOPK, {0}, r.n_evals, r.seconds,
+                          r.n_classes, malloc(sizeof(float) * (size_t)r.n_classes)};
+        if (!row.err) die("%s", "eval: out of memory");
         for (int q = 0; q < row.k; q++) row.top[q] = r.ranking[q];
+        for (int q = 0; q < r.n_classes; q++) row.err[q] = (float)r.mean_error[q];
         write_row(out, &row);
         results_add(&mine, &row);
         seen[i] = 1;
@@ -529,8 +610,10 @@ int cmd_eval(int argc, char **argv)
     fclose(out);
     name_list names = {0};
     for (int i = 0; i < n_classes; i++) names_add(&names, dc_classes_name(cl, i), strlen(dc_classes_name(cl, i)));
-    if (mine.n) report(&mine, n_classes, &names, co.json);
+    if (mine.n) report(&mine, n_classes, &names, co.json, fit);
     names_free(&names);
+    for (int i = copied; i < mine.n; i++) free(mine.rows[i].err);
+    for (int i = 0; i < done.n; i++) free(done.rows[i].err);
     free(mine.rows);
     free(done.rows);
     free(seen);

@@ -7,6 +7,7 @@
 #include "driver.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,8 @@ static const char *usage_text =
     "                    run one network on .npy inputs (dit, text, vae, unet)\n"
     "  tokenize -m MODEL \"prompt\" ...\n"
     "                    print each prompt's 77 token ids (-v: and the tokens)\n"
+    "  match [-m MODEL] IMAGE \"caption\" ...\n"
+    "                    score captions for an image; --images/--captions: Winoground\n"
     "  eval [-m MODEL] DATASET [LABELS]\n"
     "                    accuracy on a labelled data set (dc eval --help)\n"
     "  blas              show the OpenBLAS kernel in use and what the CPU supports\n"
@@ -255,6 +258,8 @@ static const char *classify_help =
     "  --batch N           most evaluations per network call (default 16)\n"
     "output:\n"
     "  --top K             classes shown per image (default 5)\n"
+    "  --temperature T     also print probabilities softmax(-error / T); fit T with\n"
+    "                      dc eval --fit-temperature on labelled data\n"
     "  --json              one JSON object per image (JSON Lines)\n"
     "  --csv               image,rank,class,error rows\n"
     "  --quiet             no progress on stderr\n";
@@ -312,6 +317,14 @@ static int cmd_classify(int argc, char **argv)
             continue;
         }
         int k = co.top < r.n_classes ? co.top : r.n_classes;
+        /* calibrated probabilities: softmax(-error / T) over every class */
+        double *prob = calloc((size_t)r.n_classes, sizeof(double));
+        if (co.temperature > 0 && prob) {
+            double mn = r.mean_error[r.ranking[0]], z = 0;
+            for (int j = 0; j < r.n_classes; j++) mn = r.mean_error[j] < mn ? r.mean_error[j] : mn;
+            for (int j = 0; j < r.n_classes; j++) z += prob[j] = exp(-(r.mean_error[j] - mn) / co.temperature);
+            for (int j = 0; j < r.n_classes; j++) prob[j] /= z;
+        }
         if (co.json) {
             printf("{\"image\": ");
             json_string(stdout, images.names[i]);
@@ -321,7 +334,9 @@ static int cmd_classify(int argc, char **argv)
             for (int j = 0; j < k; j++) {
                 printf("%s{\"class\": ", j ? ", " : "");
                 json_string(stdout, dc_classes_name(cl, r.ranking[j]));
-                printf(", \"error\": %.6g, \"scored\": %d}", r.mean_error[r.ranking[j]], r.n_scored[r.ranking[j]]);
+                printf(", \"error\": %.6g, \"scored\": %d", r.mean_error[r.ranking[j]], r.n_scored[r.ranking[j]]);
+                if (co.temperature > 0) printf(", \"probability\": %.6g", prob[r.ranking[j]]);
+                printf("}");
             }
             printf("], \"evals\": %ld, \"timesteps\": %d, \"seconds\": %.3f}\n", r.n_evals, r.n_timesteps, r.seconds);
         } else if (co.csv) {
@@ -331,12 +346,16 @@ static int cmd_classify(int argc, char **argv)
             }
         } else {
             printf("%s: %s\n", images.names[i], dc_classes_name(cl, r.ranking[0]));
-            for (int j = 0; j < k; j++)
-                printf("  %d. %-30s error %.5f (%d scores)\n", j + 1, dc_classes_name(cl, r.ranking[j]),
+            for (int j = 0; j < k; j++) {
+                printf("  %d. %-30s error %.5f (%d scores)", j + 1, dc_classes_name(cl, r.ranking[j]),
                        r.mean_error[r.ranking[j]], r.n_scored[r.ranking[j]]);
+                if (co.temperature > 0) printf("  p %.3f", prob[r.ranking[j]]);
+                printf("\n");
+            }
             printf("  %ld evaluations, %d timesteps, %.2f s\n", r.n_evals, r.n_timesteps, r.seconds);
         }
         fflush(stdout);
+        free(prob);
         dc_result_free(&r);
     }
 done:
@@ -383,6 +402,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "classify")) return cmd_classify(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
+    if (!strcmp(cmd, "match")) return cmd_match(argc - 2, argv + 2);
     die("unknown command '%s' (see dc --help)", cmd);
     return 2;
 }

@@ -235,7 +235,12 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
     else if (!strcmp(a, "--size")) o->size = (int)parse_long(a, VALUE(), 8, 4096);
     else if (!strcmp(a, "--batch")) o->batch = (int)parse_long(a, VALUE(), 1, 4096);
     else if (!strcmp(a, "--top")) co->top = (int)parse_long(a, VALUE(), 1, 100000);
-    else if (!strcmp(a, "--json")) co->json = 1;
+    else if (!strcmp(a, "--temperature")) {
+        const char *v = VALUE();
+        char *end;
+        co->temperature = strtod(v, &end);
+        if (*end || !(co->temperature > 0)) die("--temperature '%s': a positive number (dc eval --fit-temperature)", v);
+    } else if (!strcmp(a, "--json")) co->json = 1;
     else if (!strcmp(a, "--csv")) co->csv = 1;
     else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) co->quiet = 1;
     else return 0;

@@ -47,6 +47,7 @@ typedef struct {
     name_list classes;
     dc_classify_opts o;
     int top, json, csv, quiet;
+    double temperature;  /* > 0: print probabilities softmax(-error / T) */
 } common_opts;
 void common_opts_init(common_opts *co);
 int parse_common_option(int *i, int argc, char **argv, common_opts *co);
@@ -55,5 +56,6 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co);
 void common_opts_finish(common_opts *co, char *model_buf, size_t cap);
 
 int cmd_eval(int argc, char **argv);
+int cmd_match(int argc, char **argv);
 
 #endif
