@@ -264,7 +264,12 @@ def sd_schedule(folder):
 def convert_sd(src, args):
     """A Stable Diffusion pipeline folder as diffusers saves it (model_index.json
     with text_encoder/, tokenizer/, vae/, unet/, scheduler/): everything the
-    classifier needs in one file (the VAE decoder and safety checker are left out)."""
+    classifier needs in one file (the VAE decoder and safety checker are left out).
+    An original single-file checkpoint (.safetensors / .ckpt with CompVis
+    names) goes to tools/convert_sd_single.py instead."""
+    if os.path.isfile(src) and src.endswith((".safetensors", ".ckpt", ".pt", ".pth")):
+        import convert_sd_single  # imported here: it imports the component converters this file does
+        return convert_sd_single.sd_single_file(src, args)
     if not os.path.isdir(src) or not os.path.exists(os.path.join(src, "model_index.json")):
         raise SystemExit(f"convert: {src}: expected a diffusers pipeline folder (with model_index.json)")
     meta = sd_schedule(src)
@@ -391,6 +396,16 @@ def main(argv=None):
     p.add_argument("--vae", metavar="FOLDER", help="DiT: the VAE (diffusers folder) to include, so dc classify "
                    "can encode images")
     p.add_argument("--class-names", metavar="FILE", help="class names, one per line (DiT: stored in the model)")
+    p.add_argument("--tokenizer", metavar="DIR_OR_BPE", help="SD single-file checkpoints: the CLIP tokenizer (a "
+                   "folder with vocab.json + merges.txt, or bpe_simple_vocab_16e6.txt.gz)")
+    p.add_argument("--prediction-type", choices=["epsilon", "v_prediction"], help="SD single-file checkpoints: "
+                   "what the UNet predicts (default epsilon; the SD 2.x 768-v checkpoints need v_prediction)")
+    p.add_argument("--config-unet", metavar="JSON", help="SD single-file checkpoints: a diffusers UNet config "
+                   "instead of the SD 1.x / 2.x one")
+    p.add_argument("--config-vae", metavar="JSON", help="SD single-file checkpoints: a diffusers AutoencoderKL "
+                   "config (default: inferred from the shapes)")
+    p.add_argument("--config-text", metavar="JSON", help="SD single-file checkpoints: a CLIPTextConfig instead "
+                   "of the released SD 1.x / 2.x one")
     p.add_argument("--info", metavar="FILE.dcw", help="print a .dcw file's metadata and tensors")
     args = p.parse_args(argv)
     if args.info:

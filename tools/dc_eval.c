@@ -481,7 +481,10 @@ int cmd_eval(int argc, char **argv)
     }
     if (merge) {
         if (!pos.n) die("%s", "eval --merge: which result files?");
-        return cmd_merge(pos.n, pos.names, co.json, fit);
+        int rc = cmd_merge(pos.n, pos.names, co.json, fit);
+        names_free(&pos);
+        names_free(&co.classes);
+        return rc;
     }
     if (pos.n < 1 || pos.n > 2) die("%s", "eval: usage: dc eval [-m MODEL] DATASET [LABELS] [OPTIONS]");
     char default_model[4096];
