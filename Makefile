@@ -54,7 +54,7 @@ HEADERS = dc.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h nn/tokenizer.h n
 TEST_SRC = $(wildcard tests/test_*.c) tests/main.c
 BENCH_SRC = bench/conv_bench.c
 
-.PHONY: all setup test test-one bench single clean train
+.PHONY: all setup test test-one test-single test-tools bench single clean train ship
 
 all: dc libdc.a
 
@@ -117,9 +117,26 @@ $(B)/dit_bench: $(B)/bench/dit_bench.o $(B)/libdc.a
 bench: $(B)/conv_bench $(B)/dit_bench
 	$(B)/conv_bench
 
+# ---- the shipped model: trained here on Fashion-MNIST (python3-torch) ----
+# VAE (diffusers folder) then a class-conditional DiT (state dict) on its
+# latents, both saved as users download such models, then converted with the
+# real converter. TRAIN_MINUTES_VAE / TRAIN_MINUTES_DIT set the budgets.
+TRAIN_MINUTES_VAE ?= 14
+TRAIN_MINUTES_DIT ?= 40
+train:
+	$(PYTHON) tools/train_fmnist.py vae models/fmnist/vae --minutes $(TRAIN_MINUTES_VAE)
+	$(PYTHON) tools/train_fmnist.py dit models/fmnist/dit --vae models/fmnist/vae --minutes $(TRAIN_MINUTES_DIT)
+	$(MAKE) ship
+ship:
+	@mkdir -p data/models
+	$(PYTHON) tools/convert.py models/fmnist/dit --family dit --vae models/fmnist/vae \
+	  --class-names data/classes/fashion_mnist.txt --dtype f16 -o data/models/fmnist-dit.dcw
+	cp data/models/fmnist-dit.dcw data/models/default.dcw
+
 # ---- setup: Debian packages only ----
 DEB_PACKAGES = gcc make libc6-dev libopenblas-openmp-dev libstb-dev python3 python3-numpy \
                dataset-fashion-mnist clang libomp-dev
+# training and reference generators only (not needed by make test): python3-torch python3-pil
 setup:
 	@if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \
 	  echo "make setup installs Debian packages: run it as root"; exit 1; fi

@@ -237,7 +237,7 @@ def train_dit(out, vae_dir, minutes, seed):
             for k, v in sd.items():
                 ema[k].mul_(0.999).add_(v.detach(), alpha=0.001)
         step += 1
-        if step % 500 == 0:
+        if step % 100 == 0:
             el = time.time() - t0
             print(f"dit step {step} ({el:.0f}s, {step * bs / el:.0f} samples/s, {step * bs / z.shape[0]:.1f} epochs): "
                   f"loss {loss.item():.4f}", flush=True)
