@@ -39,31 +39,18 @@ static dc_status clip_get(const dc__weights *w, const dc__tensor **t, const char
     return st;
 }
 
-static dc_status clip_meta_int(const dc__weights *w, const char *key, int *v, int lo, int hi,
-                               dc_error *err)
-{
-    int64_t x;
-    dc_status st = dc__meta_int(w, key, &x, err);
-    if (st != DC_OK) return st;
-    if (x < lo || x > hi)
-        return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' = %lld is out of range [%d, %d]",
-                        w->path, key, (long long)x, lo, hi);
-    *v = (int)x;
-    return DC_OK;
-}
-
 dc_status dc__clip_build(dc__clip *m, const dc__weights *w, const char *prefix, dc_error *err)
 {
     memset(m, 0, sizeof *m);
     dc_status st;
     char act[32];
     double eps;
-    if ((st = clip_meta_int(w, "clip.hidden_size", &m->hidden, 1, 1 << 16, err)) ||
-        (st = clip_meta_int(w, "clip.intermediate_size", &m->intermediate, 1, 1 << 18, err)) ||
-        (st = clip_meta_int(w, "clip.num_heads", &m->heads, 1, 1024, err)) ||
-        (st = clip_meta_int(w, "clip.num_layers", &m->layers, 1, DC_CLIP_MAX_LAYERS, err)) ||
-        (st = clip_meta_int(w, "clip.max_positions", &m->max_positions, 1, 1 << 16, err)) ||
-        (st = clip_meta_int(w, "clip.vocab_size", &m->vocab, 1, 1 << 24, err)) ||
+    if ((st = dc__meta_int_in(w, "clip.hidden_size", &m->hidden, 1, 1 << 16, err)) ||
+        (st = dc__meta_int_in(w, "clip.intermediate_size", &m->intermediate, 1, 1 << 18, err)) ||
+        (st = dc__meta_int_in(w, "clip.num_heads", &m->heads, 1, 1024, err)) ||
+        (st = dc__meta_int_in(w, "clip.num_layers", &m->layers, 1, DC_CLIP_MAX_LAYERS, err)) ||
+        (st = dc__meta_int_in(w, "clip.max_positions", &m->max_positions, 1, 1 << 16, err)) ||
+        (st = dc__meta_int_in(w, "clip.vocab_size", &m->vocab, 1, 1 << 24, err)) ||
         (st = dc__meta_str(w, "clip.act", act, sizeof act, err)) ||
         (st = dc__meta_float(w, "clip.layer_norm_eps", &eps, err)))
         return st;

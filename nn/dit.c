@@ -29,32 +29,19 @@ static dc_status get(const dc__weights *w, const dc__tensor **t, const char *nam
     return dc__tensor_get(w, name, ndim, shape, t, err);
 }
 
-static dc_status meta_int(const dc__weights *w, const char *key, int *v, int lo, int hi,
-                          dc_error *err)
-{
-    int64_t x;
-    dc_status st = dc__meta_int(w, key, &x, err);
-    if (st != DC_OK) return st;
-    if (x < lo || x > hi)
-        return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' = %lld is out of range [%d, %d]",
-                        w->path, key, (long long)x, lo, hi);
-    *v = (int)x;
-    return DC_OK;
-}
-
 dc_status dc__dit_build(dc__dit *m, const dc__weights *w, dc_error *err)
 {
     memset(m, 0, sizeof *m);
     dc_status st;
     double ratio;
-    if ((st = meta_int(w, "dit.input_size", &m->input_size, 1, 4096, err)) ||
-        (st = meta_int(w, "dit.patch_size", &m->patch, 1, 64, err)) ||
-        (st = meta_int(w, "dit.in_channels", &m->in_ch, 1, 1024, err)) ||
-        (st = meta_int(w, "dit.hidden_size", &m->hidden, 1, 1 << 16, err)) ||
-        (st = meta_int(w, "dit.depth", &m->depth, 1, DC_DIT_MAX_DEPTH, err)) ||
-        (st = meta_int(w, "dit.num_heads", &m->heads, 1, 1024, err)) ||
-        (st = meta_int(w, "dit.num_classes", &m->num_classes, 1, 1 << 20, err)) ||
-        (st = meta_int(w, "dit.learn_sigma", &m->learn_sigma, 0, 1, err)) ||
+    if ((st = dc__meta_int_in(w, "dit.input_size", &m->input_size, 1, 4096, err)) ||
+        (st = dc__meta_int_in(w, "dit.patch_size", &m->patch, 1, 64, err)) ||
+        (st = dc__meta_int_in(w, "dit.in_channels", &m->in_ch, 1, 1024, err)) ||
+        (st = dc__meta_int_in(w, "dit.hidden_size", &m->hidden, 1, 1 << 16, err)) ||
+        (st = dc__meta_int_in(w, "dit.depth", &m->depth, 1, DC_DIT_MAX_DEPTH, err)) ||
+        (st = dc__meta_int_in(w, "dit.num_heads", &m->heads, 1, 1024, err)) ||
+        (st = dc__meta_int_in(w, "dit.num_classes", &m->num_classes, 1, 1 << 20, err)) ||
+        (st = dc__meta_int_in(w, "dit.learn_sigma", &m->learn_sigma, 0, 1, err)) ||
         (st = dc__meta_float(w, "dit.mlp_ratio", &ratio, err)))
         return st;
     if (m->input_size % m->patch || m->hidden % m->heads || !(ratio > 0 && ratio <= 64))

@@ -124,6 +124,8 @@ void dc__checksum(const uint8_t *p, size_t n, uint64_t *s1, uint64_t *s2);
 
 const dc__meta *dc__meta_find(const dc__weights *w, const char *key);
 dc_status dc__meta_int(const dc__weights *w, const char *key, int64_t *v, dc_error *err);
+/* An int that must lie in [lo, hi] (config values that size allocations). */
+dc_status dc__meta_int_in(const dc__weights *w, const char *key, int *v, int lo, int hi, dc_error *err);
 dc_status dc__meta_float(const dc__weights *w, const char *key, double *v, dc_error *err);
 /* Copies the string (NUL-terminated, truncated to cap) into buf. */
 dc_status dc__meta_str(const dc__weights *w, const char *key, char *buf, size_t cap,
@@ -134,7 +136,7 @@ dc_status dc__meta_ints(const dc__weights *w, const char *key, int64_t *v, uint3
 dc_status dc__meta_floats(const dc__weights *w, const char *key, double *v, uint32_t cap,
                           uint32_t *n, dc_error *err);
 /* String array: element i as pointer + length into the mapping (kind 6).
-   Walks the array; O(i). For bulk use iterate with dc__meta_strs_next. */
+   Walks the array: O(i). */
 dc_status dc__meta_strs_at(const dc__weights *w, const char *key, uint32_t i,
                            const char **s, uint32_t *len, dc_error *err);
 

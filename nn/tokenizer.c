@@ -247,19 +247,6 @@ static dc_status tok_strings(const dc__weights *w, const char *key, uint32_t *co
     return DC_OK;
 }
 
-static dc_status tok_int(const dc__weights *w, const char *key, int lo, int hi, int *v,
-                         dc_error *err)
-{
-    int64_t x;
-    dc_status st = dc__meta_int(w, key, &x, err);
-    if (st != DC_OK) return st;
-    if (x < lo || x > hi)
-        return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' = %lld is out of range [%d, %d]",
-                        w->path, key, (long long)x, lo, hi);
-    *v = (int)x;
-    return DC_OK;
-}
-
 static dc_status tok_build_vocab(dc__tokenizer *t, const dc__weights *w, dc_error *err)
 {
     const char *key = "tokenizer.vocab";
@@ -452,11 +439,10 @@ dc_status dc__tokenizer_build(dc__tokenizer *t, const dc__weights *w, dc_error *
     memset(t, 0, sizeof *t);
     dc_status st;
     if ((st = tok_build_vocab(t, w, err)) != DC_OK ||
-        (st = tok_int(w, "tokenizer.bos_id", 0, t->n_vocab - 1, &t->bos_id, err)) != DC_OK ||
-        (st = tok_int(w, "tokenizer.eos_id", 0, t->n_vocab - 1, &t->eos_id, err)) != DC_OK ||
-        (st = tok_int(w, "tokenizer.pad_id", 0, t->n_vocab - 1, &t->pad_id, err)) != DC_OK ||
-        (st = tok_int(w, "tokenizer.max_length", 2, DC_TOKENIZER_MAX_LENGTH, &t->max_length,
-                      err)) != DC_OK ||
+        (st = dc__meta_int_in(w, "tokenizer.bos_id", &t->bos_id, 0, t->n_vocab - 1, err)) != DC_OK ||
+        (st = dc__meta_int_in(w, "tokenizer.eos_id", &t->eos_id, 0, t->n_vocab - 1, err)) != DC_OK ||
+        (st = dc__meta_int_in(w, "tokenizer.pad_id", &t->pad_id, 0, t->n_vocab - 1, err)) != DC_OK ||
+        (st = dc__meta_int_in(w, "tokenizer.max_length", &t->max_length, 2, DC_TOKENIZER_MAX_LENGTH, err)) != DC_OK ||
         (st = tok_build_merges(t, w, err)) != DC_OK ||
         (st = tok_build_entities(t, w, err)) != DC_OK) {
         dc__tokenizer_free(t);

@@ -196,15 +196,8 @@ static dc_status unet_load_transformer(unet_loader *L, int *index, int c, int he
 static dc_status unet_meta_int(unet_loader *L, const char *key, int *v, int lo, int hi)
 {
     char full[160];
-    int64_t x;
     snprintf(full, sizeof full, "%s%s", L->prefix, key);
-    dc_status st = dc__meta_int(L->w, full, &x, L->err);
-    if (st != DC_OK) return st;
-    if (x < lo || x > hi)
-        return dc__fail(L->err, DC_ERR_FORMAT, "%s: metadata '%s' = %lld is out of range [%d, %d]",
-                        L->w->path, full, (long long)x, lo, hi);
-    *v = (int)x;
-    return DC_OK;
+    return dc__meta_int_in(L->w, full, v, lo, hi, L->err);
 }
 
 static dc_status unet_meta_float(unet_loader *L, const char *key, float *v, double lo, double hi)

@@ -58,15 +58,8 @@ static dc_status vae_meta_int(const dc__weights *w, const char *prefix, const ch
                               int lo, int hi, dc_error *err)
 {
     char full[320];
-    int64_t x;
     snprintf(full, sizeof full, "%s%s", prefix, key);
-    dc_status st = dc__meta_int(w, full, &x, err);
-    if (st != DC_OK) return st;
-    if (x < lo || x > hi)
-        return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' = %lld is out of range [%d, %d]",
-                        w->path, full, (long long)x, lo, hi);
-    *v = (int)x;
-    return DC_OK;
+    return dc__meta_int_in(w, full, v, lo, hi, err);
 }
 
 /* a conv's weight and bias: name.weight [co, ci, k, k], name.bias [co] */

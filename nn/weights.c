@@ -356,6 +356,18 @@ dc_status dc__meta_int(const dc__weights *w, const char *key, int64_t *v, dc_err
     return st;
 }
 
+dc_status dc__meta_int_in(const dc__weights *w, const char *key, int *v, int lo, int hi, dc_error *err)
+{
+    int64_t x;
+    dc_status st = dc__meta_int(w, key, &x, err);
+    if (st != DC_OK) return st;
+    if (x < lo || x > hi)
+        return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' = %lld is out of range [%d, %d]", w->path, key,
+                        (long long)x, lo, hi);
+    *v = (int)x;
+    return DC_OK;
+}
+
 dc_status dc__meta_float(const dc__weights *w, const char *key, double *v, dc_error *err)
 {
     const dc__meta *m = dc__meta_find(w, key);
