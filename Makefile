@@ -113,8 +113,11 @@ $(B)/conv_bench: $(B)/bench/conv_bench.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 $(B)/dit_bench: $(B)/bench/dit_bench.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
-# the quick benches; bench/dit_bench.sh is the long DiT-XL/2 vs PyTorch one
-bench: $(B)/conv_bench $(B)/dit_bench
+$(B)/sd_bench: $(B)/bench/sd_bench.o $(B)/libdc.a
+	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
+# the quick benches; bench/dit_bench.sh and bench/sd_bench.sh are the long
+# full-size ones, against PyTorch in the same run
+bench: $(B)/conv_bench $(B)/dit_bench $(B)/sd_bench
 	$(B)/conv_bench
 
 # ---- the shipped model: trained here on Fashion-MNIST (python3-torch) ----

@@ -45,6 +45,7 @@ clang_check() { # warning-free under clang, -Werror (when clang and its OpenMP a
 
 suite tools $MAKE -s test-tools PYTHON="$PYTHON"
 suite release $MAKE -s test-one PYTHON="$PYTHON" CC="$CC"
+suite sd_single $PYTHON tests/test_sd_single.py --dc build/release/dc
 suite single $MAKE -s test-single PYTHON="$PYTHON" CC="$CC"
 suite portable $MAKE -s test-one PORTABLE=1 PYTHON="$PYTHON" CC="$CC"
 suite sanitize env ASAN_OPTIONS=detect_leaks=1 $MAKE -s test-one SANITIZE=1 PYTHON="$PYTHON" CC="$CC"
