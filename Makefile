@@ -71,7 +71,7 @@ $(B)/libdc.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-DRIVER_SRC = tools/dc_main.c tools/dc_eval.c tools/dc_match.c tools/driver.c
+DRIVER_SRC = tools/dc_main.c tools/dc_eval.c tools/dc_match.c tools/driver.c tools/plot.c
 $(B)/dc: $(DRIVER_SRC:%.c=$(B)/%.o) $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 

@@ -103,8 +103,28 @@ int dc__num_threads(void)
 #endif
 }
 
+/* MemAvailable from /proc/meminfo in bytes, or 0 where there is none. */
+static size_t available_memory(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return (size_t)kb * 1024;
+}
+
 dc_status dc__runner_reserve(dc__runner *r, size_t bytes, size_t wfloats, dc_error *err)
 {
+    /* Linux overcommits: a too-large malloc succeeds and the OOM killer ends
+       the process halfway through. Refuse up front what cannot fit. */
+    size_t need = (bytes > r->arena.cap ? bytes : 0) + (wfloats > r->wcap ? wfloats * sizeof(float) : 0);
+    size_t avail = need > ((size_t)1 << 28) ? available_memory() : 0;
+    if (avail && need > avail)
+        return dc__fail(err, DC_ERR_NOMEM, "this forward pass needs %.0f MB more memory, only %.0f MB are "
+                        "available (try a smaller --batch)", need / 1e6, avail / 1e6);
     if (bytes > r->arena.cap) {
         dc__arena_free(&r->arena);
         if (!dc__arena_init(&r->arena, bytes))

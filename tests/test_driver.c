@@ -83,6 +83,17 @@ static void classify_should_print_rankings_as_text_json_and_csv(void)
     snprintf(args, sizeof args, "classify -m '%s' --samples 4,20 --keep 2,1 --csv --top 2 --quiet '%s'", m, img);
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "image,rank,class,error\n") &&
           strstr(out, ",1,") && strstr(out, ",2,"), "csv: %s", out);
+    const char *png = t_path(T.tmp, "plot.png");
+    remove(png);
+    snprintf(args, sizeof args, "classify -m '%s' --samples 4,20 --keep 2,1 --quiet --plot '%s' '%s'", m, png, img);
+    unsigned char sig[8] = {0};
+    int rc = run_dc(out, sizeof out, "", args);
+    FILE *pf = fopen(png, "rb");
+    if (pf) {
+        if (fread(sig, 1, 8, pf) != 8) sig[0] = 0;
+        fclose(pf);
+    }
+    CHECK(rc == 0 && strstr(out, "plot: ") && !memcmp(sig, "\x89PNG\r\n\x1a\n", 8), "plot: %s", out);
     snprintf(args, sizeof args, "classify -m '%s' --stop sequential --json '%s'", m, img);
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"prediction\""), "sequential: %s", out);
 }

@@ -262,6 +262,8 @@ static const char *classify_help =
     "                      dc eval --fit-temperature on labelled data\n"
     "  --json              one JSON object per image (JSON Lines)\n"
     "  --csv               image,rank,class,error rows\n"
+    "  --plot OUT.png      draw each top class's error against the timestep\n"
+    "                      (several images: OUT-1.png, OUT-2.png, ...)\n"
     "  --quiet             no progress on stderr\n";
 
 static int cmd_classify(int argc, char **argv)
@@ -269,11 +271,14 @@ static int cmd_classify(int argc, char **argv)
     common_opts co;
     common_opts_init(&co);
     name_list images = {0};
+    const char *plot = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(classify_help, stdout);
             return 0;
+        } else if (!strcmp(a, "--plot") && i + 1 < argc) {
+            plot = argv[++i];
         } else if (parse_common_option(&i, argc, argv, &co)) {
             continue;
         } else if (a[0] == '-' && a[1]) {
@@ -353,6 +358,16 @@ static int cmd_classify(int argc, char **argv)
                 printf("\n");
             }
             printf("  %ld evaluations, %d timesteps, %.2f s\n", r.n_evals, r.n_timesteps, r.seconds);
+        }
+        if (plot) { /* OUT.png, or OUT-<i>.png for several images */
+            char path[4096];
+            const char *dot = strrchr(plot, '.');
+            if (images.n == 1 || !dot) snprintf(path, sizeof path, "%s", plot);
+            else snprintf(path, sizeof path, "%.*s-%d%s", (int)(dot - plot), plot, i + 1, dot);
+            if (!plot_result(path, &r, cl, co.top)) {
+                fprintf(stderr, "dc: --plot: cannot write '%s'\n", path);
+                rc = 1;
+            }
         }
         fflush(stdout);
         free(prob);

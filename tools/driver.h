@@ -57,5 +57,7 @@ void common_opts_finish(common_opts *co, char *model_buf, size_t cap);
 
 int cmd_eval(int argc, char **argv);
 int cmd_match(int argc, char **argv);
+/* tools/plot.c: error against timestep for the top classes, as a PNG; 1 on success */
+int plot_result(const char *path, const dc_result *r, const dc_classes *cl, int max_classes);
 
 #endif
