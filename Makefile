@@ -138,7 +138,7 @@ ship:
 
 # ---- setup: Debian packages only ----
 DEB_PACKAGES = gcc make libc6-dev libopenblas-openmp-dev libstb-dev python3 python3-numpy \
-               dataset-fashion-mnist clang libomp-dev
+               dataset-fashion-mnist clang libomp-dev libclang-rt-14-dev
 # training and reference generators only (not needed by make test): python3-torch python3-pil
 setup:
 	@if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \
@@ -153,3 +153,9 @@ setup:
 
 clean:
 	rm -rf build dc libdc.a
+
+# ---- fuzzing (fuzz/Makefile.inc) and the arm64 test under qemu ----
+include fuzz/Makefile.inc
+.PHONY: test-arm64
+test-arm64:
+	sh tools/arm64_test.sh $(ARM64_FLAGS)

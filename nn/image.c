@@ -14,23 +14,138 @@
 #include <string.h>
 #include <stb/stb_image.h>
 
+/* ---- guards for stb_image 2.27 (Debian's) ----
+   Fuzzing (fuzz/, docs/robustness.md) found inputs on which that version
+   reads out of bounds or from uninitialised memory: JPEG Huffman tables
+   with more than 256 codes, JPEG scans using a table the file never
+   defined, 16-bit PNM (a heap over-read even on valid files) and PNM
+   header numbers that overflow. Such files are refused here, before stb
+   sees them; everything else goes to stb unchanged. */
+
+static unsigned be16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
+
+static const char *jpeg_refusal(const unsigned char *d, size_t n)
+{
+    if (n < 2 || d[0] != 0xFF || d[1] != 0xD8) return NULL;
+    int defined[2][4] = {{0}};
+    size_t p = 2;
+    while (p + 1 < n) {
+        if (d[p] != 0xFF) { /* not at a marker: resynchronise on the next one, as decoders do */
+            p++;
+            continue;
+        }
+        unsigned m = d[p + 1];
+        if (m == 0xFF) { /* fill byte */
+            p++;
+            continue;
+        }
+        if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
+            p += 2;
+            continue;
+        }
+        if (m == 0xD9) return NULL;
+        if (p + 4 > n) return NULL;
+        size_t len = be16(d + p + 2), end = p + 2 + len;
+        if (len < 2) return "a JPEG segment with a length under 2";
+        if (m == 0xC4) { /* DHT: tables of (class, id), counts, symbols */
+            if (end > n) return "a truncated JPEG Huffman table";
+            for (size_t q = p + 4; q < end;) {
+                if (q + 17 > end) return "a truncated JPEG Huffman table";
+                int tc = d[q] >> 4, th = d[q] & 15;
+                if (tc > 1 || th > 3) return "a JPEG Huffman table with a bad class or id";
+                size_t codes = 0;
+                for (int i = 1; i <= 16; i++) codes += d[q + i];
+                if (codes > 256) return "a JPEG Huffman table with more than 256 codes";
+                q += 17 + codes;
+                if (q > end) return "a truncated JPEG Huffman table";
+                defined[tc][th] = 1;
+            }
+        } else if (m == 0xDA) { /* SOS: every table the scan uses must exist */
+            if (end > n || p + 5 > n) return "a truncated JPEG scan header";
+            size_t ns = d[p + 4];
+            if (p + 5 + 2 * ns + 2 > end) return "a truncated JPEG scan header";
+            int ss = d[p + 5 + 2 * ns], se = d[p + 6 + 2 * ns];
+            for (size_t i = 0; i < ns; i++) {
+                int t = d[p + 6 + 2 * i], td = t >> 4, ta = t & 15;
+                if (td > 3 || ta > 3 || (ss == 0 && !defined[0][td]) || (se > 0 && !defined[1][ta]))
+                    return "a JPEG scan that uses a Huffman table the file does not define";
+            }
+            /* skip the entropy-coded data: up to a marker that is not a stuffed 0 or a restart */
+            for (p = end; p + 1 < n; p++)
+                if (d[p] == 0xFF && d[p + 1] != 0 && !(d[p + 1] >= 0xD0 && d[p + 1] <= 0xD7)) break;
+            continue;
+        }
+        p = end;
+    }
+    return NULL;
+}
+
+static const char *pnm_refusal(const unsigned char *d, size_t n)
+{
+    if (n < 2 || d[0] != 'P' || (d[1] != '5' && d[1] != '6')) return NULL;
+    int field = 0;
+    for (size_t p = 2; p < n && field < 3;) {
+        if (d[p] == '#') { /* a comment, to the end of the line */
+            while (p < n && d[p] != '\n' && d[p] != '\r') p++;
+            continue;
+        }
+        if (d[p] < '0' || d[p] > '9') {
+            p++;
+            continue;
+        }
+        size_t start = p;
+        long v = 0;
+        while (p < n && d[p] >= '0' && d[p] <= '9') {
+            if (p - start < 9) v = v * 10 + (d[p] - '0');
+            p++;
+        }
+        if (p - start > 9) return "a PNM header number with more than 9 digits";
+        if (++field == 3 && v > 255) return "a 16-bit PNM (dc reads 8-bit PNM only)";
+    }
+    return NULL;
+}
+
 dc_status dc__image_load(dc__image *img, const char *path, dc_error *err)
 {
     memset(img, 0, sizeof *img);
+    /* the whole file once: checked, then decoded from memory */
+    FILE *f = fopen(path, "rb");
+    if (!f) return dc__fail(err, DC_ERR_IO, "%s: cannot open", path);
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    if (size < 0 || size > DC_IMAGE_MAX_FILE) {
+        fclose(f);
+        return dc__fail(err, DC_ERR_UNSUPPORTED, "%s: %s (dc reads image files up to %d MB)", path,
+                        size < 0 ? "cannot tell its size" : "too large", DC_IMAGE_MAX_FILE >> 20);
+    }
+    unsigned char *data = malloc((size_t)size + 1);
+    if (!data || fseek(f, 0, SEEK_SET) != 0 || fread(data, 1, (size_t)size, f) != (size_t)size) {
+        free(data);
+        fclose(f);
+        return dc__fail(err, data ? DC_ERR_IO : DC_ERR_NOMEM, "%s: cannot read", path);
+    }
+    fclose(f);
+    const char *why = jpeg_refusal(data, (size_t)size);
+    if (!why) why = pnm_refusal(data, (size_t)size);
+    if (why) {
+        free(data);
+        return dc__fail(err, DC_ERR_FORMAT, "%s: refused: %s (unsafe for the image decoder)", path, why);
+    }
     int w, h, comp;
     /* read the header first, so a huge declared size is refused before any allocation */
-    if (!stbi_info(path, &w, &h, &comp)) {
-        FILE *f = fopen(path, "rb");
-        if (!f) return dc__fail(err, DC_ERR_IO, "%s: cannot open", path);
-        fclose(f);
+    if (!stbi_info_from_memory(data, (int)size, &w, &h, &comp)) {
+        free(data);
         return dc__fail(err, DC_ERR_FORMAT, "%s: not an image dc can read (%s; PNG, JPEG, BMP, GIF, "
                         "PNM and TGA are supported)", path, stbi_failure_reason());
     }
     if (w < 1 || h < 1 || w > DC_IMAGE_MAX_SIDE || h > DC_IMAGE_MAX_SIDE ||
-        (int64_t)w * h > DC_IMAGE_MAX_PIXELS)
+        (int64_t)w * h > DC_IMAGE_MAX_PIXELS) {
+        free(data);
         return dc__fail(err, DC_ERR_UNSUPPORTED, "%s: %d x %d pixels is over dc's limit (%d per side, "
                         "%d megapixels)", path, w, h, DC_IMAGE_MAX_SIDE, DC_IMAGE_MAX_PIXELS / 1000000);
-    unsigned char *p = stbi_load(path, &w, &h, &comp, 3);
+    }
+    unsigned char *p = stbi_load_from_memory(data, (int)size, &w, &h, &comp, 3);
+    free(data);
     if (!p) return dc__fail(err, DC_ERR_FORMAT, "%s: cannot decode: %s", path, stbi_failure_reason());
     img->w = w, img->h = h, img->rgb = p;
     return DC_OK;

@@ -343,6 +343,7 @@ const char *dc__blas_better_core(const char *corename, const char *cpu_level);
 
 #define DC_IMAGE_MAX_SIDE 16384
 #define DC_IMAGE_MAX_PIXELS 100000000
+#define DC_IMAGE_MAX_FILE (512 << 20)   /* bytes of one image file */
 typedef struct {
     int w, h;
     unsigned char *rgb;   /* [h, w, 3] */

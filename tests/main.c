@@ -126,6 +126,7 @@ int main(int argc, char **argv)
     suite_classify();
     suite_image();
     suite_docs();
+    suite_threads();
     suite_driver();
     printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;

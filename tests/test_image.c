@@ -53,9 +53,13 @@ static void decoded_pixels_should_equal_pillows_for_every_format_and_mode(void)
     } else {
         CHECK(0, "16-bit: %s", err.msg);
     }
-    /* JPEG: decoders may differ slightly; just the size */
+    /* JPEG: decoders may differ slightly; just the size (baseline and progressive,
+       which must pass the Huffman-table guard) */
     CHECK(dc__image_load(&img, t_path(T.data, "images/photo_70x52.jpg"), &err) == DC_OK && img.w == 70 &&
           img.h == 52, "jpeg: %s", err.msg);
+    dc__image_free(&img);
+    CHECK(dc__image_load(&img, t_path(T.data, "images/progressive_64x40.jpg"), &err) == DC_OK && img.w == 64 &&
+          img.h == 40, "progressive jpeg: %s", err.msg);
     dc__image_free(&img);
 }
 
@@ -155,8 +159,35 @@ static void bad_image_files_should_be_refused_by_name(void)
     CHECK(dc__image_load(&img, p, &err) != DC_OK && err.msg[0], "truncated png accepted");
 }
 
+static void files_that_break_stb_image_should_be_refused_first(void)
+{
+    /* fuzzing found these (fuzz/crashes/, docs/robustness.md): Debian's
+       stb_image 2.27 reads out of bounds or uninitialised memory on them */
+    static const struct { const char *file, *expect; } cases[] = {
+        {"image/stb_dht_counts_over_256.jpg", "Huffman table"},
+        {"image/stb_pnm_16bit_grey_overread.pgm", "16-bit PNM"},
+        {"image/stb_pnm_header_int_overflow.pgm", "more than 9 digits"},
+        {"image/valid_16bit_grey_2x2.pgm", "16-bit PNM"},
+        {"image-uninit/stb_jpeg_undefined_huffman_table.jpg", "does not define"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dc__image img;
+        dc_error err;
+        const char *p = t_path(T.data, "../../fuzz/crashes/%s", cases[i].file);
+        FILE *f = fopen(p, "rb");
+        if (!f) {
+            CHECK(0, "missing reproducer %s", p);
+            continue;
+        }
+        fclose(f);
+        CHECK(dc__image_load(&img, p, &err) == DC_ERR_FORMAT && strstr(err.msg, cases[i].expect),
+              "%s: %s", cases[i].file, err.msg);
+    }
+}
+
 void suite_image(void)
 {
+    RUN(files_that_break_stb_image_should_be_refused_first);
     RUN(decoded_pixels_should_equal_pillows_for_every_format_and_mode);
     RUN(resize_should_be_bit_exact_with_pillow);
     RUN(preprocessing_should_match_the_reference_pipelines);

@@ -70,6 +70,8 @@ def main():
         "photo_70x52.jpg": synthetic(70, 52, 5),
         "rgb_16x12.bmp": synthetic(16, 12, 6),
     }
+    synthetic(64, 40, 8).save(os.path.join(OUT, "progressive_64x40.jpg"), quality=85, progressive=True,
+                              optimize=True)
     for name, img in files.items():
         img.save(os.path.join(OUT, name), quality=90) if name.endswith(".jpg") else img.save(os.path.join(OUT, name))
     # 16-bit grey: Pillow writes I;16 PNGs; stb_image reduces them to 8 bits (>> 8)
