@@ -123,18 +123,25 @@ void load_preset(const char *name, dc_classify_opts *o, name_list *classes, char
         exit(2);
     }
     char line[4096];
+    int keep_n = -1;
     while (fgets(line, sizeof line, f)) {
         size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n') die("%s: a line is longer than 4094 bytes", path);
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (!len || line[0] == '#') continue;
         if (!strncmp(line, "template ", 9)) {
             if ((size_t)snprintf(tmpl, tcap, "%s", line + 9) >= tcap) die("%s: template too long", path);
-        }
-        else if (!strncmp(line, "samples ", 8)) o->n_stages = parse_list("preset samples", line + 8, o->samples, DC_MAX_STAGES);
-        else if (!strncmp(line, "keep ", 5)) parse_list("preset keep", line + 5, o->keep, DC_MAX_STAGES);
-        else if (!strncmp(line, "loss ", 5))
-            o->loss = !strcmp(line + 5, "l1") ? DC_LOSS_L1 : !strcmp(line + 5, "huber") ? DC_LOSS_HUBER : DC_LOSS_L2;
-        else if (!strcmp(line, "classes")) {
+        } else if (!strncmp(line, "samples ", 8)) {
+            o->n_stages = parse_list("preset samples", line + 8, o->samples, DC_MAX_STAGES);
+        } else if (!strncmp(line, "keep ", 5)) {
+            keep_n = parse_list("preset keep", line + 5, o->keep, DC_MAX_STAGES);
+        } else if (!strncmp(line, "loss ", 5)) {
+            const char *v = line + 5;
+            if (!strcmp(v, "l2")) o->loss = DC_LOSS_L2;
+            else if (!strcmp(v, "l1")) o->loss = DC_LOSS_L1;
+            else if (!strcmp(v, "huber")) o->loss = DC_LOSS_HUBER;
+            else die("%s: loss must be l2, l1 or huber", path);
+        } else if (!strcmp(line, "classes")) {
             read_names(f, classes, path);
             break;
         } else {
@@ -142,6 +149,7 @@ void load_preset(const char *name, dc_classify_opts *o, name_list *classes, char
             exit(2);
         }
     }
+    if (keep_n >= 0 && keep_n != o->n_stages) die("%s: 'keep' needs as many counts as 'samples'", path);
     fclose(f);
 }
 
