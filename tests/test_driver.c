@@ -239,8 +239,60 @@ static void eval_should_resume_shard_and_merge(void)
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "needs its IDX label file"), "no labels: %s", out);
 }
 
+/* The shipped model on the shipped samples (3 Fashion-MNIST test images per
+   class). The floor is set from what it measured: see the README's table. */
+#define SHIPPED_SAMPLES_FLOOR SHIPPED_FLOOR_VALUE
+static void shipped_model_should_classify_the_shipped_samples(void)
+{
+    const char *model = t_path(T.data, "../../data/models/default.dcw");
+    FILE *f = fopen(model, "rb");
+    if (!f) SKIP("no shipped model in data/models (make train)");
+    fclose(f);
+    char args[8192];
+    int len = snprintf(args, sizeof args, "classify -m '%s' --stop sequential --json --quiet", model);
+    static const char *classes[10] = {"t-shirt", "trouser", "pullover", "dress", "coat",
+                                      "sandal", "shirt", "sneaker", "bag", "ankle-boot"};
+    /* the files: CLASS_INDEX.png, written by tools/make_samples.py */
+    FILE *ls = popen("ls data/samples/*.png 2>/dev/null", "r");
+    char name[512];
+    int n = 0;
+    while (ls && fgets(name, sizeof name, ls) && len < (int)sizeof args - 600) {
+        name[strcspn(name, "\n")] = 0;
+        len += snprintf(args + len, sizeof args - (size_t)len, " '%s'", name);
+        n++;
+    }
+    if (ls) pclose(ls);
+    CHECK(n >= 20, "only %d sample images", n);
+    static char big[1 << 18];
+    CHECK(run_dc(big, sizeof big, "", args) == 0, "classify failed: %.300s", big);
+    int correct = 0, total = 0;
+    for (char *p = big; (p = strstr(p, "{\"image\": \"")); p++) {
+        char *img = p + 11, *pred = strstr(p, "\"prediction\": \"");
+        if (!pred) break;
+        pred += 15;
+        const char *slash = strrchr(img, '/');
+        const char *base = slash && slash < pred ? slash + 1 : img;
+        for (int c = 0; c < 10; c++) {
+            size_t cl = strlen(classes[c]);
+            if (!strncmp(base, classes[c], cl) && base[cl] == '_') {
+                /* the prediction is the class name with spaces */
+                char want[32];
+                snprintf(want, sizeof want, "%s\"", classes[c]);
+                for (char *q = want; *q; q++) if (*q == '-') *q = ' ';
+                correct += !strncmp(pred, want, strlen(want));
+                total++;
+                break;
+            }
+        }
+    }
+    printf("  shipped model: %d of %d sample images correct (floor %d)\n", correct, total, SHIPPED_SAMPLES_FLOOR);
+    CHECK(total == n, "%d results for %d images", total, n);
+    CHECK(correct >= SHIPPED_SAMPLES_FLOOR, "%d correct, floor %d", correct, SHIPPED_SAMPLES_FLOOR);
+}
+
 void suite_driver(void)
 {
+    RUN(shipped_model_should_classify_the_shipped_samples);
     RUN(match_should_score_captions_and_winoground);
     RUN(eval_should_resume_shard_and_merge);
     RUN(classify_should_run_a_text_conditional_pipeline);
