@@ -240,8 +240,12 @@ static void eval_should_resume_shard_and_merge(void)
 }
 
 /* The shipped model on the shipped samples (3 Fashion-MNIST test images per
-   class). The floor is set from what it measured: see the README's table. */
-#define SHIPPED_SAMPLES_FLOOR 0 /* TEMPORARY: set from the measurement below before release */
+   class), sequential stopping, seed 0. Measured: 23 of 30 correct (x86,
+   AVX-512 kernels, 2 threads); on the fixed 2,000-image test subset the same
+   settings give the top-1 in the README. The floor leaves room for a few
+   borderline images to flip under other kernels, BLAS builds or thread
+   counts; a broken pipeline (chance is 3 of 30) cannot reach it. */
+#define SHIPPED_SAMPLES_FLOOR 20
 static void shipped_model_should_classify_the_shipped_samples(void)
 {
     const char *model = t_path(T.data, "../../data/models/default.dcw");
