@@ -274,8 +274,9 @@ static void shipped_model_should_classify_the_shipped_samples(void)
         char *img = p + 11, *pred = strstr(p, "\"prediction\": \"");
         if (!pred) break;
         pred += 15;
-        const char *slash = strrchr(img, '/');
-        const char *base = slash && slash < pred ? slash + 1 : img;
+        const char *end = strchr(img, '"'), *base = img; /* the file name within the quoted path */
+        for (const char *q = img; end && q < end; q++)
+            if (*q == '/') base = q + 1;
         for (int c = 0; c < 10; c++) {
             size_t cl = strlen(classes[c]);
             if (!strncmp(base, classes[c], cl) && base[cl] == '_') {

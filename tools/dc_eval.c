@@ -508,15 +508,12 @@ int cmd_eval(int argc, char **argv)
         else if (co.classes.n != d.folder_classes.n)
             die("%s", "eval: the class list and the data set's class folders differ in number");
     }
-    if (dc_model_load(&m, co.model, NULL, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK ||
-        dc_classes_new(&cl, c, co.classes.n ? (const char *const *)co.classes.names : NULL, co.classes.n, co.tmpl,
-                       &err) != DC_OK) {
-        fprintf(stderr, "dc: %s\n", err.msg);
+    if (!open_classifier(co.model, &co.classes, co.tmpl, &m, &c, &cl)) {
+        dc_classes_free(cl);
+        dc_ctx_free(c);
+        dc_model_free(m);
         return 1;
     }
-    if (dc_classes_truncated(cl))
-        fprintf(stderr, "dc: warning: %d prompt(s) longer than the text encoder's 77 tokens were cut\n",
-                dc_classes_truncated(cl));
     int n_classes = dc_classes_count(cl);
     if (!is_folder) load_idx(&d, pos.names[0], pos.names[1], n_classes);
 

@@ -296,15 +296,7 @@ static int cmd_classify(int argc, char **argv)
     dc_ctx *c = NULL;
     dc_classes *cl = NULL;
     int rc = 1;
-    if (dc_model_load(&m, co.model, NULL, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK ||
-        dc_classes_new(&cl, c, co.classes.n ? (const char *const *)co.classes.names : NULL, co.classes.n,
-                       co.tmpl, &err) != DC_OK) {
-        fprintf(stderr, "dc: %s\n", err.msg);
-        goto done;
-    }
-    if (dc_classes_truncated(cl))
-        fprintf(stderr, "dc: warning: %d prompt(s) longer than the text encoder's 77 tokens were cut\n",
-                dc_classes_truncated(cl));
+    if (!open_classifier(co.model, &co.classes, co.tmpl, &m, &c, &cl)) goto done;
     progress_state prog = {!co.quiet, isatty(2), 0, 0, ""};
     co.o.progress = on_progress;
     co.o.progress_user = &prog;

@@ -66,12 +66,7 @@ int cmd_match(int argc, char **argv)
     int rc = 1, ni = images.n, nc = captions.n;
     double *e = calloc((size_t)ni * nc, sizeof(double));
     if (!e) die("%s", "match: out of memory");
-    if (dc_model_load(&m, co.model, NULL, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK ||
-        dc_classes_new(&cl, c, (const char *const *)captions.names, nc, "{}", &err) != DC_OK) {
-        fprintf(stderr, "dc: %s\n", err.msg);
-        goto done;
-    }
-    if (dc_classes_truncated(cl)) fprintf(stderr, "dc: warning: %d caption(s) were cut to 77 tokens\n", dc_classes_truncated(cl));
+    if (!open_classifier(co.model, &captions, "{}", &m, &c, &cl)) goto done;
     progress_state prog = {!co.quiet, isatty(2), 0, 0, ""};
     co.o.progress = on_progress;
     co.o.progress_user = &prog;

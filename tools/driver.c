@@ -273,3 +273,19 @@ void common_opts_finish(common_opts *co, char *model_buf, size_t cap)
         co->model = model_buf;
     }
 }
+
+int open_classifier(const char *model, const name_list *names, const char *tmpl, dc_model **m, dc_ctx **c,
+                    dc_classes **cl)
+{
+    dc_error err;
+    *m = NULL, *c = NULL, *cl = NULL;
+    if (dc_model_load(m, model, NULL, &err) != DC_OK || dc_ctx_new(c, *m, &err) != DC_OK ||
+        dc_classes_new(cl, *c, names->n ? (const char *const *)names->names : NULL, names->n, tmpl, &err) != DC_OK) {
+        fprintf(stderr, "dc: %s\n", err.msg);
+        return 0;
+    }
+    if (dc_classes_truncated(*cl))
+        fprintf(stderr, "dc: warning: %d prompt(s) longer than the text encoder's 77 tokens were cut\n",
+                dc_classes_truncated(*cl));
+    return 1;
+}

@@ -55,6 +55,13 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co);
    model; exits on an unreadable class file. */
 void common_opts_finish(common_opts *co, char *model_buf, size_t cap);
 
+/* Loads the model, makes a context and encodes the classes (names, or all
+   of a class-conditional model's when names is empty), warning about cut
+   prompts; on failure prints the reason and returns 0 (outputs NULL or
+   partly made: free them as usual). */
+int open_classifier(const char *model, const name_list *names, const char *tmpl, dc_model **m, dc_ctx **c,
+                    dc_classes **cl);
+
 int cmd_eval(int argc, char **argv);
 int cmd_match(int argc, char **argv);
 /* tools/plot.c: error against timestep for the top classes, as a PNG; 1 on success */
