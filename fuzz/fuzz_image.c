@@ -21,10 +21,8 @@
        8-bit channel converter and then reads the result as 16-bit: a heap
        over-read of the whole image size, on valid files too;
      - reads PNM header numbers into an int without an overflow check.
-   With DC_FUZZ_SKIP_KNOWN_STB=1 in the environment (fuzz/Makefile.inc sets
-   it for the fuzzing runs, not for the reproducers) inputs that could reach
-   them are skipped, so the fuzzer can look for other bugs. The two checks
-   below sketch what nn/image.c could refuse before calling stb.
+   nn/image.c now refuses such files before stb sees them
+   (dc__image_refusal); the reproducers in fuzz/crashes/ check that it does.
 
    Build and run: make fuzz (fuzz/Makefile.inc). */
 #include "fuzz_util.h"
@@ -33,62 +31,6 @@
 #include <stb/stb_image.h>
 
 #define FUZZ_IMAGE_MAX_SIDE 1024
-
-/* 1 if any DHT marker (FF C4) in the file, read the way stb_image reads it
-   (bytes past the end read as 0), declares a table of more than 256 codes. */
-static int fuzz_dht_overflows(const uint8_t *d, size_t n)
-{
-#define FUZZ_AT(i) ((i) < n ? d[i] : 0)
-    for (size_t p = 0; p + 1 < n; p++) {
-        if (d[p] != 0xFF || d[p + 1] != 0xC4) continue;
-        long L = (long)(FUZZ_AT(p + 2) << 8 | FUZZ_AT(p + 3)) - 2;
-        size_t q = p + 4;
-        while (L > 0 && q <= n + 17) {
-            int tc = FUZZ_AT(q) >> 4, th = FUZZ_AT(q) & 15;
-            if (tc > 1 || th > 3) break;
-            long codes = 0;
-            for (int i = 0; i < 16; i++) codes += FUZZ_AT(q + 1 + i);
-            if (codes > 256) return 1;
-            q += 17 + (size_t)codes;
-            L -= 17 + codes;
-        }
-    }
-    return 0;
-#undef FUZZ_AT
-}
-
-/* 1 if the file starts like a PNM whose header has a number of 10 or more
-   digits, or a maxval over 255 (16-bit samples). Over-approximates stb's
-   header parser: every run of digits after the magic counts. */
-static int fuzz_pnm_risky(const uint8_t *d, size_t n)
-{
-    if (n < 2 || d[0] != 'P' || (d[1] != '5' && d[1] != '6')) return 0;
-    int field = 0;
-    for (size_t p = 2; p < n && field < 3;) {
-        if (d[p] == '#') { /* comment to the end of the line */
-            while (p < n && d[p] != '\n' && d[p] != '\r') p++;
-            continue;
-        }
-        if (d[p] < '0' || d[p] > '9') {
-            p++;
-            continue;
-        }
-        size_t start = p;
-        long v = 0;
-        while (p < n && d[p] >= '0' && d[p] <= '9') {
-            if (p - start < 9) v = v * 10 + (d[p] - '0');
-            p++;
-        }
-        if (p - start > 9 || (++field == 3 && v > 255)) return 1;
-    }
-    return 0;
-}
-
-/* JPEGs are left to dc__image_load, whose guards run before stb's header reader */
-static int fuzz_jpeg_any(const uint8_t *d, size_t n)
-{
-    return n >= 2 && d[0] == 0xFF && d[1] == 0xD8;
-}
 
 static void fuzz_check_range(const float *x, size_t n)
 {
@@ -101,16 +43,11 @@ static void fuzz_check_range(const float *x, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static int skip_known = -1;
-    if (skip_known < 0)
-        skip_known = getenv("DC_FUZZ_SKIP_KNOWN_STB") && atoi(getenv("DC_FUZZ_SKIP_KNOWN_STB"));
     if (size > (1u << 20) || size > INT32_MAX) return 0;
-    if (skip_known && (fuzz_dht_overflows(data, size) || fuzz_pnm_risky(data, size))) return 0;
     int w, h, comp;
     /* legal but slow sizes are skipped; stb's header reader is only asked
-       about inputs dc's own guards (nn/image.c) would pass on to stb */
-    if (!fuzz_dht_overflows(data, size) && !fuzz_pnm_risky(data, size) && !fuzz_jpeg_any(data, size) &&
-        stbi_info_from_memory(data, (int)size, &w, &h, &comp) &&
+       about inputs dc's guards (dc__image_refusal) would pass on to stb */
+    if (!dc__image_refusal(data, size) && stbi_info_from_memory(data, (int)size, &w, &h, &comp) &&
         (w > FUZZ_IMAGE_MAX_SIDE || h > FUZZ_IMAGE_MAX_SIDE) &&
         w <= DC_IMAGE_MAX_SIDE && h <= DC_IMAGE_MAX_SIDE && (int64_t)w * h <= DC_IMAGE_MAX_PIXELS)
         return 0; /* legal but slow; see the top comment */

@@ -26,9 +26,12 @@ static unsigned be16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]
 
 static const char *jpeg_refusal(const unsigned char *d, size_t n)
 {
-    if (n < 2 || d[0] != 0xFF || d[1] != 0xD8) return NULL;
+    /* stb takes any run of 0xFF fill bytes before the start marker */
+    size_t p = 0;
+    while (p + 1 < n && d[p] == 0xFF && d[p + 1] == 0xFF) p++;
+    if (p + 1 >= n || d[p] != 0xFF || d[p + 1] != 0xD8) return NULL;
     int defined[2][4] = {{0}};
-    size_t p = 2;
+    p += 2;
     while (p + 1 < n) {
         if (d[p] != 0xFF) { /* not at a marker: resynchronise on the next one, as decoders do */
             p++;
@@ -105,6 +108,12 @@ static const char *pnm_refusal(const unsigned char *d, size_t n)
     return NULL;
 }
 
+const char *dc__image_refusal(const unsigned char *d, size_t n)
+{
+    const char *why = jpeg_refusal(d, n);
+    return why ? why : pnm_refusal(d, n);
+}
+
 dc_status dc__image_load(dc__image *img, const char *path, dc_error *err)
 {
     memset(img, 0, sizeof *img);
@@ -125,8 +134,7 @@ dc_status dc__image_load(dc__image *img, const char *path, dc_error *err)
         return dc__fail(err, data ? DC_ERR_IO : DC_ERR_NOMEM, "%s: cannot read", path);
     }
     fclose(f);
-    const char *why = jpeg_refusal(data, (size_t)size);
-    if (!why) why = pnm_refusal(data, (size_t)size);
+    const char *why = dc__image_refusal(data, (size_t)size);
     if (why) {
         free(data);
         return dc__fail(err, DC_ERR_FORMAT, "%s: refused: %s (unsafe for the image decoder)", path, why);

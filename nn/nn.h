@@ -349,6 +349,9 @@ typedef struct {
     unsigned char *rgb;   /* [h, w, 3] */
     int owned;            /* 0: from stb_image, 1: malloc'ed by dc, 2: borrowed */
 } dc__image;
+/* Why the bytes of an image file would be unsafe for Debian's stb_image
+   2.27 (a reason to print), or NULL: dc__image_load refuses such files. */
+const char *dc__image_refusal(const unsigned char *d, size_t n);
 /* Decodes any stb_image format to 8-bit RGB; sizes checked before decoding. */
 dc_status dc__image_load(dc__image *img, const char *path, dc_error *err);
 void dc__image_free(dc__image *img);     /* any dc__image (borrowed ones: no-op) */
