@@ -120,21 +120,40 @@ $(B)/sd_bench: $(B)/bench/sd_bench.o $(B)/libdc.a
 bench: $(B)/conv_bench $(B)/dit_bench $(B)/sd_bench
 	$(B)/conv_bench
 
-# ---- the shipped model: trained here on Fashion-MNIST (python3-torch) ----
-# VAE (diffusers folder) then a class-conditional DiT (state dict) on its
-# latents, both saved as users download such models, then converted with the
-# real converter. TRAIN_MINUTES_VAE / TRAIN_MINUTES_DIT set the budgets.
+# ---- the shipped models: trained here on Fashion-MNIST (python3-torch) ----
+# A VAE (diffusers folder); on its latents a class-conditional DiT (state
+# dict) and a text-conditional Stable-Diffusion-architecture pipeline
+# (diffusers folders: BPE tokenizer trained here, CLIP text encoder, UNet);
+# all saved as users download such models, then converted with the real
+# converter. TRAIN_MINUTES_* set the budgets. The SD model is the default.
 TRAIN_MINUTES_VAE ?= 14
 TRAIN_MINUTES_DIT ?= 40
+TRAIN_MINUTES_SD ?= 55
 train:
 	$(PYTHON) tools/train_fmnist.py vae models/fmnist/vae --minutes $(TRAIN_MINUTES_VAE)
 	$(PYTHON) tools/train_fmnist.py dit models/fmnist/dit --vae models/fmnist/vae --minutes $(TRAIN_MINUTES_DIT)
+	$(PYTHON) tools/train_fmnist_sd.py models/fmnist/sd --vae models/fmnist/vae --minutes $(TRAIN_MINUTES_SD)
 	$(MAKE) ship
-ship:
-	@mkdir -p data/models
-	$(PYTHON) tools/convert.py models/fmnist/dit --family dit --vae models/fmnist/vae \
-	  --class-names data/classes/fashion_mnist.txt --dtype f16 -o data/models/fmnist-dit.dcw
-	cp data/models/fmnist-dit.dcw data/models/default.dcw
+# Each model is converted, calibrated for --stop calibrated on 200
+# training images (never test images), and converted again with that
+# calibration stored in it (data/calibration/ keeps the measured files).
+FMNIST = /usr/share/datasets/fashion-mnist
+CALIBRATE = ./dc eval $(FMNIST)/train-images-idx3-ubyte.gz $(FMNIST)/train-labels-idx1-ubyte.gz \
+  --subset data/calibration/train_images.txt --samples 50 --keep 1 --quiet
+DIT_CONVERT = $(PYTHON) tools/convert.py models/fmnist/dit --family dit --vae models/fmnist/vae \
+  --class-names data/classes/fashion_mnist.txt --dtype f16 -o data/models/fmnist-dit.dcw
+SD_CONVERT = $(PYTHON) tools/convert.py models/fmnist/sd --family sd --class-names data/classes/fashion_mnist.txt \
+  --template "a photo of a {}." --dtype q8 -o data/models/fmnist-sd.dcw
+ship: dc
+	@mkdir -p data/models data/calibration
+	$(DIT_CONVERT)
+	$(SD_CONVERT)
+	rm -f build/calibrate-*.jsonl
+	$(CALIBRATE) -m data/models/fmnist-dit.dcw --results build/calibrate-dit.jsonl --calibrate data/calibration/fmnist-dit.txt
+	$(CALIBRATE) -m data/models/fmnist-sd.dcw --results build/calibrate-sd.jsonl --calibrate data/calibration/fmnist-sd.txt
+	$(DIT_CONVERT) --calibration data/calibration/fmnist-dit.txt
+	$(SD_CONVERT) --calibration data/calibration/fmnist-sd.txt
+	ln -sf fmnist-sd.dcw data/models/default.dcw
 
 # ---- setup: Debian packages only ----
 DEB_PACKAGES = gcc make libc6-dev libopenblas-openmp-dev libstb-dev python3 python3-numpy \

@@ -666,6 +666,7 @@ typedef struct {
     int *alive, n_alive;  /* remaining classes */
     char *drop;           /* [n_classes] scratch: dropped this round */
     double *err_sum;      /* [n_classes] over scored (timestep, trial) items */
+    float *spread;        /* [grid_len] calibrated stopping: per grid point; NULL otherwise */
     float *buf;           /* batch: zt, prediction, noise per item */
     int *bt, *bc, *bg;    /* batch: timestep, class, grid index per item */
     int *br;              /* batch: trial per item */
@@ -775,24 +776,43 @@ static dc_status classify_adaptive(classify_state *s, int *rank_end, dc_error *e
     return st;
 }
 
-/* Sequential pruning: timesteps in a coarse-to-fine order (bit reversal of
-   the grid, so the first few already span the whole range); after each
-   round, a class leaves when a one-sided paired t-test on its per-timestep
-   error differences to the current best says it is worse at level alpha
-   (Clark & Jaini 2023: min 20 scores, p = 2e-3). */
-static dc_status classify_sequential(classify_state *s, int *rank_end, dc_error *err)
+/* The order sequential stopping visits the grid in. Plain: coarse to fine
+   (bit reversal of the grid index, so the first few already span the whole
+   range). Calibrated: by decreasing spread of the error differences, ties
+   in the plain order: the mean error that decides is a sum over timesteps,
+   dominated by those whose differences are large (small t, where the
+   prediction error depends most on the class); the others barely move it,
+   so the test sees the deciding part first. */
+static void visit_order(const classify_state *s, int *order)
 {
-    int n = s->grid_len, bits = 0;
+    int n = s->grid_len, bits = 0, no = 0;
     while ((1 << bits) < n) bits++;
-    int *order = malloc(sizeof(int) * (size_t)n), no = 0;
-    if (!order) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
     for (int i = 0; i < (1 << bits); i++) {
         int r = 0;
         for (int b = 0; b < bits; b++) r |= ((i >> b) & 1) << (bits - 1 - b);
         if (r < n) order[no++] = r;
     }
+    for (int i = 1; s->spread && i < n; i++) { /* stable insertion sort, descending */
+        int g = order[i], j = i;
+        while (j > 0 && s->spread[order[j - 1]] < s->spread[g]) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = g;
+    }
+}
+
+/* Sequential pruning: after each timestep, a class leaves when a one-sided
+   paired t-test on its per-timestep error differences to the current best
+   says it is worse at level alpha (Clark & Jaini 2023: min 20 scores,
+   p = 2e-3). Calibrated stopping runs the same test in another order. */
+static dc_status classify_sequential(classify_state *s, int *rank_end, dc_error *err)
+{
+    int *order = malloc(sizeof(int) * (size_t)s->grid_len);
+    if (!order) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    visit_order(s, order);
     dc_status st = DC_OK;
-    for (int done = 0; st == DC_OK && done < no && s->n_alive > 1; done++) {
+    for (int done = 0; st == DC_OK && done < s->grid_len && s->n_alive > 1; done++) {
         st = evaluate(s, &order[done], 1, err);
         int scored = done + 1;
         if (st != DC_OK || scored < s->o->seq_min_scores) continue;
@@ -804,7 +824,7 @@ static dc_status classify_sequential(classify_state *s, int *rank_end, dc_error 
         for (int a = 1; a < s->n_alive; a++) {
             int c = s->alive[a];
             double sum = 0, sq = 0;
-            for (int j = 0; j < scored; j++) {
+            for (int j = 0; j < scored; j++) { /* column j holds the j-th timestep visited */
                 double dlt = (double)s->res->errors[(size_t)c * s->grid_len + j] -
                              s->res->errors[(size_t)best * s->grid_len + j];
                 sum += dlt;
@@ -825,6 +845,32 @@ static dc_status classify_sequential(classify_state *s, int *rank_end, dc_error 
     sort_alive(s);
     free(order);
     return st;
+}
+
+/* Calibrated stopping: the spread at each grid timestep, linear between
+   the calibration points and constant beyond the ends. */
+static dc_status grid_spread(classify_state *s, dc_error *err)
+{
+    const dc_classify_opts *o = s->o;
+    if (!o->calib_t || !o->calib_spread || o->n_calib < 1)
+        return dc__fail(err, DC_ERR_INVALID, "calibrated stopping needs the model's timestep calibration "
+                        "(dc eval --calibrate FILE on held-out images, then --calibration FILE)");
+    for (int i = 0; i < o->n_calib; i++)
+        if (!(o->calib_spread[i] >= 0 && o->calib_spread[i] < 1e30f) || (i && o->calib_t[i] <= o->calib_t[i - 1]))
+            return dc__fail(err, DC_ERR_INVALID, "timestep calibration: point %d (t %d, spread %g): spreads "
+                            "must be finite and >= 0, timesteps ascending", i, o->calib_t[i], o->calib_spread[i]);
+    for (int g = 0; g < s->grid_len; g++) {
+        int t = s->grid[g], k = 0;
+        const float *v = o->calib_spread;
+        while (k < o->n_calib && o->calib_t[k] < t) k++;
+        if (k == 0) s->spread[g] = v[0];
+        else if (k == o->n_calib) s->spread[g] = v[o->n_calib - 1];
+        else {
+            double f = (double)(t - o->calib_t[k - 1]) / (o->calib_t[k] - o->calib_t[k - 1]);
+            s->spread[g] = (float)((1 - f) * v[k - 1] + f * v[k]);
+        }
+    }
+    return DC_OK;
 }
 
 dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classes,
@@ -851,7 +897,9 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
         return dc__fail(err, DC_ERR_INVALID, "--samples: %d timesteps, the model has %d", max_n, T);
     if (o->trials < 1 || o->trials > 1000)
         return dc__fail(err, DC_ERR_INVALID, "--trials: %d (1..1000)", o->trials);
-    if (o->stop == DC_STOP_SEQUENTIAL && (!(o->seq_alpha > 0 && o->seq_alpha < 1) || o->seq_min_scores < 2))
+    if (o->stop != DC_STOP_ADAPTIVE && o->stop != DC_STOP_SEQUENTIAL && o->stop != DC_STOP_CALIBRATED)
+        return dc__fail(err, DC_ERR_INVALID, "stopping rule %d: adaptive, sequential or calibrated", (int)o->stop);
+    if (o->stop != DC_STOP_ADAPTIVE && (!(o->seq_alpha > 0 && o->seq_alpha < 1) || o->seq_min_scores < 2))
         return dc__fail(err, DC_ERR_INVALID, "sequential stopping: alpha %g must be in (0, 1) and the "
                         "minimum scores (%d) at least 2", o->seq_alpha, o->seq_min_scores);
 
@@ -865,6 +913,7 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
     s.alive = malloc(sizeof(int) * (size_t)n_classes);
     s.drop = calloc((size_t)n_classes, 1);
     s.err_sum = calloc((size_t)n_classes, sizeof(double));
+    if (o->stop == DC_STOP_CALIBRATED) s.spread = malloc(sizeof(float) * (size_t)max_n);
     s.bt = malloc(sizeof(int) * (size_t)maxb * 4);
     res->ranking = malloc(sizeof(int) * (size_t)n_classes);
     res->mean_error = malloc(sizeof(double) * (size_t)n_classes);
@@ -874,13 +923,15 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
     size_t bufn;
     if (dc__mul_size(&bufn, (size_t)maxb * 3, (size_t)s.L)) s.buf = dc__aligned_alloc(bufn * sizeof(float));
     dc_status st = DC_OK;
-    if (!s.grid || !s.col_of || !s.alive || !s.drop || !s.err_sum || !s.bt || !res->ranking || !res->mean_error ||
+    if (!s.grid || !s.col_of || !s.alive || !s.drop || !s.err_sum ||
+        (o->stop == DC_STOP_CALIBRATED && !s.spread) || !s.bt || !res->ranking || !res->mean_error ||
         !res->n_scored || !res->timesteps || !res->errors || !s.buf) {
         st = dc__fail(err, DC_ERR_NOMEM, "out of memory for %d classes x %d timesteps", n_classes, max_n);
         goto done;
     }
     s.bc = s.bt + maxb, s.bg = s.bc + maxb, s.br = s.bg + maxb;
     s.grid_len = dc__timestep_grid(s.grid, max_n, T, max_n);
+    if (s.spread && (st = grid_spread(&s, err)) != DC_OK) goto done;
     res->n_classes = n_classes;
     for (int i = 0; i < s.grid_len; i++) s.col_of[i] = -1;
     for (size_t i = 0; i < cells; i++) res->errors[i] = NAN;
@@ -921,6 +972,7 @@ done:
     free(s.alive);
     free(s.drop);
     free(s.err_sum);
+    free(s.spread);
     free(s.bt);
     dc__aligned_free(s.buf);
     if (st != DC_OK) dc_result_free(res);
@@ -973,6 +1025,47 @@ static dc_status model_schedule(const dc__weights *w, dc__schedule *s, dc_error 
     return DC_OK;
 }
 
+/* Calibrated stopping without a calibration in the options: the model's
+   own (classify.calib_t / classify.calib_spread, written by tools/convert.py
+   --calibration). *use is o, or *local (allocated here, the caller frees
+   it): o with the calibration filled in. */
+#define DC_MAX_CALIB 1024
+typedef struct {
+    dc_classify_opts o;
+    int t[DC_MAX_CALIB];
+    float spread[DC_MAX_CALIB];
+    int64_t tv[DC_MAX_CALIB];
+    double sv[DC_MAX_CALIB];
+} calibrated_opts;
+
+static dc_status with_model_calibration(const dc_model *m, const dc_classify_opts *o, calibrated_opts **local,
+                                        const dc_classify_opts **use, dc_error *err)
+{
+    *use = o, *local = NULL;
+    if (o->stop != DC_STOP_CALIBRATED || o->calib_t) return DC_OK;
+    if (!dc__meta_find(&m->w, "classify.calib_t") || !dc__meta_find(&m->w, "classify.calib_spread"))
+        return dc__fail(err, DC_ERR_INVALID, "calibrated stopping: %s has no timestep calibration (make one "
+                        "with dc eval --calibrate FILE on held-out labelled images, pass --calibration FILE)",
+                        m->w.path);
+    calibrated_opts *l = *local = malloc(sizeof *l);
+    if (!l) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    uint32_t nt, ns;
+    dc_status st = dc__meta_ints(&m->w, "classify.calib_t", l->tv, DC_MAX_CALIB, &nt, err);
+    if (st == DC_OK) st = dc__meta_floats(&m->w, "classify.calib_spread", l->sv, DC_MAX_CALIB, &ns, err);
+    if (st != DC_OK) return st;
+    if (nt != ns || !nt)
+        return dc__fail(err, DC_ERR_FORMAT, "%s: classify.calib_t has %u timesteps, classify.calib_spread %u "
+                        "values", m->w.path, nt, ns);
+    l->o = *o;
+    for (uint32_t i = 0; i < nt; i++) { /* out-of-range values fail the core's checks, clamped or not */
+        l->t[i] = l->tv[i] < -1 ? -1 : l->tv[i] > 1000000 ? 1000000 : (int)l->tv[i];
+        l->spread[i] = (float)l->sv[i];
+    }
+    l->o.calib_t = l->t, l->o.calib_spread = l->spread, l->o.n_calib = (int)nt;
+    *use = &l->o;
+    return DC_OK;
+}
+
 dc_status dc_classify_latent(dc_ctx *c, const float *z, const int *class_ids, int n_classes,
                              const dc_classify_opts *o, dc_result *res, dc_error *err)
 {
@@ -1008,7 +1101,11 @@ dc_status dc_classify_latent(dc_ctx *c, const float *z, const int *class_ids, in
     }
     if (st == DC_OK) {
         dc__denoiser d = {dit_predict, &dd, (int)(m->in_ch * S2), maxb, sch};
-        st = dc__classify_core(&d, z, n_classes, o, res, err);
+        calibrated_opts *local;
+        const dc_classify_opts *use;
+        st = with_model_calibration(c->model, o, &local, &use, err);
+        if (st == DC_OK) st = dc__classify_core(&d, z, n_classes, use, res, err);
+        free(local);
     }
     free(dd.out);
     free(dd.tf);
@@ -1123,12 +1220,46 @@ static dc_status classes_for_ids(dc_classes *cl, const dc_model *m, const char *
    last hidden state, all prompts in one batch (the official code uses
    text_encoder(ids)[0], the last hidden state, for SD 1.x and 2.x alike). */
 static dc_status classes_for_text(dc_classes *cl, dc_ctx *c, const char *const *names, int n, const char *tmpl,
+                                  dc_error *err);
+
+/* No class list given: the model's own (classes.names, as the shipped
+   models carry), each a separate string for the path below. */
+static dc_status classes_from_model(dc_classes *cl, dc_ctx *c, const char *tmpl, dc_error *err)
+{
+    const dc__meta *list = dc__meta_find(&c->model->w, "classes.names");
+    if (!list || list->kind != DC_META_STRS || !list->count)
+        return dc__fail(err, DC_ERR_INVALID, "a text-conditional model without class names in its file "
+                        "needs a class list (--class, --classes or --preset)");
+    if (list->count > DC_MAX_CLASSES)
+        return dc__fail(err, DC_ERR_INVALID, "the model lists %u classes: dc takes at most %d", list->count,
+                        DC_MAX_CLASSES);
+    uint32_t n = list->count, len;
+    const char *s;
+    char **names = calloc(n ? n : 1, sizeof *names);
+    dc_status st = names ? DC_OK : dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; st == DC_OK && i < n; i++) {
+        st = dc__meta_strs_at(&c->model->w, "classes.names", i, &s, &len, err);
+        if (st == DC_OK && !(names[i] = dup_str(s, len))) st = dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    }
+    if (st == DC_OK) st = classes_for_text(cl, c, (const char *const *)names, (int)n, tmpl, err);
+    for (uint32_t i = 0; names && i < n; i++) free(names[i]);
+    free(names);
+    return st;
+}
+
+static dc_status classes_for_text(dc_classes *cl, dc_ctx *c, const char *const *names, int n, const char *tmpl,
                                   dc_error *err)
 {
     const dc_model *m = c->model;
-    if (!names) return dc__fail(err, DC_ERR_INVALID, "a text-conditional model needs a class list "
-                                "(--class, --classes or --preset)");
-    if (!tmpl || !strstr(tmpl, "{}"))
+    char model_tmpl[1024];
+    if (!tmpl) { /* the model's own template (classes.template), else the official code's default */
+        tmpl = "a photo of a {}.";
+        if (dc__meta_find(&m->w, "classes.template") &&
+            dc__meta_str(&m->w, "classes.template", model_tmpl, sizeof model_tmpl, NULL) == DC_OK)
+            tmpl = model_tmpl;
+    }
+    if (!names) return classes_from_model(cl, c, tmpl, err);
+    if (!strstr(tmpl, "{}"))
         return dc__fail(err, DC_ERR_INVALID, "prompt template '%s' has no {} for the class name", tmpl ? tmpl : "");
     const char *slot = strstr(tmpl, "{}");
     int L = m->tok->max_length, D = m->clip->hidden;
@@ -1242,7 +1373,11 @@ static dc_status classify_text_latent(dc_ctx *c, const dc_classes *cl, const flo
     }
     if (st == DC_OK) {
         dc__denoiser d = {unet_predict, &u, m->unet->in_ch * lh * lw, maxb, sch};
-        st = dc__classify_core(&d, z, cl->n, o, res, err);
+        calibrated_opts *local;
+        const dc_classify_opts *use;
+        st = with_model_calibration(m, o, &local, &use, err);
+        if (st == DC_OK) st = dc__classify_core(&d, z, cl->n, use, res, err);
+        free(local);
     }
     free(u.ctx);
     free(u.tf);

@@ -151,7 +151,9 @@ dc_status dc_tensor_save_npy(const dc_tensor *t, const char *path, dc_error *err
 typedef enum { DC_LOSS_L2 = 0, DC_LOSS_L1, DC_LOSS_HUBER } dc_loss;
 typedef enum {
     DC_STOP_ADAPTIVE = 0, /* the paper's fixed schedule: stages of samples/keep */
-    DC_STOP_SEQUENTIAL    /* paired t-test pruning (Clark & Jaini 2023) */
+    DC_STOP_SEQUENTIAL,   /* paired t-test pruning (Clark & Jaini 2023) */
+    DC_STOP_CALIBRATED    /* the same test, visiting timesteps by decreasing
+                             spread of the error differences (calib_*) */
 } dc_stop;
 
 #define DC_MAX_STAGES 8
@@ -171,6 +173,17 @@ typedef struct {
        seq_min_scores timesteps; give up after samples[n_stages-1] timesteps */
     double seq_alpha;
     int seq_min_scores;
+    /* calibrated stopping: calib_spread[i] >= 0 is the standard deviation of
+       the error difference (wrong class - true class) at timestep calib_t[i]
+       (ascending), linear in between and constant beyond the ends. The
+       decision is the mean error over timesteps, and timesteps of large
+       spread move it most, so they are visited first; where the spread is
+       tiny a timestep can hardly change the ranking. NULL: the model's own
+       (metadata classify.calib_t, classify.calib_spread); `dc eval
+       --calibrate` measures them on held-out labelled images. */
+    const int *calib_t;
+    const float *calib_spread;
+    int n_calib;
     /* progress: called after each denoiser batch with evaluations done so
        far and an upper bound on the total; may be NULL */
     void (*progress)(void *user, long done, long total);
@@ -210,7 +223,9 @@ dc_status dc_classify_latent(dc_ctx *c, const float *z, const int *class_ids, in
    class ids for a class-conditional model (names matched against the
    model's class names, case-insensitively, or given as numbers), text
    embeddings of template-filled prompts for a text-conditional one.
-   names NULL: all of the model's classes (class-conditional models). */
+   names NULL: all of the model's classes (its classes.names metadata; a
+   text-conditional model without them needs names). prompt_template NULL:
+   the model's classes.template, else "a photo of a {}.". */
 typedef struct dc_classes dc_classes;
 dc_status dc_classes_new(dc_classes **out, dc_ctx *c, const char *const *names, int n,
                          const char *prompt_template, dc_error *err);

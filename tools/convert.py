@@ -269,7 +269,9 @@ def convert_sd(src, args):
     names) goes to tools/convert_sd_single.py instead."""
     if os.path.isfile(src) and src.endswith((".safetensors", ".ckpt", ".pt", ".pth")):
         import convert_sd_single  # imported here: it imports the component converters this file does
-        return convert_sd_single.sd_single_file(src, args)
+        meta, named = convert_sd_single.sd_single_file(src, args)
+        meta.update(sd_classes(args))
+        return meta, named
     if not os.path.isdir(src) or not os.path.exists(os.path.join(src, "model_index.json")):
         raise SystemExit(f"convert: {src}: expected a diffusers pipeline folder (with model_index.json)")
     meta = sd_schedule(src)
@@ -284,8 +286,49 @@ def convert_sd(src, args):
         m.pop("dc.source", None)
         meta.update(m)
         parts.append(named)
+    meta.update(sd_classes(args))
     meta["dc.source"] = os.path.abspath(src)
     return meta, itertools.chain(*parts)
+
+
+def read_calibration(path):
+    """A timestep calibration (dc eval --calibrate: "t spread ..." lines) ->
+    classify.calib_t / classify.calib_spread, for dc classify --stop calibrated."""
+    ts, spread = [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            parts = line.split()
+            try:
+                t, v = int(parts[0]), float(parts[1])
+            except (ValueError, IndexError):
+                raise SystemExit(f"convert: {path}: expected 't spread' lines, got {line.strip()!r}")
+            if (ts and t <= ts[-1]) or not 0 <= v < 1e30:
+                raise SystemExit(f"convert: {path}: timesteps must ascend and spreads be finite and >= 0 "
+                                 f"({line.strip()!r})")
+            ts.append(t)
+            spread.append(v)
+    if not 1 <= len(ts) <= 1024:
+        raise SystemExit(f"convert: {path}: {len(ts)} timesteps (1 to 1024)")
+    return {"classify.calib_t": ts, "classify.calib_spread": spread}
+
+
+def sd_classes(args):
+    """--class-names / --template -> classes.names / classes.template: a model that knows its classes."""
+    meta = {}
+    if getattr(args, "class_names", None):
+        with open(args.class_names, encoding="utf-8") as f:
+            names = [line.strip() for line in f if line.strip()]
+        if not names or len(set(names)) != len(names):
+            raise SystemExit(f"convert: {args.class_names}: expected distinct class names, one per line")
+        meta["classes.names"] = names
+    tmpl = getattr(args, "template", None)
+    if tmpl is not None:
+        if tmpl.count("{}") != 1:
+            raise SystemExit(f"convert: --template {tmpl!r}: needs one {{}} for the class name")
+        meta["classes.template"] = tmpl
+    return meta
 
 
 def convert_unet_family(src, args):
@@ -336,6 +379,8 @@ def convert(args):
     meta, named = FAMILIES[args.family](args.src, args)
     meta = dict(meta)
     meta["dc.family"] = args.family
+    if getattr(args, "calibration", None):
+        meta.update(read_calibration(args.calibration))
     source = meta.pop("dc.source", os.path.abspath(args.src))
     for item in args.meta or []:
         key, eq, value = item.partition("=")
@@ -395,7 +440,12 @@ def main(argv=None):
                    help="extra metadata; VALUE is read as JSON (number, list) if it parses, else as text")
     p.add_argument("--vae", metavar="FOLDER", help="DiT: the VAE (diffusers folder) to include, so dc classify "
                    "can encode images")
-    p.add_argument("--class-names", metavar="FILE", help="class names, one per line (DiT: stored in the model)")
+    p.add_argument("--class-names", metavar="FILE", help="class names, one per line, stored in the model: the "
+                   "classes dc classify uses when given none (DiT: one per class id)")
+    p.add_argument("--template", metavar="T", help="SD: the prompt template stored in the model (with {} for the "
+                   "class name), used when dc classify is given none")
+    p.add_argument("--calibration", metavar="FILE", help="a timestep calibration from dc eval --calibrate, "
+                   "stored in the model for dc classify --stop calibrated")
     p.add_argument("--tokenizer", metavar="DIR_OR_BPE", help="SD single-file checkpoints: the CLIP tokenizer (a "
                    "folder with vocab.json + merges.txt, or bpe_simple_vocab_16e6.txt.gz)")
     p.add_argument("--prediction-type", choices=["epsilon", "v_prediction"], help="SD single-file checkpoints: "

@@ -34,6 +34,12 @@ static const char *eval_help =
     "  --merge FILES...    combine result files (shards) and report\n"
     "  --fit-temperature   fit T so that softmax(-error / T) is calibrated on these\n"
     "                      labelled results (for dc classify --temperature T)\n"
+    "  --calibrate FILE    measure on these labelled images how the error difference\n"
+    "                      (wrong class - true class) spreads at each timestep and\n"
+    "                      write \"t spread mean count\" lines (for --stop calibrated\n"
+    "                      --calibration FILE). Needs every class scored at every\n"
+    "                      timestep: --samples K --keep 1. Use held-out images\n"
+    "                      (e.g. the training split), never the test images\n"
     "  --json              the last line of stdout is one JSON object with n, top1,\n"
     "                      top5, mean_per_class, evals_per_image, seconds_per_image\n"
     "plus every class and schedule option of `dc classify --help`.\n";
@@ -453,12 +459,69 @@ static int *read_subset(const char *path, int *n)
     return idx;
 }
 
+/* --calibrate: per timestep, the error difference wrong class - true class
+   over images and wrong classes. */
+#define CALIB_MAX_T 100000
+typedef struct {
+    double *sum, *sq;
+    long *count;
+} calibration;
+
+static void calibration_add(calibration *cb, const dc_result *r, int label)
+{
+    int nt = r->n_timesteps;
+    for (int j = 0; j < nt; j++) {
+        int t = r->timesteps[j];
+        float et = r->errors[(size_t)label * nt + j];
+        if (t < 0 || t >= CALIB_MAX_T || isnan(et)) continue;
+        for (int c = 0; c < r->n_classes; c++) {
+            float ec = r->errors[(size_t)c * nt + j];
+            if (c == label || isnan(ec)) continue;
+            double d = (double)ec - et;
+            cb->sum[t] += d, cb->sq[t] += d * d, cb->count[t]++;
+        }
+    }
+}
+
+/* Per-timestep estimates from a few hundred images are noisy, and the
+   visiting order follows them; so the spread is smoothed over 5
+   neighbouring timesteps, in the log domain (it spans orders of magnitude). */
+static void calibration_write(const calibration *cb, const char *path, const char *model, int images)
+{
+    int n = 0, *ts = malloc(sizeof(int) * CALIB_MAX_T);
+    double *logsd = malloc(sizeof(double) * CALIB_MAX_T), *mean = malloc(sizeof(double) * CALIB_MAX_T);
+    if (!ts || !logsd || !mean) die("%s", "eval: out of memory");
+    for (int t = 0; t < CALIB_MAX_T; t++) {
+        if (cb->count[t] < 2) continue;
+        double m = cb->sum[t] / cb->count[t], v = (cb->sq[t] - cb->count[t] * m * m) / (cb->count[t] - 1);
+        ts[n] = t, mean[n] = m, logsd[n] = log(v > 1e-300 ? sqrt(v) : 1e-150);
+        n++;
+    }
+    if (!n) die("eval --calibrate: no timestep had every class scored; use a one-stage schedule such as "
+                "--samples %s --keep 1", "50");
+    FILE *f = fopen(path, "w");
+    if (!f) die("eval --calibrate: cannot write '%s'", path);
+    fprintf(f, "# dc timestep calibration of %s on %d labelled images\n", model, images);
+    fprintf(f, "# d = error(wrong class) - error(true class); spread = std(d), geometric mean over 5 "
+               "neighbouring timesteps\n# t spread mean count\n");
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        int k = 0;
+        for (int j = i - 2; j <= i + 2; j++)
+            if (j >= 0 && j < n) s += logsd[j], k++;
+        fprintf(f, "%d %.6g %.6g %ld\n", ts[i], exp(s / k), mean[i], cb->count[ts[i]]);
+    }
+    if (fclose(f)) die("eval --calibrate: cannot write '%s'", path);
+    fprintf(stderr, "eval: timestep calibration of %d timesteps written to %s\n", n, path);
+    free(ts), free(logsd), free(mean);
+}
+
 int cmd_eval(int argc, char **argv)
 {
     common_opts co;
     common_opts_init(&co);
     name_list pos = {0};
-    const char *subset = NULL, *results_path = "eval-results.jsonl";
+    const char *subset = NULL, *results_path = "eval-results.jsonl", *calibrate = NULL;
     long limit = -1;
     int shard_i = 0, shard_n = 1, merge = 0, fit = 0;
     for (int i = 0; i < argc; i++) {
@@ -472,6 +535,7 @@ int cmd_eval(int argc, char **argv)
         else if (!strcmp(a, "--subset") && i + 1 < argc) subset = argv[++i];
         else if (!strcmp(a, "--limit") && i + 1 < argc) limit = parse_long(a, argv[++i], 0, 1L << 30);
         else if (!strcmp(a, "--results") && i + 1 < argc) results_path = argv[++i];
+        else if (!strcmp(a, "--calibrate") && i + 1 < argc) calibrate = argv[++i];
         else if (!strcmp(a, "--shard") && i + 1 < argc) {
             const char *v = argv[++i];
             if (sscanf(v, "%d/%d", &shard_i, &shard_n) != 2 || shard_n < 1 || shard_i < 0 || shard_i >= shard_n)
@@ -567,6 +631,12 @@ int cmd_eval(int argc, char **argv)
     for (int j = 0; j < n_idx; j++) todo += !seen[idx[j]];
     if (!co.quiet && had) fprintf(stderr, "eval: resuming: %d of %d images already in %s\n", n_idx - todo, n_idx, results_path);
 
+    calibration cb = {0};
+    if (calibrate) {
+        cb.sum = calloc(CALIB_MAX_T, sizeof(double)), cb.sq = calloc(CALIB_MAX_T, sizeof(double));
+        cb.count = calloc(CALIB_MAX_T, sizeof(long));
+        if (!cb.sum || !cb.sq || !cb.count) die("%s", "eval: out of memory");
+    }
     unsigned char *rgb = d.pixels ? malloc((size_t)d.w * d.h * 3) : NULL;
     double t0 = wall(), last = 0;
     int count = 0, correct = 0, rc = 0;
@@ -593,6 +663,7 @@ int cmd_eval(int argc, char **argv)
         for (int q = 0; q < row.k; q++) row.top[q] = r.ranking[q];
         for (int q = 0; q < r.n_classes; q++) row.err[q] = (float)r.mean_error[q];
         write_row(out, &row);
+        if (calibrate) calibration_add(&cb, &r, row.label);
         results_add(&mine, &row);
         seen[i] = 1;
         count++;
@@ -608,6 +679,11 @@ int cmd_eval(int argc, char **argv)
     }
     if (!co.quiet && isatty(2) && count) fprintf(stderr, "\n");
     fclose(out);
+    if (calibrate) {
+        if (!count) die("eval --calibrate: no image was evaluated in this run (all already in %s?)", results_path);
+        calibration_write(&cb, calibrate, co.model, count);
+        free(cb.sum), free(cb.sq), free(cb.count);
+    }
     name_list names = {0};
     for (int i = 0; i < n_classes; i++) names_add(&names, dc_classes_name(cl, i), strlen(dc_classes_name(cl, i)));
     if (mine.n) report(&mine, n_classes, &names, co.json, fit);

@@ -198,7 +198,7 @@ void json_string(FILE *f, const char *s)
 void common_opts_init(common_opts *co)
 {
     memset(co, 0, sizeof *co);
-    snprintf(co->tmpl, sizeof co->tmpl, "a photo of a {}.");
+    co->tmpl[0] = 0; /* empty: the model's own template (dc_classes_new) */
     dc_classify_opts_default(&co->o);
     co->o.batch = 16;
     co->top = 5;
@@ -225,7 +225,11 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
         const char *v = VALUE();
         if (!strcmp(v, "sequential")) o->stop = DC_STOP_SEQUENTIAL;
         else if (!strcmp(v, "adaptive")) o->stop = DC_STOP_ADAPTIVE;
-        else die("--stop '%s': adaptive or sequential", v);
+        else if (!strcmp(v, "calibrated")) o->stop = DC_STOP_CALIBRATED;
+        else die("--stop '%s': adaptive, sequential or calibrated", v);
+    } else if (!strcmp(a, "--calibration")) {
+        co->calibration = VALUE();
+        o->stop = DC_STOP_CALIBRATED;
     } else if (!strcmp(a, "--alpha")) {
         const char *v = VALUE();
         char *end;
@@ -256,6 +260,31 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
     return 1;
 }
 
+/* A timestep calibration file (dc eval --calibrate writes one): lines
+   "t spread [...]", '#' comments. */
+static void read_calibration(common_opts *co)
+{
+    FILE *f = fopen(co->calibration, "r");
+    if (!f) die("--calibration: cannot open '%s'", co->calibration);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '#' || *p == '\n' || !*p) continue;
+        int t;
+        float spread;
+        if (sscanf(p, "%d %f", &t, &spread) != 2 || n == 1024) {
+            fclose(f);
+            die("--calibration: '%s': expected at most 1024 lines of \"timestep spread\"", co->calibration);
+        }
+        co->calib_t[n] = t, co->calib_spread[n] = spread, n++;
+    }
+    fclose(f);
+    if (!n) die("--calibration: '%s' has no timestep", co->calibration);
+    co->o.calib_t = co->calib_t, co->o.calib_spread = co->calib_spread, co->o.n_calib = n;
+}
+
 void common_opts_finish(common_opts *co, char *model_buf, size_t cap)
 {
     if (co->json && co->csv) die("%s", "--json or --csv, not both");
@@ -268,6 +297,7 @@ void common_opts_finish(common_opts *co, char *model_buf, size_t cap)
     }
     if (co->tmpl_opt && (size_t)snprintf(co->tmpl, sizeof co->tmpl, "%s", co->tmpl_opt) >= sizeof co->tmpl)
         die("%s", "--template is too long");
+    if (co->calibration) read_calibration(co);
     if (!co->model) {
         data_path(model_buf, cap, "models/default.dcw");
         co->model = model_buf;
@@ -280,7 +310,8 @@ int open_classifier(const char *model, const name_list *names, const char *tmpl,
     dc_error err;
     *m = NULL, *c = NULL, *cl = NULL;
     if (dc_model_load(m, model, NULL, &err) != DC_OK || dc_ctx_new(c, *m, &err) != DC_OK ||
-        dc_classes_new(cl, *c, names->n ? (const char *const *)names->names : NULL, names->n, tmpl, &err) != DC_OK) {
+        dc_classes_new(cl, *c, names->n ? (const char *const *)names->names : NULL, names->n,
+                       tmpl && *tmpl ? tmpl : NULL, &err) != DC_OK) {
         fprintf(stderr, "dc: %s\n", err.msg);
         return 0;
     }

@@ -48,6 +48,9 @@ typedef struct {
     dc_classify_opts o;
     int top, json, csv, quiet;
     double temperature;  /* > 0: print probabilities softmax(-error / T) */
+    const char *calibration; /* --calibration FILE, read into calib_* */
+    int calib_t[1024];
+    float calib_spread[1024];
 } common_opts;
 void common_opts_init(common_opts *co);
 int parse_common_option(int *i, int argc, char **argv, common_opts *co);

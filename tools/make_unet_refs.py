@@ -298,7 +298,7 @@ class UNet(nn.Module):
         if cfg["center_input_sample"]:
             sample = 2 * sample - 1.0
         emb = self.time_embedding(timestep_embedding(t, cfg["block_out_channels"][0], cfg["flip_sin_to_cos"],
-                                                     cfg["freq_shift"]))
+                                                     cfg["freq_shift"]).to(sample.dtype))
         x = self.conv_in(sample)
         skips = [x]
         for blk in self.down_blocks:
