@@ -54,7 +54,7 @@ HEADERS = dc.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h nn/tokenizer.h n
 TEST_SRC = $(wildcard tests/test_*.c) tests/main.c
 BENCH_SRC = bench/conv_bench.c
 
-.PHONY: all setup test test-one test-single test-tools bench single clean train ship
+.PHONY: all setup test test-one test-single test-tools test-valgrind bench single clean train ship
 
 all: dc libdc.a
 
@@ -103,6 +103,17 @@ test-single: $(B)/single/run_tests $(B)/single/dc
 	$(B)/single/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/single/dc --fixtures ../shared/fixtures
 test-tools:
 	$(PYTHON) tools/test_tools.py
+# test-valgrind: the library's suite under valgrind's memcheck (slow: not in
+# make test). One thread, AVX2 kernels for both dc and OpenBLAS (valgrind
+# 3.19 cannot run AVX-512); the dc subprocesses of the driver tests run
+# natively. Any memcheck report or a definite leak fails it.
+VALGRIND = valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+  --suppressions=tests/valgrind.supp
+test-valgrind: $(B)/run_tests $(B)/dc
+	@mkdir -p $(B)/tmp
+	$(PYTHON) tools/prepare_tests.py $(B)/tmp ../shared/fixtures
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell DC_KERNELS=avx2 \
+	  $(VALGRIND) $(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures ../shared/fixtures $(VG_FILTER)
 
 # make test: all suites, then one summary line ("N passed, M failed")
 test:

@@ -247,7 +247,11 @@ dc_status dc_classify_rgb(dc_ctx *c, const dc_classes *cl, const unsigned char *
 /* ---- runtime ---- */
 
 /* Sets the number of threads used by dc and OpenBLAS (one pool).
-   n <= 0 keeps the default (OMP_NUM_THREADS, else all cores). */
+   n <= 0 keeps the default (OMP_NUM_THREADS, else all cores). The count is
+   OpenMP's, which belongs to the calling thread: a thread you start begins
+   with the default. Outputs are bit-identical for a given count; between
+   counts they may differ in the last bits (OpenBLAS splits a matrix
+   product by thread count), never in the classifier's seeded noise. */
 void dc_set_threads(int n);
 int dc_get_threads(void);
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """fuzz/make_seeds.py - writes the seed corpora of the libFuzzer targets
-(fuzz/corpus/<target>/): small valid files made the way users' files are
+(tests/fuzz_corpus/<target>/): small valid files made the way users' files are
 made (the real converter, numpy, Pillow), plus a few damaged copies. The
 corpora are committed; this script says where each file came from and
 remakes them:
@@ -23,7 +23,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CORPUS = os.path.join(HERE, "corpus")
+CORPUS = os.path.join(HERE, "..", "tests", "fuzz_corpus")
 
 
 def put(target, name, data):

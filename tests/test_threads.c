@@ -42,6 +42,7 @@ typedef struct {
     int mismatches;           /* iterations whose output differed */
     int first_bad;            /* first differing iteration, -1 if none */
     float *bad_out;           /* copy of the first differing output (for the report) */
+    int threads;              /* the reference's dc_get_threads(): see thr_main */
     dc_status status;
     dc_error err;
 } thr_job;
@@ -59,6 +60,12 @@ static void *thr_main(void *arg)
     dc_model *own = NULL;
     dc_ctx *c = NULL;
     j->first_bad = -1;
+    /* OpenMP's thread count is a per-thread setting, and a new thread starts
+       from OMP_NUM_THREADS, not from what the main thread set; OpenBLAS
+       partitions an sgemm by it, which can move the last bits. So the
+       thread runs with the reference's count: the comparison is then about
+       shared state, not about summation order. */
+    dc_set_threads(j->threads);
     if (j->model_path && (j->status = dc_model_load(&own, j->model_path, NULL, &j->err)) != DC_OK)
         return NULL;
     if ((j->status = dc_ctx_new(&c, own ? own : j->shared, &j->err)) != DC_OK) goto done;
@@ -113,6 +120,7 @@ static void thr_run_case(const thr_case *k, int shared)
             jobs[i].in = in;
             jobs[i].want = &want;
             jobs[i].n = thr_numel(&want);
+            jobs[i].threads = dc_get_threads();
             started[i] = pthread_create(&tid[i], NULL, thr_main, &jobs[i]) == 0;
             CHECK(started[i], "pthread_create failed");
         }

@@ -432,6 +432,26 @@ def convert_info_should_truncate_long_lists():
     assert "(1000 items)" in line and len(line) < 120, line
 
 
+@test
+def convert_should_store_a_timestep_calibration_and_refuse_a_bad_one():
+    good = tmp("calib.txt")
+    with open(good, "w") as f:
+        f.write("# dc timestep calibration\n# t spread mean count\n10 0.5 0.1 9\n30 0.25 0.1 9\n")
+    path = tmp("c.safetensors")
+    write_safetensors(path, {"w": randn(2, 2)})
+    out = tmp("c.dcw")
+    run_convert(path, "-o", out, "--calibration", good)
+    meta, _ = read_dcw(out)
+    assert meta["classify.calib_t"] == [10, 30] and meta["classify.calib_spread"] == [0.5, 0.25], meta
+    for bad, word in (("30 0.5\n10 0.5\n", "ascend"), ("10 -1\n", "finite"), ("10\n", "'t spread'"),
+                      ("# nothing\n", "0 timesteps")):
+        with open(good, "w") as f:
+            f.write(bad)
+        p = subprocess.run([sys.executable, os.path.join(HERE, "convert.py"), path, "-o", out, "--calibration",
+                            good], capture_output=True, text=True)
+        assert p.returncode != 0 and word in p.stderr, (bad, p.stderr)
+
+
 def main():
     passed = failed = 0
     for fn in TESTS:

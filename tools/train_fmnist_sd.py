@@ -22,7 +22,7 @@ pretrained CLIP; there is none here). A caption is one of TEMPLATES filled
 with the class name; 10% of captions are empty, as SD's training drops text.
 
 Output is a diffusers pipeline folder (model_index.json, tokenizer/,
-text_encoder/, unet/, vae/, scheduler/), which `make ship-sd` converts with
+text_encoder/, unet/, vae/, scheduler/), which `make ship` converts with
 tools/convert.py --family sd, the path users' downloads take.
 """
 import argparse
