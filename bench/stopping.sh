@@ -30,6 +30,6 @@ for rule in $RULES; do
     secs=$(echo "$line" | sed 's/.*"seconds_per_image": \([0-9.]*\).*/\1/')
     n=$(echo "$line" | sed 's/.*"n": \([0-9]*\).*/\1/')
     [ "$rule" = adaptive ] && paper=$evals
-    ratio=$( [ -n "$paper" ] && awk -v p="$paper" -v e="$evals" 'BEGIN { printf "%.1fx fewer", p / e }' || echo "-")
+    ratio=$( [ -n "$paper" ] && [ "$rule" != adaptive ] && awk -v p="$paper" -v e="$evals" 'BEGIN { printf "%.1fx fewer", p / e }' || echo "-")
     printf "%-12s %6s %8s %12s %10s %14s\n" "$rule" "$n" "$top1" "$evals" "$secs" "$ratio"
 done
