@@ -780,9 +780,10 @@ static dc_status classify_adaptive(classify_state *s, int *rank_end, dc_error *e
    (bit reversal of the grid index, so the first few already span the whole
    range). Calibrated: by decreasing spread of the error differences, ties
    in the plain order: the mean error that decides is a sum over timesteps,
-   dominated by those whose differences are large (small t, where the
-   prediction error depends most on the class); the others barely move it,
-   so the test sees the deciding part first. */
+   dominated by those whose differences are large (where they lie depends
+   on the model and its schedule: small t for the shipped DiT, mid t for
+   the shipped SD model); the others barely move it, so the test sees the
+   deciding part first. */
 static void visit_order(const classify_state *s, int *order)
 {
     int n = s->grid_len, bits = 0, no = 0;
@@ -1260,7 +1261,7 @@ static dc_status classes_for_text(dc_classes *cl, dc_ctx *c, const char *const *
     }
     if (!names) return classes_from_model(cl, c, tmpl, err);
     if (!strstr(tmpl, "{}"))
-        return dc__fail(err, DC_ERR_INVALID, "prompt template '%s' has no {} for the class name", tmpl ? tmpl : "");
+        return dc__fail(err, DC_ERR_INVALID, "prompt template '%s' has no {} for the class name", tmpl);
     const char *slot = strstr(tmpl, "{}");
     int L = m->tok->max_length, D = m->clip->hidden;
     cl->n = n, cl->ctx_len = L, cl->ctx_dim = D;

@@ -274,7 +274,7 @@ static void read_calibration(common_opts *co)
         if (*p == '#' || *p == '\n' || !*p) continue;
         int t;
         float spread;
-        if (sscanf(p, "%d %f", &t, &spread) != 2 || n == 1024) {
+        if (sscanf(p, "%d %f", &t, &spread) != 2 || n == CALIBRATION_MAX) {
             fclose(f);
             die("--calibration: '%s': expected at most 1024 lines of \"timestep spread\"", co->calibration);
         }

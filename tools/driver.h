@@ -49,8 +49,9 @@ typedef struct {
     int top, json, csv, quiet;
     double temperature;  /* > 0: print probabilities softmax(-error / T) */
     const char *calibration; /* --calibration FILE, read into calib_* */
-    int calib_t[1024];
-    float calib_spread[1024];
+#define CALIBRATION_MAX 1024     /* timesteps a calibration file may list */
+    int calib_t[CALIBRATION_MAX];
+    float calib_spread[CALIBRATION_MAX];
 } common_opts;
 void common_opts_init(common_opts *co);
 int parse_common_option(int *i, int argc, char **argv, common_opts *co);

@@ -80,6 +80,19 @@ def words_of(text):
     return out
 
 
+def merge_pair(word, pair):
+    """word (a tuple or list of symbols) with every occurrence of the adjacent pair joined, left to right."""
+    out, i = [], 0
+    while i < len(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+            out.append(word[i] + word[i + 1])
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return out
+
+
 def train_bpe(texts):
     """Merges, most frequent adjacent pair first (ties by the pair's text, so the result is
     deterministic), until every word is one token. A merge whose joined token already exists
@@ -108,15 +121,8 @@ def train_bpe(texts):
         merges.append(best)
         new = {}
         for w, n in freq.items():
-            out, i = [], 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
-                    out.append(joined)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            new[tuple(out)] = new.get(tuple(out), 0) + n
+            w = tuple(merge_pair(w, best))
+            new[w] = new.get(w, 0) + n
         freq = new
 
 
@@ -137,10 +143,9 @@ def write_tokenizer(folder, merges):
     return vocab
 
 
-def encode(text, vocab, merges):
+def encode(text, index, rank):
     """CLIP's BPE (lowest-rank pair first, all its occurrences at once), start and end
-    tokens, padded with the end token to MAX_LENGTH."""
-    index, rank = {t: i for i, t in enumerate(vocab)}, {m: i for i, m in enumerate(merges)}
+    tokens, padded with the end token to MAX_LENGTH. index: token -> id, rank: merge -> rank."""
     ids = [index[BOS]]
     for w in words_of(text):
         w = list(w)
@@ -148,15 +153,7 @@ def encode(text, vocab, merges):
             best = min(zip(w, w[1:]), key=lambda p: rank.get(p, len(rank)))
             if best not in rank:
                 break
-            out, i = [], 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
-                    out.append(w[i] + w[i + 1])
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            w = out
+            w = merge_pair(w, best)
         ids += [index[t] for t in w]
     ids = ids[:MAX_LENGTH - 1] + [index[EOS]]
     return ids + [index[EOS]] * (MAX_LENGTH - len(ids))
@@ -197,7 +194,8 @@ def train(out, vae_dir, minutes, seed):
     merges = train_bpe(captions[:-1])
     tok_dir = os.path.join(out, "tokenizer")
     vocab = write_tokenizer(tok_dir, merges)
-    ids = [encode(c, vocab, merges) for c in captions]
+    index, rank = {t: i for i, t in enumerate(vocab)}, {m: i for i, m in enumerate(merges)}
+    ids = [encode(c, index, rank) for c in captions]
     check_with_dc(tok_dir, captions, ids)
     print(f"tokenizer: {len(merges)} merges, {len(vocab)} tokens; '{captions[0]}' -> {ids[0]}", flush=True)
     ids = torch.tensor(ids)
