@@ -20,10 +20,55 @@
    with more than 256 codes, JPEG scans using a table the file never
    defined, 16-bit PNM (a heap over-read even on valid files) and PNM
    header numbers that overflow. Such files are refused here, before stb
-   sees them; everything else goes to stb unchanged. */
+   sees them; everything else goes to stb unchanged. (nn/stb_impl.c also
+   gives stb zeroed memory, so a table the checks below miss is all zeros,
+   not heap garbage.) */
 
 static unsigned be16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
 
+/* Most JPEGs have 1 to 20 DHT markers; beyond this many the check below
+   would cost too much (each candidate may walk 64 kB), so the file is
+   refused instead. */
+#define JPEG_MAX_DHT_MARKERS 1024
+
+/* stb sums a DHT table's 16 code-length counts without checking that the
+   sum is at most 256, then writes that many entries into 257-entry arrays.
+   Where stb parses a DHT depends on how far its Huffman decoder reads into
+   each scan, which a marker walk cannot know (the first version of this
+   guard walked markers and CI's fuzzing found a file where the two
+   disagreed). But stb only ever parses a DHT right after the bytes FF C4,
+   so every FF C4 in the file is read here exactly as stb reads a DHT
+   segment, bytes past the end reading as 0 as they do in stb. Entropy-coded
+   data never holds FF C4, so a valid file is refused only if some other
+   payload (an EXIF blob, say) holds FF C4 followed by an impossible table. */
+static const char *jpeg_dht_refusal(const unsigned char *d, size_t n)
+{
+    size_t markers = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (d[i] != 0xFF || d[i + 1] != 0xC4) continue;
+        if (++markers > JPEG_MAX_DHT_MARKERS) return "a JPEG with more than 1024 Huffman table markers";
+        size_t p = i + 2;
+#define STB_GET8() (p < n ? d[p++] : (p++, 0u))
+        long left = (long)(STB_GET8() << 8);
+        left |= (long)STB_GET8();
+        left -= 2;
+        while (left > 0 && p < n) { /* past the end every count reads 0 */
+            unsigned q = STB_GET8();
+            if (q >> 4 > 1 || (q & 15) > 3) break; /* stb stops: bad DHT header */
+            long codes = 0;
+            for (int k = 0; k < 16; k++) codes += (long)STB_GET8();
+            if (codes > 256) return "a JPEG Huffman table with more than 256 codes";
+            p += (size_t)codes;
+            left -= 17 + codes;
+        }
+#undef STB_GET8
+    }
+    return NULL;
+}
+
+/* A marker walk as decoders do it: segments by their lengths, entropy-coded
+   data skipped to the next real marker. It refuses scans that use a Huffman
+   table no earlier DHT defined, and truncated tables. */
 static const char *jpeg_refusal(const unsigned char *d, size_t n)
 {
     /* stb takes any run of 0xFF fill bytes before the start marker */
@@ -58,7 +103,6 @@ static const char *jpeg_refusal(const unsigned char *d, size_t n)
                 if (tc > 1 || th > 3) return "a JPEG Huffman table with a bad class or id";
                 size_t codes = 0;
                 for (int i = 1; i <= 16; i++) codes += d[q + i];
-                if (codes > 256) return "a JPEG Huffman table with more than 256 codes";
                 q += 17 + codes;
                 if (q > end) return "a truncated JPEG Huffman table";
                 defined[tc][th] = 1;
@@ -73,9 +117,19 @@ static const char *jpeg_refusal(const unsigned char *d, size_t n)
                 if (td > 3 || ta > 3 || (ss == 0 && !defined[0][td]) || (se > 0 && !defined[1][ta]))
                     return "a JPEG scan that uses a Huffman table the file does not define";
             }
-            /* skip the entropy-coded data: up to a marker that is not a stuffed 0 or a restart */
-            for (p = end; p + 1 < n; p++)
-                if (d[p] == 0xFF && d[p + 1] != 0 && !(d[p + 1] >= 0xD0 && d[p + 1] <= 0xD7)) break;
+            /* skip the entropy-coded data up to the next marker. As in stb's
+               bit reader, a run of FF bytes is one FF: FF..FF 00 is a stuffed
+               data byte and FF..FF D0-D7 a restart, both inside the data. */
+            for (p = end; p + 1 < n; p++) {
+                if (d[p] != 0xFF) continue;
+                size_t q = p + 1;
+                while (q < n && d[q] == 0xFF) q++;
+                if (q < n && d[q] != 0 && !(d[q] >= 0xD0 && d[q] <= 0xD7)) {
+                    p = q - 1; /* at the FF right before the marker */
+                    break;
+                }
+                p = q;
+            }
             continue;
         }
         p = end;
@@ -110,7 +164,9 @@ static const char *pnm_refusal(const unsigned char *d, size_t n)
 
 const char *dc__image_refusal(const unsigned char *d, size_t n)
 {
-    const char *why = jpeg_refusal(d, n);
+    /* stb takes a file as JPEG only if it starts with FF */
+    const char *why = n >= 2 && d[0] == 0xFF ? jpeg_dht_refusal(d, n) : NULL;
+    if (!why) why = jpeg_refusal(d, n);
     return why ? why : pnm_refusal(d, n);
 }
 

@@ -166,6 +166,8 @@ static void files_that_break_stb_image_should_be_refused_first(void)
     static const struct { const char *file, *expect; } cases[] = {
         {"image/stb_dht_counts_over_256.jpg", "Huffman table"},
         {"image/stb_dht_after_fill_bytes.jpg", "Huffman table"}, /* fill bytes before the start marker */
+        /* FF FF 00 inside a scan: one stuffed byte to stb, a bogus segment to a naive walk */
+        {"image/stb_dht_hidden_by_fill_in_scan.jpg", "Huffman table"},
         {"image/stb_pnm_16bit_grey_overread.pgm", "16-bit PNM"},
         {"image/stb_pnm_header_int_overflow.pgm", "more than 9 digits"},
         {"image/valid_16bit_grey_2x2.pgm", "16-bit PNM"},
@@ -186,8 +188,35 @@ static void files_that_break_stb_image_should_be_refused_first(void)
     }
 }
 
+static void every_dht_marker_should_be_checked_within_a_bound(void)
+{
+    /* nn/image.c reads every FF C4 in a JPEG as stb would read a DHT there;
+       a file made of nothing else must be refused after 1024 of them rather
+       than cost 64 kB of reading each */
+    size_t n = 2 + 4 * 4096;
+    unsigned char *d = malloc(n);
+    if (!d) {
+        CHECK(0, "out of memory");
+        return;
+    }
+    d[0] = 0xFF, d[1] = 0xD8;
+    for (size_t i = 2; i < n; i += 4) d[i] = 0xFF, d[i + 1] = 0xC4, d[i + 2] = 0xFF, d[i + 3] = 0xFF;
+    const char *why = dc__image_refusal(d, n);
+    CHECK(why && strstr(why, "1024"), "%s", why ? why : "accepted");
+    /* one table: a DHT length of 19 holding 16 counts that sum to 257 */
+    static const unsigned char one[] = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x10, 255, 2};
+    why = dc__image_refusal(one, sizeof one);
+    CHECK(why && strstr(why, "more than 256"), "%s", why ? why : "accepted");
+    /* 256 codes is the legal maximum */
+    static const unsigned char full[] = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x10, 255, 1};
+    why = dc__image_refusal(full, sizeof full);
+    CHECK(!why || !strstr(why, "more than 256"), "%s", why);
+    free(d);
+}
+
 void suite_image(void)
 {
+    RUN(every_dht_marker_should_be_checked_within_a_bound);
     RUN(files_that_break_stb_image_should_be_refused_first);
     RUN(decoded_pixels_should_equal_pillows_for_every_format_and_mode);
     RUN(resize_should_be_bit_exact_with_pillow);
