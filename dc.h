@@ -88,6 +88,11 @@ void dc_model_free(dc_model *m);
 /* The model's family ("sd", "dit", ...), from its metadata. */
 const char *dc_model_family(const dc_model *m);
 
+/* 1 if the model carries a timestep calibration (metadata classify.calib_t
+   and classify.calib_spread), so that DC_STOP_CALIBRATED needs no calib_*
+   of its own; the shipped models do. */
+int dc_model_has_calibration(const dc_model *m);
+
 /* Writes a human-readable summary (metadata, tensors, sizes) to f (a FILE*,
    passed as void* so this header needs no <stdio.h>). */
 void dc_model_print_info(const dc_model *m, void *f, int verbose);
@@ -152,8 +157,9 @@ typedef enum { DC_LOSS_L2 = 0, DC_LOSS_L1, DC_LOSS_HUBER } dc_loss;
 typedef enum {
     DC_STOP_ADAPTIVE = 0, /* the paper's fixed schedule: stages of samples/keep */
     DC_STOP_SEQUENTIAL,   /* paired t-test pruning (Clark & Jaini 2023) */
-    DC_STOP_CALIBRATED    /* the same test, visiting timesteps by decreasing
-                             spread of the error differences (calib_*) */
+    DC_STOP_CALIBRATED    /* the same test on an importance sample of timesteps:
+                             drawn where the error differences spread most
+                             (calib_*), weighted back to the grid mean */
 } dc_stop;
 
 #define DC_MAX_STAGES 8
@@ -170,15 +176,18 @@ typedef struct {
     int batch;           /* most items per denoiser call; 0 = automatic */
     /* sequential stopping: drop a class once a one-sided paired t-test says
        it is worse than the current best at level seq_alpha, after at least
-       seq_min_scores timesteps; give up after samples[n_stages-1] timesteps */
+       seq_min_scores timesteps; 0 for either: the rule's own (sequential:
+       2e-3 and 20, as Clark & Jaini; calibrated: 5e-3 and 10); give up
+       after samples[n_stages-1] timesteps */
     double seq_alpha;
     int seq_min_scores;
     /* calibrated stopping: calib_spread[i] >= 0 is the standard deviation of
        the error difference (wrong class - true class) at timestep calib_t[i]
        (ascending), linear in between and constant beyond the ends. The
        decision is the mean error over timesteps, and timesteps of large
-       spread move it most, so they are visited first; where the spread is
-       tiny a timestep can hardly change the ranking. NULL: the model's own
+       spread move it most, so they are drawn more often (and weighted
+       less, so the estimate stays that of the plain mean); where the
+       spread is tiny a timestep can hardly change the ranking. NULL: the model's own
        (metadata classify.calib_t, classify.calib_spread); `dc eval
        --calibrate` measures them on held-out labelled images. */
     const int *calib_t;
@@ -193,8 +202,8 @@ typedef struct {
 } dc_classify_opts;
 
 /* Defaults: the paper's CIFAR-10 schedule (samples 50,500, keep 5,1), l2
-   loss (the official default), 1 trial, seed 0, sequential alpha 2e-3 with
-   20 minimum scores. */
+   loss (the official default), 1 trial, seed 0, and each stopping rule's
+   own test level and minimum scores. */
 void dc_classify_opts_default(dc_classify_opts *o);
 
 typedef struct {

@@ -4,7 +4,8 @@
    usage: sd_bench MODEL.dcw LATENT BATCH REPS
             seconds per dc__unet_forward at a LATENT x LATENT latent and BATCH
             samples (77-token contexts): one line with the best seconds per
-            eval, per sample, GFLOP/s and the process's peak RSS
+            eval, per sample, GFLOP/s, the process's peak RSS, and the rate of
+            a raw 2048^3 sgemm measured in the same process (the reference)
           sd_bench --flops MODEL.dcw [LATENT...]
             the UNet's work per sample (default at 32 and 64), by kind, and
             the activation memory dc__unet_forward plans for
@@ -24,6 +25,8 @@
    next to the same forward in PyTorch (bench/sd_torch.py). */
 #define _POSIX_C_SOURCE 200809L
 #include "../nn/nn.h"
+
+#include <cblas.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +160,30 @@ static int sd_flops_mode(const char *path, int n_sizes, char **sizes)
     return 0;
 }
 
+/* The reference for "how close to sgemm": a large square sgemm (2048^3,
+   where OpenBLAS is at its best) in the same process, same threads, right
+   after the UNet runs; best of 5 after a warm-up. */
+static double sd_sgemm_gflops(void)
+{
+    const int N = 2048;
+    float *A = malloc((size_t)N * N * sizeof *A), *B = malloc((size_t)N * N * sizeof *B),
+          *C = malloc((size_t)N * N * sizeof *C);
+    if (!A || !B || !C) {
+        free(A), free(B), free(C);
+        return 0;
+    }
+    for (size_t i = 0; i < (size_t)N * N; i++) A[i] = (float)(i % 7) * 0.1f, B[i] = (float)(i % 5) * 0.1f;
+    double best = 1e30;
+    for (int k = 0; k < 6; k++) {
+        double t0 = sd_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, A, N, B, N, 0.0f, C, N);
+        double dt = sd_now() - t0;
+        if (k > 0 && dt < best) best = dt;
+    }
+    free(A), free(B), free(C);
+    return 2.0 * N * N * N / best / 1e9;
+}
+
 static int sd_unet_mode(const char *path, int S, int n, int reps)
 {
     dc__weights w;
@@ -191,9 +218,11 @@ static int sd_unet_mode(const char *path, int S, int n, int reps)
         double dt = sd_now() - t0;
         if (k > 0 && dt < best) best = dt;
     }
-    double flops = 2 * sd_total(sd_unet_macs(&m, S, S, L)) * n;
-    printf("dc     %-28s %3dx%-3d batch %2d  %8.3f s/eval  %7.3f s/sample  %6.1f GFLOP/s  peak RSS %6.0f MB\n",
-           sd_base(path), S, S, n, best, best / n, flops / best / 1e9, sd_peak_rss_mb());
+    double flops = 2 * sd_total(sd_unet_macs(&m, S, S, L)) * n, rss = sd_peak_rss_mb();
+    double gf = flops / best / 1e9, sgemm = sd_sgemm_gflops();
+    printf("dc     %-28s %3dx%-3d batch %2d  %8.3f s/eval  %7.3f s/sample  %6.1f GFLOP/s  peak RSS %6.0f MB"
+           "  (sgemm %5.1f GFLOP/s: %3.0f%%)\n",
+           sd_base(path), S, S, n, best, best / n, gf, rss, sgemm, 100 * gf / sgemm);
     dc__runner_free(&r);
     dc__weights_close(&w);
     free(x), free(ctx), free(t), free(out);

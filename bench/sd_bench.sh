@@ -40,10 +40,22 @@ $B/sd_bench --flops bench/models/$tag-$first.dcw $SIZES
 for size in $SIZES; do
     gflop=$($B/sd_bench --flops bench/models/$tag-$first.dcw "$size" | sed -nE 's/.*per sample: ([0-9.]+) GFLOP.*/\1/p')
     for n in $BATCHES; do
+        lines=""
         for dt in $DTYPES; do
-            $B/sd_bench bench/models/$tag-$dt.dcw "$size" "$n" "$REPS"
+            line=$($B/sd_bench bench/models/$tag-$dt.dcw "$size" "$n" "$REPS")
+            echo "$line"
+            lines="$lines$line
+"
         done
-        [ "$TORCH" = 0 ] || $PYTHON bench/sd_torch.py "$pipe" "$size" "$n" "$REPS" "$THREADS" --gflop="$gflop"
+        [ "$TORCH" = 0 ] && continue
+        tline=$($PYTHON bench/sd_torch.py "$pipe" "$size" "$n" "$REPS" "$THREADS" --gflop="$gflop")
+        echo "$tline"
+        # per sample, each dtype against PyTorch (f32) in this run
+        tps=$(echo "$tline" | sed -nE 's/.* ([0-9.]+) s\/sample.*/\1/p')
+        printf '%s' "$lines" | while read -r _ name _ _ _ _ _ dps _; do
+            [ -n "$dps" ] && [ -n "$tps" ] && awk -v d="$dps" -v t="$tps" -v m="$name" -v s="$size" -v b="$n" \
+                'BEGIN { printf "ratio  %-28s %3dx%-3d batch %2d  PyTorch / dc per sample: %.2fx\n", m, s, s, b, t / d }'
+        done
     done
 done
 for dt in $PIPELINE_DTYPES; do

@@ -407,6 +407,11 @@ typedef struct {
     int n, ctx_len;
     const float *context;   /* [n, ctx_len, cross_dim] */
     float *stemb;           /* SiLU(emb) [n, Td]: what every resnet's time_emb_proj reads */
+    /* the class-independent prefix (unet_share_prefix): while `shared`, ops
+       run on the n_unique distinct (sample, timestep) items only */
+    int shared, n_all;
+    int *unique_of;         /* [n] item -> its distinct item's slot */
+    float *stemb_all;
 } unet_run;
 
 static size_t unet_max(size_t a, size_t b) { return a > b ? a : b; }
@@ -626,6 +631,54 @@ static void unet_transformer(unet_run *u, const dc__unet_transformer *tf, float 
 }
 
 /* The whole network; with u->run == 0 it only sizes the arena. */
+/* The class-independent prefix. Everything before the first cross-attention
+   sees only the noised sample and the timestep, not the prompt. The
+   classifier sends every class at one (timestep, noise) with the same sample
+   and timestep, so the prefix (conv_in and the resnets before the first
+   transformer: for SD 1.x conv_in and the first 320-channel resnet at full
+   size, ~2% of the work) runs once per distinct (sample, timestep) pair and
+   is copied to the other items. Items are compared bit for bit, so any
+   caller gets the same result as without sharing. Returns the number of
+   distinct items, packed into sample_u / stemb_u in first-seen order. */
+static int unet_share_prefix(unet_run *u, const float *sample, const float *timesteps, size_t per_item,
+                             float *sample_u, float *stemb_u)
+{
+    int n = u->n, nu = 0, Td = u->m->temb_dim;
+    int *first = u->unique_of + n; /* [n] scratch: slot -> its first item */
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        while (k < nu && !(timesteps[first[k]] == timesteps[i] &&
+                           !memcmp(sample + (size_t)first[k] * per_item, sample + (size_t)i * per_item,
+                                   sizeof(float) * per_item)))
+            k++;
+        if (k == nu) first[nu++] = i;
+        u->unique_of[i] = k;
+    }
+    for (int k = 0; k < nu; k++) {
+        memcpy(sample_u + (size_t)k * per_item, sample + (size_t)first[k] * per_item, sizeof(float) * per_item);
+        memcpy(stemb_u + (size_t)k * Td, u->stemb + (size_t)first[k] * Td, sizeof(float) * Td);
+    }
+    return nu;
+}
+
+/* End of the prefix: skips 0..ns-1 hold n_unique items each; spread them to
+   all n items in place. Item i needs slot unique_of[i] <= i (slots are in
+   first-seen order), so walking down from the last item never overwrites a
+   slot that is still to be read. */
+static void unet_end_prefix(unet_run *u, float **skip, const size_t *skip_floats, int ns)
+{
+    if (!u->shared) return;
+    u->shared = 0;
+    u->n = u->n_all;
+    u->stemb = u->stemb_all;
+    if (!u->run) return;
+    for (int k = 0; k < ns; k++)
+        for (int i = u->n - 1; i >= 0; i--)
+            if (u->unique_of[i] != i)
+                memcpy(skip[k] + (size_t)i * skip_floats[k], skip[k] + (size_t)u->unique_of[i] * skip_floats[k],
+                       sizeof(float) * skip_floats[k]);
+}
+
 static void unet_walk(unet_run *u, float *out, const float *sample, const float *timesteps, int H, int W)
 {
     const dc__unet *m = u->m;
@@ -642,13 +695,29 @@ static void unet_walk(unet_run *u, float *out, const float *sample, const float 
         dc__act_forward(u->stemb, emb, (size_t)n * Td, DC_ACT_SILU);
     }
 
+    /* the shared prefix's inputs (planned at full size, used when items repeat) */
+    size_t per_item = (size_t)m->in_ch * H * W;
+    float *sample_u = unet_buf(u, n, per_item, 1), *stemb_u = unet_buf(u, n, Td, 1);
+    u->unique_of = (int *)unet_buf(u, n, 2, 1); /* float-sized slots hold ints */
+    u->n_all = n, u->stemb_all = u->stemb;
+    if (u->run) {
+        int nu = unet_share_prefix(u, sample, timesteps, per_item, sample_u, stemb_u);
+        if (nu < n) { /* from here to unet_end_prefix, only the distinct items */
+            u->shared = 1;
+            u->n = n = nu;
+            u->stemb = stemb_u;
+            sample = sample_u;
+        }
+    }
+
     /* conv_in -> skip 0. Each skip is taken from the arena as it is made and
        kept until the up path has used it. */
     float *skip[UNET_MAX_SKIPS];
+    size_t skip_floats[UNET_MAX_SKIPS]; /* per item */
     int skip_c[UNET_MAX_SKIPS], ns = 0;
     {
-        skip[ns] = unet_buf(u, n, c0, (size_t)H * W);
-        skip_c[ns] = c0;
+        skip[ns] = unet_buf(u, u->n_all, c0, (size_t)H * W);
+        skip_c[ns] = c0, skip_floats[ns] = (size_t)c0 * H * W;
         size_t mark = dc__arena_mark(u->a);
         float *centered = m->center_input ? unet_buf(u, n, m->in_ch, (size_t)H * W) : NULL;
         float *cols = unet_conv_cols(u, m->conv_in_w, H, W, 1);
@@ -670,15 +739,18 @@ static void unet_walk(unet_run *u, float *out, const float *sample, const float 
         int h = H >> i, w = W >> i;
         for (int j = 0; j < blk->layers; j++) {
             const dc__unet_resnet *rn = &m->resnets[blk->resnet0 + j];
-            skip[ns] = unet_buf(u, n, rn->cout, (size_t)h * w);
-            skip_c[ns] = rn->cout;
+            skip[ns] = unet_buf(u, u->n_all, rn->cout, (size_t)h * w);
+            skip_c[ns] = rn->cout, skip_floats[ns] = (size_t)rn->cout * h * w;
             unet_resnet(u, rn, skip[ns], skip[ns - 1], h, w, 1.0f);
-            if (blk->cross) unet_transformer(u, &m->transformers[blk->attn0 + j], skip[ns], h * w);
+            if (blk->cross) { /* the first conditioning: the prefix ends here */
+                unet_end_prefix(u, skip, skip_floats, ns + 1);
+                unet_transformer(u, &m->transformers[blk->attn0 + j], skip[ns], h * w);
+            }
             ns++;
         }
         if (blk->resample_w) {
-            skip[ns] = unet_buf(u, n, blk->cout, (size_t)(h / 2) * (w / 2));
-            skip_c[ns] = blk->cout;
+            skip[ns] = unet_buf(u, u->n_all, blk->cout, (size_t)(h / 2) * (w / 2));
+            skip_c[ns] = blk->cout, skip_floats[ns] = (size_t)blk->cout * (h / 2) * (w / 2);
             size_t mark = dc__arena_mark(u->a);
             float *cols = unet_conv_cols(u, blk->resample_w, h, w, 2);
             if (u->run) unet_conv(u, skip[ns], skip[ns - 1], blk->resample_w, blk->resample_b, h, w, 2, cols);
@@ -686,6 +758,9 @@ static void unet_walk(unet_run *u, float *out, const float *sample, const float 
             ns++;
         }
     }
+
+    unet_end_prefix(u, skip, skip_floats, ns); /* a down path without cross-attention */
+    n = u->n;
 
     /* the up path's running state: as large as its largest activation */
     int hl = H >> (B - 1), wl = W >> (B - 1), C = m->ch[B - 1];

@@ -315,8 +315,27 @@ static void shipped_default_sd_model_should_classify_the_shipped_samples(void)
     CHECK(correct >= SHIPPED_SD_FLOOR, "%d correct, floor %d", correct, SHIPPED_SD_FLOOR);
 }
 
+/* With no schedule option a calibrated model (the shipped ones) classifies
+   with --stop calibrated, a model without a calibration with the paper's
+   schedule, and any schedule option keeps the user's choice. */
+static void default_stopping_rule_should_follow_the_model(void)
+{
+    if (access(t_path(T.data, "../../data/models/default.dcw"), R_OK)) SKIP("no default model in data/models");
+    char args[4096];
+    const char *img = t_path(T.data, "../../data/samples/bag_0018.png"), *m = t_path(T.tmp, "dit_vae.dcw");
+    snprintf(args, sizeof args, "classify --json --quiet '%s'", img);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"stop\": \"calibrated\""), "default model: %s", out);
+    snprintf(args, sizeof args, "classify --samples 10 --keep 1 --json --quiet '%s'", img);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"stop\": \"adaptive\""), "with --samples: %s", out);
+    snprintf(args, sizeof args, "classify --stop sequential --quiet '%s'", img);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "evaluations (sequential)"), "--stop: %s", out);
+    snprintf(args, sizeof args, "classify -m '%s' --json --quiet '%s'", m, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"stop\": \"adaptive\""), "uncalibrated: %s", out);
+}
+
 void suite_driver(void)
 {
+    RUN(default_stopping_rule_should_follow_the_model);
     RUN(shipped_dit_should_classify_the_shipped_samples);
     RUN(shipped_default_sd_model_should_classify_the_shipped_samples);
     RUN(match_should_score_captions_and_winoground);

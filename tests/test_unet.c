@@ -239,6 +239,51 @@ static void unet_should_give_each_sample_what_it_gets_alone(void)
     unet_unload(um);
 }
 
+static void unet_should_share_the_prefix_of_repeated_samples(void)
+{
+    /* the classifier's batches repeat one (sample, timestep) under several
+       contexts: the class-independent prefix runs once per distinct pair
+       and is copied (unet_share_prefix). Items 0, 1 and 3 share sample 0
+       and timestep 0 under three contexts, item 2 is sample 1; each must
+       get what it gets alone. */
+    unet_model *um = unet_load(t_path(T.tmp, "unet_odd_config.dcw"));
+    unet_case c;
+    if (!um) return;
+    if (!unet_case_load(&c, t_path(T.data, "unet/odd_config"), "out_sample.npy") || c.n < 3) {
+        unet_case_free(&c);
+        unet_unload(um);
+        return;
+    }
+    const float *S = c.sample.data, *Tm = c.t.data, *C = c.ctx.data;
+    size_t in_per = (size_t)c.sample.numel / c.n, ctx_per = (size_t)c.ctx.numel / c.n;
+    size_t per = (size_t)c.want.numel / c.n;
+    static const int pick_sample[4] = {0, 0, 1, 0}, pick_ctx[4] = {0, 1, 2, 2};
+    float *x = malloc(sizeof(float) * in_per * 4), *ctx = malloc(sizeof(float) * ctx_per * 4);
+    float *t = malloc(sizeof(float) * 4), *batch = malloc(sizeof(float) * per * 4), *one = malloc(sizeof(float) * per);
+    dc_error err;
+    if (x && ctx && t && batch && one) {
+        for (int i = 0; i < 4; i++) {
+            memcpy(x + i * in_per, S + pick_sample[i] * in_per, sizeof(float) * in_per);
+            memcpy(ctx + i * ctx_per, C + pick_ctx[i] * ctx_per, sizeof(float) * ctx_per);
+            t[i] = Tm[pick_sample[i]];
+        }
+        dc_status st = dc__unet_forward(&um->m, &um->r, batch, x, t, ctx, 4, c.h, c.w, c.L, &err);
+        CHECK(st == DC_OK, "batch: %s", err.msg);
+        for (int i = 0; st == DC_OK && i < 4; i++) {
+            char label[64];
+            snprintf(label, sizeof label, "item %d alone vs in a batch with repeats", i);
+            CHECK(dc__unet_forward(&um->m, &um->r, one, x + i * in_per, t + i, ctx + i * ctx_per, 1, c.h, c.w,
+                                   c.L, &err) == DC_OK, "%s", err.msg);
+            t_close(label, one, batch + i * per, per, UNET_BATCH_TOL, 0);
+        }
+    } else {
+        CHECK(0, "out of memory");
+    }
+    free(x), free(ctx), free(t), free(batch), free(one);
+    unet_case_free(&c);
+    unet_unload(um);
+}
+
 static void unet_should_refuse_latents_that_do_not_divide(void)
 {
     unet_model *um = unet_load(t_path(T.tmp, "unet_sd2_linear.dcw"));
@@ -328,6 +373,7 @@ void suite_unet(void)
     RUN(unet_should_match_torch_with_odd_heads_and_other_options);
     RUN(unet_should_take_heads_from_num_attention_heads_when_set);
     RUN(unet_should_give_each_sample_what_it_gets_alone);
+    RUN(unet_should_share_the_prefix_of_repeated_samples);
     RUN(unet_should_refuse_latents_that_do_not_divide);
     RUN(unet_should_name_missing_and_misshaped_tensors);
     RUN(unet_converter_should_name_unknown_tensors);

@@ -578,6 +578,7 @@ int cmd_eval(int argc, char **argv)
         dc_model_free(m);
         return 1;
     }
+    choose_default_stop(&co, m);
     int n_classes = dc_classes_count(cl);
     if (!is_folder) load_idx(&d, pos.names[0], pos.names[1], n_classes);
 

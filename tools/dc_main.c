@@ -252,10 +252,14 @@ static const char *classify_help =
     "                      the paper's fixed stages; pruning by a paired t-test\n"
     "                      (Clark & Jaini 2023) within the last stage's budget; or\n"
     "                      that test visiting the timesteps that move the mean error\n"
-    "                      most first (the model's calibration, or --calibration)\n"
+    "                      most first (the model's calibration, or --calibration).\n"
+    "                      Default: calibrated if the model carries a calibration\n"
+    "                      (the shipped models do) and no schedule option is given,\n"
+    "                      else adaptive\n"
     "  --calibration FILE  a timestep calibration from dc eval --calibrate (implies\n"
     "                      --stop calibrated)\n"
-    "  --alpha P           sequential test level (default 0.002), --min-scores N (20)\n"
+    "  --alpha P           the test's level, --min-scores N scores before testing\n"
+    "                      (defaults: sequential 0.002 and 20, calibrated 0.005 and 10)\n"
     "  --loss l2|l1|huber  error between the true and the predicted noise (default l2)\n"
     "  --trials N          noise draws per timestep (default 1)\n"
     "  --seed N            the noise; same seed, same result (default 0)\n"
@@ -302,6 +306,7 @@ static int cmd_classify(int argc, char **argv)
     dc_classes *cl = NULL;
     int rc = 1;
     if (!open_classifier(co.model, &co.classes, co.tmpl, &m, &c, &cl)) goto done;
+    choose_default_stop(&co, m);
     progress_state prog = {!co.quiet, isatty(2), 0, 0, ""};
     co.o.progress = on_progress;
     co.o.progress_user = &prog;
@@ -340,7 +345,8 @@ static int cmd_classify(int argc, char **argv)
                 if (co.temperature > 0) printf(", \"probability\": %.6g", prob[r.ranking[j]]);
                 printf("}");
             }
-            printf("], \"evals\": %ld, \"timesteps\": %d, \"seconds\": %.3f}\n", r.n_evals, r.n_timesteps, r.seconds);
+            printf("], \"stop\": \"%s\", \"evals\": %ld, \"timesteps\": %d, \"seconds\": %.3f}\n",
+                   stop_name(co.o.stop), r.n_evals, r.n_timesteps, r.seconds);
         } else if (co.csv) {
             for (int j = 0; j < k; j++) {
                 printf("\"%s\",%d,\"%s\",%.6g\n", images.names[i], j + 1, dc_classes_name(cl, r.ranking[j]),
@@ -354,7 +360,8 @@ static int cmd_classify(int argc, char **argv)
                 if (co.temperature > 0) printf("  p %.3f", prob[r.ranking[j]]);
                 printf("\n");
             }
-            printf("  %ld evaluations, %d timesteps, %.2f s\n", r.n_evals, r.n_timesteps, r.seconds);
+            printf("  %ld evaluations (%s), %d timesteps, %.2f s\n", r.n_evals, stop_name(co.o.stop),
+                   r.n_timesteps, r.seconds);
         }
         if (plot) { /* OUT.png, or OUT-<i>.png for several images */
             char path[4096];

@@ -215,14 +215,21 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
         const char *v = VALUE();
         names_add(&co->classes, v, strlen(v));
     } else if (!strcmp(a, "--classes")) co->classes_file = VALUE();
-    else if (!strcmp(a, "--preset")) load_preset(VALUE(), o, &co->classes, co->tmpl, sizeof co->tmpl);
+    else if (!strcmp(a, "--preset")) {
+        load_preset(VALUE(), o, &co->classes, co->tmpl, sizeof co->tmpl);
+        co->schedule_set = 1;
+    }
     else if (!strcmp(a, "--template")) co->tmpl_opt = VALUE();
-    else if (!strcmp(a, "--samples")) o->n_stages = parse_list("--samples", VALUE(), o->samples, DC_MAX_STAGES);
-    else if (!strcmp(a, "--keep")) {
+    else if (!strcmp(a, "--samples")) {
+        o->n_stages = parse_list("--samples", VALUE(), o->samples, DC_MAX_STAGES);
+        co->schedule_set = 1;
+    } else if (!strcmp(a, "--keep")) {
+        co->schedule_set = 1;
         int n = parse_list("--keep", VALUE(), o->keep, DC_MAX_STAGES);
         if (n != o->n_stages) die("%s", "--keep needs as many counts as --samples");
     } else if (!strcmp(a, "--stop")) {
         const char *v = VALUE();
+        co->schedule_set = 1;
         if (!strcmp(v, "sequential")) o->stop = DC_STOP_SEQUENTIAL;
         else if (!strcmp(v, "adaptive")) o->stop = DC_STOP_ADAPTIVE;
         else if (!strcmp(v, "calibrated")) o->stop = DC_STOP_CALIBRATED;
@@ -230,6 +237,7 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
     } else if (!strcmp(a, "--calibration")) {
         co->calibration = VALUE();
         o->stop = DC_STOP_CALIBRATED;
+        co->schedule_set = 1;
     } else if (!strcmp(a, "--alpha")) {
         const char *v = VALUE();
         char *end;
@@ -302,6 +310,16 @@ void common_opts_finish(common_opts *co, char *model_buf, size_t cap)
         data_path(model_buf, cap, "models/default.dcw");
         co->model = model_buf;
     }
+}
+
+void choose_default_stop(common_opts *co, const dc_model *m)
+{
+    if (!co->schedule_set && dc_model_has_calibration(m)) co->o.stop = DC_STOP_CALIBRATED;
+}
+
+const char *stop_name(dc_stop stop)
+{
+    return stop == DC_STOP_SEQUENTIAL ? "sequential" : stop == DC_STOP_CALIBRATED ? "calibrated" : "adaptive";
 }
 
 int open_classifier(const char *model, const name_list *names, const char *tmpl, dc_model **m, dc_ctx **c,

@@ -46,6 +46,7 @@ typedef struct {
     char tmpl[1024];
     name_list classes;
     dc_classify_opts o;
+    int schedule_set;    /* --samples, --keep, --stop, --calibration or --preset given */
     int top, json, csv, quiet;
     double temperature;  /* > 0: print probabilities softmax(-error / T) */
     const char *calibration; /* --calibration FILE, read into calib_* */
@@ -65,6 +66,14 @@ void common_opts_finish(common_opts *co, char *model_buf, size_t cap);
    partly made: free them as usual). */
 int open_classifier(const char *model, const name_list *names, const char *tmpl, dc_model **m, dc_ctx **c,
                     dc_classes **cl);
+
+/* With no schedule option, a model that carries a timestep calibration
+   classifies with --stop calibrated (about 10x fewer evaluations than the
+   paper's schedule at the same accuracy, bench/README.md); others with the
+   paper's adaptive schedule. */
+void choose_default_stop(common_opts *co, const dc_model *m);
+/* "adaptive", "sequential" or "calibrated" */
+const char *stop_name(dc_stop stop);
 
 int cmd_eval(int argc, char **argv);
 int cmd_match(int argc, char **argv);
