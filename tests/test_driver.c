@@ -234,6 +234,10 @@ static void eval_should_resume_shard_and_merge(void)
     snprintf(args, sizeof args, "eval -m '%s' %s --limit 8 %s --results '%s' --json", m, ds, "--samples 2,6 --keep 2,1", all);
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "resuming: 6 of 8") && strstr(out, "\"n\": 8"),
           "resume: %s", out);
+    /* resuming with another stopping rule would mix rows that mean different things */
+    snprintf(args, sizeof args, "eval -m '%s' %s --limit 8 --stop sequential --quiet --results '%s'", m, ds, all);
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "holds results of --stop adaptive"),
+          "resume with another rule: %s", out);
     snprintf(args, sizeof args, "eval -m '%s' %s --limit 2 --shard 2/2 %s", m, ds, sched);
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "--shard '2/2'"), "bad shard: %s", out);
     snprintf(args, sizeof args, "eval -m '%s' /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz %s", m, sched);

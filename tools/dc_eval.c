@@ -296,6 +296,29 @@ static int read_results(const char *path, results *r, int *n_classes, name_list 
     return rows;
 }
 
+/* The stopping rule a results file's header names ("" for files made
+   before headers named it): a run resumes only with the same rule, since
+   the rule changes what each row means (evaluations, errors). */
+static void results_stop(const char *path, char *out, size_t cap)
+{
+    out[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char *line = NULL;
+    size_t lcap = 0;
+    while (getline(&line, &lcap, f) > 0) {
+        const char *p = strstr(line, "\"dc_eval\": 1") ? strstr(line, "\"stop\": \"") : NULL;
+        if (p) {
+            p += 9;
+            size_t n = strcspn(p, "\"");
+            snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+            break;
+        }
+    }
+    free(line);
+    fclose(f);
+}
+
 static void write_row(FILE *f, const result_row *row)
 {
     fprintf(f, "{\"index\": %d, \"label\": %d, \"top\": [", row->index, row->label);
@@ -603,6 +626,14 @@ int cmd_eval(int argc, char **argv)
     int file_classes = 0;
     int had = read_results(results_path, &done, &file_classes, NULL);
     if (had && file_classes != n_classes) die("eval: '%s' was made with a different class list", results_path);
+    char file_stop[32];
+    results_stop(results_path, file_stop, sizeof file_stop);
+    if (file_stop[0] && strcmp(file_stop, stop_name(co.o.stop))) {
+        char why[4400];
+        snprintf(why, sizeof why, "'%s' holds results of --stop %s, this run uses --stop %s (give that option, "
+                 "or another --results file)", results_path, file_stop, stop_name(co.o.stop));
+        die("eval: %s", why);
+    }
     char *seen = calloc((size_t)d.n, 1);
     for (int i = 0; i < done.n; i++)
         if (done.rows[i].index >= 0 && done.rows[i].index < d.n) seen[done.rows[i].index] = 1;
@@ -613,7 +644,7 @@ int cmd_eval(int argc, char **argv)
         json_string(out, co.model);
         fprintf(out, ", \"dataset\": ");
         json_string(out, pos.names[0]);
-        fprintf(out, ", \"n_classes\": %d, \"classes\": [", n_classes);
+        fprintf(out, ", \"stop\": \"%s\", \"n_classes\": %d, \"classes\": [", stop_name(co.o.stop), n_classes);
         for (int i = 0; i < n_classes; i++) {
             fprintf(out, "%s", i ? ", " : "");
             json_string(out, dc_classes_name(cl, i));
