@@ -248,7 +248,7 @@ static void sequential_stop_should_keep_the_best_and_spend_less(void)
    calibration that says so: calibrated stopping must draw most of its
    timesteps there, keep the planted best, and spend fewer evaluations than
    the plain coarse-to-fine t-test, which averages in the timesteps that say
-   little. (Measured: t-test 1091, calibrated 957 evaluations per image,
+   little. (Measured: t-test 1091, calibrated 752 evaluations per image,
    both 20 of 20; the first, biased version of the rule, which visited the
    band first without weights, spent 424 here but lost accuracy on a real
    model, bench/README.md.) */
