@@ -1031,8 +1031,8 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
     if (dc__mul_size(&bufn, (size_t)maxb * 3, (size_t)s.L)) s.buf = dc__aligned_alloc(bufn * sizeof(float));
     dc_status st = DC_OK;
     if (!s.grid || !s.col_of || !s.alive || !s.drop || !s.err_sum ||
-        (o->stop == DC_STOP_CALIBRATED && (!s.spread || !s.is_sum || !s.is_n)) || !s.bt || !res->ranking || !res->mean_error ||
-        !res->n_scored || !res->timesteps || !res->errors || !s.buf) {
+        (o->stop == DC_STOP_CALIBRATED && (!s.spread || !s.is_sum || !s.is_n)) || !s.bt || !res->ranking ||
+        !res->mean_error || !res->n_scored || !res->timesteps || !res->errors || !s.buf) {
         st = dc__fail(err, DC_ERR_NOMEM, "out of memory for %d classes x %d timesteps", n_classes, max_n);
         goto done;
     }
@@ -1153,7 +1153,7 @@ static dc_status with_model_calibration(const dc_model *m, const dc_classify_opt
 {
     *use = o, *local = NULL;
     if (o->stop != DC_STOP_CALIBRATED || o->calib_t) return DC_OK;
-    if (!dc__meta_find(&m->w, "classify.calib_t") || !dc__meta_find(&m->w, "classify.calib_spread"))
+    if (!dc_model_has_calibration(m))
         return dc__fail(err, DC_ERR_INVALID, "calibrated stopping: %s has no timestep calibration (make one "
                         "with dc eval --calibrate FILE on held-out labelled images, pass --calibration FILE)",
                         m->w.path);

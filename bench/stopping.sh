@@ -2,8 +2,9 @@
 # bench/stopping.sh - stopping rules on a trained model: evaluations per
 # image and top-1 of the paper's fixed adaptive schedule (samples 50,500,
 # keep 5,1), the paired t-test of Clark & Jaini (--stop sequential) and
-# dc's calibrated rule (--stop calibrated: the same test, timesteps visited
-# by the spread measured on 200 training images and stored in the model),
+# dc's calibrated rule (--stop calibrated: the same test on timesteps drawn
+# by the spread measured on 200 training images and stored in the model,
+# weighted back to the plain mean),
 # all on the same Fashion-MNIST test images, same seed, same machine.
 #
 # usage: bench/stopping.sh MODEL.dcw [N]   (N: the first N images of

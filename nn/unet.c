@@ -630,7 +630,6 @@ static void unet_transformer(unet_run *u, const dc__unet_transformer *tf, float 
     dc__arena_reset(u->a, mark);
 }
 
-/* The whole network; with u->run == 0 it only sizes the arena. */
 /* The class-independent prefix. Everything before the first cross-attention
    sees only the noised sample and the timestep, not the prompt. The
    classifier sends every class at one (timestep, noise) with the same sample
@@ -679,6 +678,7 @@ static void unet_end_prefix(unet_run *u, float **skip, const size_t *skip_floats
                        sizeof(float) * skip_floats[k]);
 }
 
+/* The whole network; with u->run == 0 it only sizes the arena. */
 static void unet_walk(unet_run *u, float *out, const float *sample, const float *timesteps, int H, int W)
 {
     const dc__unet *m = u->m;

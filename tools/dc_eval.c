@@ -256,9 +256,14 @@ static int parse_row(const char *line, result_row *row)
     return 1;
 }
 
-/* Reads a results file: the header's class count, and its rows. */
-static int read_results(const char *path, results *r, int *n_classes, name_list *class_names)
+/* Reads a results file: the header's class count, and its rows. stop (may
+   be NULL, stop_cap bytes) gets the stopping rule the header names, "" for files
+   made before headers named it: a run resumes only with the same rule,
+   since the rule changes what each row means (evaluations, errors). */
+static int read_results(const char *path, results *r, int *n_classes, name_list *class_names, char *stop,
+                        size_t stop_cap)
 {
+    if (stop) stop[0] = 0;
     FILE *f = fopen(path, "r");
     if (!f) return 0;
     char *line = NULL;
@@ -273,6 +278,12 @@ static int read_results(const char *path, results *r, int *n_classes, name_list 
             int nc = p ? atoi(p + 13) : 0;
             if (*n_classes && nc != *n_classes) die("eval: '%s' was made with a different class list", path);
             *n_classes = nc;
+            const char *st = stop ? strstr(line, "\"stop\": \"") : NULL;
+            if (st) {
+                st += 9;
+                size_t n = strcspn(st, "\"");
+                snprintf(stop, stop_cap, "%.*s", (int)(n < stop_cap ? n : stop_cap - 1), st);
+            }
             const char *q = strstr(line, "\"classes\": [");
             if (q && class_names && !class_names->n) { /* "a", "b", ...: names without quotes or escapes */
                 q += 12;
@@ -294,29 +305,6 @@ static int read_results(const char *path, results *r, int *n_classes, name_list 
     free(line);
     fclose(f);
     return rows;
-}
-
-/* The stopping rule a results file's header names ("" for files made
-   before headers named it): a run resumes only with the same rule, since
-   the rule changes what each row means (evaluations, errors). */
-static void results_stop(const char *path, char *out, size_t cap)
-{
-    out[0] = 0;
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    char *line = NULL;
-    size_t lcap = 0;
-    while (getline(&line, &lcap, f) > 0) {
-        const char *p = strstr(line, "\"dc_eval\": 1") ? strstr(line, "\"stop\": \"") : NULL;
-        if (p) {
-            p += 9;
-            size_t n = strcspn(p, "\"");
-            snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
-            break;
-        }
-    }
-    free(line);
-    fclose(f);
 }
 
 static void write_row(FILE *f, const result_row *row)
@@ -431,7 +419,7 @@ static int cmd_merge(int argc, char **argv, int json, int fit)
     int n_classes = 0;
     name_list names = {0};
     for (int i = 0; i < argc; i++)
-        if (!read_results(argv[i], &r, &n_classes, &names)) die("eval --merge: nothing read from '%s'", argv[i]);
+        if (!read_results(argv[i], &r, &n_classes, &names, NULL, 0)) die("eval --merge: nothing read from '%s'", argv[i]);
     /* shards are disjoint; a repeated index (a shard run twice) counts once */
     int max_index = 0;
     for (int i = 0; i < r.n; i++) max_index = r.rows[i].index > max_index ? r.rows[i].index : max_index;
@@ -624,10 +612,9 @@ int cmd_eval(int argc, char **argv)
     /* resume: what the results file already holds */
     results done = {0};
     int file_classes = 0;
-    int had = read_results(results_path, &done, &file_classes, NULL);
-    if (had && file_classes != n_classes) die("eval: '%s' was made with a different class list", results_path);
     char file_stop[32];
-    results_stop(results_path, file_stop, sizeof file_stop);
+    int had = read_results(results_path, &done, &file_classes, NULL, file_stop, sizeof file_stop);
+    if (had && file_classes != n_classes) die("eval: '%s' was made with a different class list", results_path);
     if (file_stop[0] && strcmp(file_stop, stop_name(co.o.stop))) {
         char why[4400];
         snprintf(why, sizeof why, "'%s' holds results of --stop %s, this run uses --stop %s (give that option, "
