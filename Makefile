@@ -63,7 +63,7 @@ dc: $(B)/dc
 libdc.a: $(B)/libdc.a
 	cp $< $@
 
-$(B)/%.o: %.c $(HEADERS) tests/test.h tools/driver.h
+$(B)/%.o: %.c $(HEADERS) tests/test.h tools/driver/driver.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -71,7 +71,7 @@ $(B)/libdc.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-DRIVER_SRC = tools/dc_main.c tools/dc_eval.c tools/dc_match.c tools/driver.c tools/plot.c
+DRIVER_SRC = tools/driver/dc_main.c tools/driver/dc_eval.c tools/driver/dc_match.c tools/driver/driver.c tools/driver/plot.c
 $(B)/dc: $(DRIVER_SRC:%.c=$(B)/%.o) $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 
@@ -84,7 +84,7 @@ build/single/dc_single.c: $(LIB_SRC) $(HEADERS) tools/bundle.py
 	@mkdir -p build/single
 	$(PYTHON) tools/bundle.py -o $@ $(LIB_SRC)
 	cp dc.h build/single/dc.h
-$(B)/single/dc: build/single/dc_single.c $(DRIVER_SRC) tools/driver.h
+$(B)/single/dc: build/single/dc_single.c $(DRIVER_SRC) tools/driver/driver.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ibuild/single build/single/dc_single.c $(DRIVER_SRC) $(LDLIBS) -o $@
 $(B)/single/run_tests: build/single/dc_single.c $(TEST_SRC)

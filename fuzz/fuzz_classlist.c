@@ -1,10 +1,10 @@
 /* fuzz/fuzz_classlist.c - libFuzzer target: the driver's class lists and presets.
 
    `dc classify --classes FILE` and `--preset NAME|FILE` read user files
-   with tools/driver.c's read_names and load_preset (and the schedule lists
+   with tools/driver/driver.c's read_names and load_preset (and the schedule lists
    inside a preset with parse_list). Those are driver code: on bad input
    they print a message and exit(2), which libFuzzer would count as a
-   crash. So fuzz/Makefile.inc compiles tools/driver.c for this target with
+   crash. So fuzz/Makefile.inc compiles tools/driver/driver.c for this target with
    exit() and fopen()/fclose() renamed to the hooks below: exit returns here
    by longjmp, and the hooks close a preset file left open by that jump, so
    the leak checker sees only real leaks. The driver's own source is not
@@ -22,7 +22,7 @@
 
    Build and run: make fuzz (fuzz/Makefile.inc). */
 #include "fuzz_util.h"
-#include "../tools/driver.h"
+#include "../tools/driver/driver.h"
 
 #include <setjmp.h>
 
@@ -34,7 +34,7 @@ static dc_classify_opts fuzz_opts;
 static char fuzz_tmpl[1024];
 static common_opts fuzz_co;
 
-/* the hooks tools/driver.c is compiled against (-Dexit=... -Dfopen=... -Dfclose=...) */
+/* the hooks tools/driver/driver.c is compiled against (-Dexit=... -Dfopen=... -Dfclose=...) */
 void dcfuzz_exit(int code)
 {
     (void)code;

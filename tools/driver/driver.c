@@ -1,4 +1,4 @@
-/* tools/driver.c - helpers shared by the driver's commands (tools/driver.h). */
+/* tools/driver/driver.c - helpers shared by the driver's commands (tools/driver/driver.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "driver.h"
 

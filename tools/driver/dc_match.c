@@ -1,10 +1,10 @@
-/* tools/dc_match.c - `dc match`: image-text matching with the same
+/* tools/driver/dc_match.c - `dc match`: image-text matching with the same
    machinery (Winoground-style). Each caption is a "class" with the
    template "{}"; every caption is scored on the same timesteps and noise,
    so their errors compare directly. With two images and two captions it
    reports Winoground's text, image and group scores. */
 #define _POSIX_C_SOURCE 200809L
-#include "../dc.h"
+#include "dc.h"
 #include "driver.h"
 
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* tools/dc_eval.c - `dc eval`: accuracy of a model on a labelled data set.
+/* tools/driver/dc_eval.c - `dc eval`: accuracy of a model on a labelled data set.
 
    Data sets: an image-folder tree (root/CLASS/ holding PNG or JPEG files,
    classes in sorted folder order) or an IDX image file with its label file (as
@@ -7,7 +7,7 @@
    resumes where it stopped; --shard i/n splits the work across processes
    or machines, and `dc eval --merge` combines their files. */
 #define _POSIX_C_SOURCE 200809L
-#include "../dc.h"
+#include "dc.h"
 #include "driver.h"
 
 #include <dirent.h>

@@ -1,4 +1,4 @@
-/* tools/plot.c - `dc classify --plot OUT.png`: each class's error against
+/* tools/driver/plot.c - `dc classify --plot OUT.png`: each class's error against
    the timestep, the picture the paper uses to show where classes separate.
    Drawn by hand into an RGB buffer and written with stb_image_write; no
    font, so the colours are listed on stdout instead of in a legend. */

@@ -1,11 +1,11 @@
-/* tools/driver.h - helpers shared by the dc driver's commands (the tools/ sources):
+/* tools/driver/driver.h - helpers shared by the dc driver's commands (the tools/ sources):
    option parsing, class lists and presets, progress, JSON strings. Only the
    driver uses them; the library never exits or prints. */
 #ifndef DC_DRIVER_H
 #define DC_DRIVER_H
 
 #include <stdio.h>
-#include "../dc.h"
+#include "dc.h"
 
 /* Prints "dc: " + the message (fmt with one %s) to stderr and exits 2. */
 void die(const char *fmt, const char *arg);
@@ -77,7 +77,7 @@ const char *stop_name(dc_stop stop);
 
 int cmd_eval(int argc, char **argv);
 int cmd_match(int argc, char **argv);
-/* tools/plot.c: error against timestep for the top classes, as a PNG; 1 on success */
+/* tools/driver/plot.c: error against timestep for the top classes, as a PNG; 1 on success */
 int plot_result(const char *path, const dc_result *r, const dc_classes *cl, int max_classes);
 
 #endif

@@ -1,9 +1,9 @@
-/* tools/dc_main.c - the `dc` command-line driver.
+/* tools/driver/dc_main.c - the `dc` command-line driver.
 
    Parses options, calls the library, prints. The only place in dc that
    calls exit(). Commands grow with the model families; each has --help. */
 #define _POSIX_C_SOURCE 200809L
-#include "../dc.h"
+#include "dc.h"
 #include "driver.h"
 
 #include <errno.h>
