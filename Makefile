@@ -116,7 +116,7 @@ test-valgrind: $(B)/run_tests $(B)/dc
 	  $(VALGRIND) $(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures ../shared/fixtures $(VG_FILTER)
 
 # make test: all suites, then one summary line ("N passed, M failed")
-test:
+test: all
 	@PYTHON="$(PYTHON)" MAKE="$(MAKE)" CC="$(CC)" sh tests/run.sh
 
 # ---- bench ----
