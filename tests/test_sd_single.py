@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tests/test_sd_single.py - tests of tools/convert_sd_single.py, the converter
+"""tests/test_sd_single.py - tests of tools/convert/convert_sd_single.py, the converter
 of the original single-file SD checkpoints (CompVis / ldm names).
 
 Two kinds of check:
@@ -17,7 +17,7 @@ Two kinds of check:
     text encoder, laid out once as a diffusers pipeline folder and once as a
     single file (.safetensors, and a torch .ckpt whose UNet is in the EMA
     copy while model.diffusion_model.* holds other values); all are
-    converted by tools/convert.py, and the .dcw files must hold the same
+    converted by tools/convert/convert.py, and the .dcw files must hold the same
     metadata and tensors, and `dc forward` (unet, text, vae) must give
     bit-identical outputs.
 
@@ -42,7 +42,7 @@ import types
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = os.path.join(ROOT, "tools")
+TOOLS = os.path.join(ROOT, "tools", "convert")
 sys.path.insert(0, TOOLS)
 import convert  # noqa: E402
 import convert_sd_single as sds  # noqa: E402
@@ -133,7 +133,7 @@ def compvis_unet(tensors, cfg, prefix=sds.UNET_PREFIX):
 
 def compvis_vae_name(name, n_blocks):
     """The CompVis (ldm AutoencoderKL) name of a diffusers >= 0.15 VAE tensor;
-    written independently of tools/convert_vae.py's forward mapping."""
+    written independently of tools/convert/convert_vae.py's forward mapping."""
     p = name.split(".")
     attn = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out": "proj_out"}
     if p[0] in ("quant_conv", "post_quant_conv") or p[1] in ("conv_in", "conv_out"):

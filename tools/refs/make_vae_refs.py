@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/make_vae_refs.py - torch references for dc's VAE encoder (nn/vae.c).
+"""tools/refs/make_vae_refs.py - torch references for dc's VAE encoder (nn/vae.c).
 
 There is no golden fixture for the Stable Diffusion VAE, so the reference
 is written here in PyTorch from diffusers' structure (v0.25.1,
@@ -37,13 +37,13 @@ converter must skip them):
   compvis_names  new_names' weights under the original CompVis names
                  (first_stage_model.encoder.down.0.block.0..., attention as
                  1x1 convs), one .safetensors file without config.json:
-                 tools/prepare_vae.py converts it with --config
+                 tools/refs/prepare_vae.py converts it with --config
                  new_names/config.json and compares with new_names' outputs
 
 Every run also checks, against ../shared/fixtures/key_lists/sd_vae.json
 (the real full-size SD VAE's names and shapes), that (1) this torch module
 built with the SD config has exactly the real encoder.* and quant_conv.*
-names and shapes, and (2) tools/convert_vae.py accepts the real key list,
+names and shapes, and (2) tools/convert/convert_vae.py accepts the real key list,
 with new and with old attention names and with no config.json (config
 inferred from the shapes) and under CompVis names, and yields every
 canonical name dc__vae_build looks up; and (3) that the converter refuses,
@@ -63,7 +63,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
 from safetensors_np import write_safetensors  # noqa: E402
 import convert_vae  # noqa: E402
 
@@ -296,7 +297,7 @@ def make_case(out, name, spec):
     np.save(os.path.join(d, "image.npy"), image.numpy().astype(np.float32))
     np.save(os.path.join(d, "mean.npy"), mean64.numpy().astype(np.float32))
     np.save(os.path.join(d, "std.npy"), std64.numpy().astype(np.float32))
-    case = {"component": "vae encoder", "reference": "tools/make_vae_refs.py (diffusers 0.25.1 structure)",
+    case = {"component": "vae encoder", "reference": "tools/refs/make_vae_refs.py (diffusers 0.25.1 structure)",
             "config": cfg, "image": list(spec["image"]),
             "fp32_vs_fp64": {"mean_max_abs": dev_mean, "std_max_rel": dev_std},
             "max_abs_mean": float(mean64.abs().max()),
@@ -403,8 +404,8 @@ def check_key_list(fixtures):
 
 def main():
     args = [a for a in sys.argv[1:] if a != "--check"]
-    out = args[0] if args else os.path.join(HERE, "..", "tests", "data", "vae")
-    fixtures = args[1] if len(args) > 1 else os.path.join(HERE, "..", "..", "shared", "fixtures")
+    out = args[0] if args else os.path.join(ROOT, "tests", "data", "vae")
+    fixtures = args[1] if len(args) > 1 else os.path.join(ROOT, "..", "shared", "fixtures")
     torch.set_num_threads(1)
     if "--check" not in sys.argv:
         for name, spec in CASES.items():

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/train_fmnist.py - trains the small models dc ships, on Fashion-MNIST
+"""tools/train/train_fmnist.py - trains the small models dc ships, on Fashion-MNIST
 (Debian's dataset-fashion-mnist; training split only, the test split is
 never read here), with Debian's python3-torch on the CPU. Seeded.
 
@@ -10,7 +10,7 @@ Each model is saved as users download such models: the VAE as a diffusers
 folder (config.json + diffusion_pytorch_model.safetensors, encoder and
 decoder), the DiT as a plain state dict (DiT-fmnist.pt, torch.save) with
 config.json of its constructor arguments. data/models/*.dcw are made from
-these by tools/convert.py (make train), so the shipped files go through the
+these by tools/convert/convert.py (make train), so the shipped files go through the
 real converter.
 
 Images: 28x28 grey, resized to 32x32 with Pillow's BICUBIC, replicated to
@@ -32,7 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path[:0] = [os.path.join(ROOT, "tools", "convert"), os.path.join(ROOT, "tools", "refs")]
 from make_dit_refs import dit_forward  # noqa: E402  (the functional DiT of the test references)
 from make_vae_refs import ResnetBlock2D, UNetMidBlock2D, VaeEncoder, diffusers_config  # noqa: E402
 from safetensors_np import write_safetensors  # noqa: E402
@@ -171,7 +172,6 @@ def train_vae(out, minutes, seed):
 def load_vae(folder):
     with open(os.path.join(folder, "config.json")) as f:
         cfg = json.load(f)
-    sys.path.insert(0, HERE)
     from safetensors_np import load_tensor, open_safetensors
     model = AutoencoderKL(cfg)
     st = open_safetensors(os.path.join(folder, "diffusion_pytorch_model.safetensors"))

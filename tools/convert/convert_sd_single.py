@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/convert_sd_single.py - the original single-file Stable Diffusion
+"""tools/convert/convert_sd_single.py - the original single-file Stable Diffusion
 checkpoints (CompVis / ldm key names: v1-5-pruned-emaonly.safetensors,
 sd-v1-4.ckpt, v2-1_512-ema-pruned.ckpt, ...) into one .dcw, the same file
 `convert.py PIPELINE_FOLDER --family sd` makes from a diffusers folder.
@@ -13,15 +13,15 @@ What a single file holds, and where each part goes:
   model.diffusion_model.*   the UNet, ldm's openaimodel.UNetModel names
                             (input_blocks.N.M, middle_block, output_blocks,
                             time_embed, out): renamed here to diffusers'
-                            names with UNET_* below, then tools/convert_unet.py
+                            names with UNET_* below, then tools/convert/convert_unet.py
   model_ema.*               ldm's LitEma copy of the UNet: the same tensors
                             under the parameter names with every '.' removed
                             ("model_ema.diffusion_modelinput_blocks00weight");
                             used instead of model.diffusion_model.* when present
-  first_stage_model.*       the VAE, CompVis names: tools/convert_vae.py reads them
+  first_stage_model.*       the VAE, CompVis names: tools/convert/convert_vae.py reads them
   cond_stage_model.*        the text encoder: transformer.text_model.* (SD 1.x,
                             CLIP ViT-L/14) or model.* (SD 2.x, OpenCLIP ViT-H):
-                            tools/convert_clip.py's clip_text_from_checkpoint
+                            tools/convert/convert_clip.py's clip_text_from_checkpoint
   betas, alphas_cumprod...  the DDPM schedule buffers: betas, when present, are
                             checked against the schedule written to the file
 
@@ -48,7 +48,7 @@ the real SD 1.5 / 2.1 key lists and end to end on small models.
     ldm_to_diffusers_unet_config(ldm) -> a diffusers UNet config dict
     unet_name_table(cfg) -> {CompVis name: diffusers name}, cfg from convert_unet.normalise_config
 
-Needs numpy alone (torch .ckpt files are read by tools/torch_pt.py).
+Needs numpy alone (torch .ckpt files are read by tools/convert/torch_pt.py).
 """
 import itertools
 import json
@@ -242,7 +242,7 @@ def read_json(path, what):
 
 
 def schedule_meta(tensors, prediction_type, origin):
-    """schedule.* metadata: SD's training schedule (tools/convert.py's
+    """schedule.* metadata: SD's training schedule (tools/convert/convert.py's
     sd_schedule defaults: scaled_linear 0.00085..0.012 over 1000 steps).
     A checkpoint's betas buffer, when present, must be that schedule (or a
     linear one), with its own end points."""
@@ -418,10 +418,3 @@ def sd_single_file(src, args):
         tokenizer_meta(None, None, src)
     return sd_single_from_tensors(read_checkpoint(src), options, src)
 
-
-if __name__ == "__main__":
-    # print the UNet name table (a reading aid): convert_sd_single.py [sd1|sd2]
-    which = sys.argv[1] if len(sys.argv) > 1 else "sd1"
-    cfg = convert_unet.normalise_config(ldm_to_diffusers_unet_config(LDM_SD2 if which == "sd2" else LDM_SD1))
-    for cv, d in unet_name_table(cfg).items():
-        print(f"{UNET_PREFIX}{cv:<60} {d}")

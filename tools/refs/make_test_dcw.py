@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/make_test_dcw.py - the small, deterministic .dcw file the C loader tests read.
+"""tools/refs/make_test_dcw.py - the small, deterministic .dcw file the C loader tests read.
 
 It holds one metadata entry of every kind and one tensor of every dtype
 (f32, f16, q8, and a 1-D f32 bias), drawn from a seeded generator. Next to
@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "convert"))
 from dcw import dequantize_q8, quantize_q8, read_dcw, write_dcw  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def main():
         "test.floats": [0.25, -1.5],
         "test.words": ["a", "bc", ""],
     }
-    write_dcw(out, meta, tensors, source="tools/make_test_dcw.py")
+    write_dcw(out, meta, tensors, source="tools/refs/make_test_dcw.py")
 
     # what the C side must decode, computed here from the encoding rules
     stem = os.path.splitext(out)[0]

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""tools/test_tools.py - tests of the Python converter: dcw.py, safetensors_np.py, convert.py.
+"""tools/convert/test_tools.py - tests of the Python converter (dcw.py,
+safetensors_np.py, torch_pt.py, convert.py and its family detection) and of
+the class lists in data/classes/, which the converter and the presets ship.
 
 Plain asserts, no pytest: each test is a function named like a sentence;
 the script prints "ok   name" or "FAIL name: reason" per test and ends with
@@ -8,6 +10,7 @@ arrays in a temporary folder and takes a second or two.
 
 usage: test_tools.py
 """
+import json
 import os
 import shutil
 import struct
@@ -19,10 +22,13 @@ import traceback
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+import convert  # noqa: E402
 import dcw  # noqa: E402
 from dcw import read_dcw, read_dcw_index, write_dcw  # noqa: E402
 from safetensors_np import Bf16Tensor, load_tensor, open_safetensors, write_safetensors  # noqa: E402
+from torch_pt import load_state_dict, state_dict_keys  # noqa: E402
 
 TESTS = []
 TMP = tempfile.mkdtemp(prefix="dc_tools_")
@@ -383,7 +389,7 @@ def convert_should_turn_a_sharded_folder_with_config_into_a_dcw():
                 ' "vae": {"scale": 0.18215, "deep": {"n": 3}}, "nothing": null,'
                 ' "mixed": [1, "a"], "nested": [[1, 2]], "empty": []}')
     out = tmp("model.dcw")
-    p = run_convert(src, "-o", out, "--dtype", "q8", "--meta", "extra.n=3", "--meta", "extra.s=hi",
+    p = run_convert(src, "--family", "raw", "-o", out, "--dtype", "q8", "--meta", "extra.n=3", "--meta", "extra.s=hi",
                     "--meta", "extra.l=[1,2]")
     for word in ("position_ids", "config.nothing", "config.mixed", "config.nested"):
         assert word in p.stderr, f"no note about {word}: {p.stderr}"
@@ -415,7 +421,7 @@ def convert_should_take_a_single_file_and_keep_1d_tensors_f32():
     w, n = randn(3, 4), randn(4)
     write_safetensors(path, {"w": w, "norm": n, "h": randn(2, 2).astype(np.float16)})
     out = tmp("single.dcw")
-    run_convert(path, "-o", out, "--dtype", "f16")
+    run_convert(path, "--family", "raw", "-o", out, "--dtype", "f16")
     meta, ts = read_dcw(out)
     assert meta["dc.family"] == "raw" and not any(k.startswith("config.") for k in meta)
     assert ts["w"][0] == "f16" and ts["h"][0] == "f16" and ts["norm"][0] == "f32"
@@ -440,16 +446,252 @@ def convert_should_store_a_timestep_calibration_and_refuse_a_bad_one():
     path = tmp("c.safetensors")
     write_safetensors(path, {"w": randn(2, 2)})
     out = tmp("c.dcw")
-    run_convert(path, "-o", out, "--calibration", good)
+    run_convert(path, "--family", "raw", "-o", out, "--calibration", good)
     meta, _ = read_dcw(out)
     assert meta["classify.calib_t"] == [10, 30] and meta["classify.calib_spread"] == [0.5, 0.25], meta
     for bad, word in (("30 0.5\n10 0.5\n", "ascend"), ("10 -1\n", "finite"), ("10\n", "'t spread'"),
                       ("# nothing\n", "0 timesteps")):
         with open(good, "w") as f:
             f.write(bad)
-        p = subprocess.run([sys.executable, os.path.join(HERE, "convert.py"), path, "-o", out, "--calibration",
-                            good], capture_output=True, text=True)
+        p = subprocess.run([sys.executable, os.path.join(HERE, "convert.py"), path, "--family", "raw", "-o", out,
+                            "--calibration", good], capture_output=True, text=True)
         assert p.returncode != 0 and word in p.stderr, (bad, p.stderr)
+
+
+# ---------------------------------------------------------------- which family
+
+DATA = os.path.join(ROOT, "tests", "data")
+
+
+def tiny_tokenizer(folder):
+    """A CLIP-format tokenizer folder of seven tokens and one merge."""
+    os.makedirs(folder, exist_ok=True)
+    vocab = ["a", "b", "a</w>", "b</w>", "ab</w>", "<|startoftext|>", "<|endoftext|>"]
+    with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({t: i for i, t in enumerate(vocab)}, f)
+    with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\na b</w>\n")
+    return vocab
+
+
+def json_file(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f)
+
+
+def cannot_tell(src):
+    """detect_family's refusal for src: its message, which must ask for --family."""
+    try:
+        got = convert.detect_family(src)
+    except SystemExit as e:
+        msg = str(e)
+        assert "cannot tell the model family" in msg and "Pass --family sd|dit|clip|vae|unet|tokenizer|raw" in msg, msg
+        return msg
+    raise AssertionError(f"{src}: detected {got}, wanted a refusal")
+
+
+@test
+def torch_pt_should_list_a_state_dicts_names_as_loading_it_does():
+    pt = os.path.join(DATA, "dit", "s32_p2", "DiT-test-32.pt")
+    names = state_dict_keys(pt)
+    assert names == list(load_state_dict(pt)) and "x_embedder.proj.weight" in names, names[:5]
+
+
+@test
+def detection_should_tell_each_family_from_what_its_source_says():
+    pipe = tmp("pipe")
+    json_file(os.path.join(pipe, "model_index.json"), {"_class_name": "StableDiffusionPipeline"})
+    single = tmp("v1-single.safetensors")
+    write_safetensors(single, {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight":
+                               randn(4, 2), "model.diffusion_model.out.2.bias": randn(4)})
+    ema_only = tmp("ema-only.safetensors")
+    write_safetensors(ema_only, {"model.diffusion_model.input_blocks.0.0.weight": randn(2, 2)})
+    unet_file = tmp("unet_component/diffusion_pytorch_model.safetensors")
+    os.makedirs(os.path.dirname(unet_file), exist_ok=True)
+    shutil.copy(os.path.join(DATA, "unet", "sd2_linear", "config.json"), os.path.dirname(unet_file))
+    write_safetensors(unet_file, {"conv_in.weight": randn(2, 2)})
+    compvis_vae = tmp("first_stage.safetensors")
+    write_safetensors(compvis_vae, {"first_stage_model.encoder.conv_in.weight": randn(2, 2),
+                                    "first_stage_model.decoder.conv_out.bias": randn(2)})
+    tiny_tokenizer(tmp("tokenizer"))
+    with open(tmp("bpe_simple_vocab_16e6.txt.gz"), "wb") as f:
+        f.write(b"")                             # what detection reads of it is its name
+    want = [(pipe, "sd", "model_index.json: StableDiffusionPipeline"),
+            (single, "sd", "tensor names"), (ema_only, "sd", "tensor names"),
+            (os.path.join(DATA, "dit", "s32_p2"), "dit", "DiT-test-32.pt"),
+            (os.path.join(DATA, "dit", "s32_p2", "DiT-test-32.pt"), "dit", "tensor names"),
+            (os.path.join(DATA, "clip", "one_layer"), "clip", "architectures CLIPTextModel"),
+            (os.path.join(DATA, "clip", "one_layer", "model.safetensors"), "clip", "CLIPTextModel"),
+            (os.path.join(DATA, "unet", "sd2_linear"), "unet", "config.json: UNet2DConditionModel"),
+            (unet_file, "unet", "UNet2DConditionModel"),
+            (os.path.join(DATA, "vae", "new_names"), "vae", "config.json: AutoencoderKL"),
+            (os.path.join(DATA, "vae", "compvis_names", "vae.safetensors"), "vae", "tensor names"),
+            (compvis_vae, "vae", "tensor names"),
+            (tmp("tokenizer"), "tokenizer", "vocab.json and merges.txt"),
+            (tmp("bpe_simple_vocab_16e6.txt.gz"), "tokenizer", "merges file")]
+    for src, family, why in want:
+        got = convert.detect_family(src)
+        assert got[0] == family and why in got[1], (src, got, family)
+
+
+@test
+def detection_should_refuse_what_it_cannot_tell_and_ask_for_family():
+    raw = tmp("plain.safetensors")
+    write_safetensors(raw, {"w": randn(3, 4), "norm": randn(4)})
+    assert "plain.safetensors holds 2 tensors (norm, w)" in cannot_tell(raw)
+    dit_pipe = tmp("dit_pipeline")
+    json_file(os.path.join(dit_pipe, "model_index.json"), {"_class_name": "DiTPipeline"})
+    assert "'DiTPipeline'" in cannot_tell(dit_pipe) and "no checkpoint file" in cannot_tell(dit_pipe)
+    bert = tmp("bert")
+    json_file(os.path.join(bert, "config.json"), {"architectures": ["BertModel"]})
+    write_safetensors(os.path.join(bert, "model.safetensors"), {"embeddings.word_embeddings.weight": randn(4, 2)})
+    assert "BertModel" in cannot_tell(bert) and "embeddings.word_embeddings.weight" in cannot_tell(bert)
+    # a DiT state dict that lacks its label table is not a DiT: told apart, not guessed
+    partial = tmp("partial_dit.safetensors")
+    write_safetensors(partial, {"x_embedder.proj.weight": randn(4, 2), "final_layer.linear.weight": randn(2, 4)})
+    cannot_tell(partial)
+    os.makedirs(tmp("empty"), exist_ok=True)
+    assert "no checkpoint file" in cannot_tell(tmp("empty"))
+    # the command line writes nothing and says why
+    out = tmp("plain.dcw")
+    p = subprocess.run([sys.executable, os.path.join(HERE, "convert.py"), raw, "-o", out],
+                       capture_output=True, text=True)
+    assert p.returncode != 0 and "cannot tell the model family" in p.stderr and "--family" in p.stderr, p.stderr
+    assert not os.path.exists(out)
+
+
+@test
+def convert_without_family_should_write_what_the_named_family_writes():
+    vae_cfg = ("--config-vae", os.path.join(DATA, "vae", "new_names", "config.json"))
+    for src, family, extra in ((os.path.join(DATA, "clip", "one_layer"), "clip", ()),
+                               (os.path.join(DATA, "vae", "compvis_names", "vae.safetensors"), "vae", vae_cfg),
+                               (os.path.join(DATA, "dit", "s32_p2"), "dit", ())):
+        told, named = tmp(f"told_{family}.dcw"), tmp(f"named_{family}.dcw")
+        p = run_convert(src, "-o", told, "--dtype", "q8", *extra)
+        assert f"family {family} (" in p.stderr, p.stderr
+        run_convert(src, "--family", family, "-o", named, "--dtype", "q8", *extra)
+        (m1, t1), (m2, t2) = read_dcw(told), read_dcw(named)
+        assert m1["dc.family"] == family and m1 == m2, (family, m1.get("dc.family"))
+        assert list(t1) == list(t2) and len(t1) > 0, family
+        for k in t1:
+            assert t1[k][0] == t2[k][0] and np.array_equal(t1[k][1], t2[k][1]), (family, k)
+
+
+@test
+def convert_should_write_a_tokenizer_alone_and_take_component_configs():
+    vocab = tiny_tokenizer(tmp("tok"))
+    out = tmp("tok.dcw")
+    run_convert(tmp("tok"), "-o", out)
+    meta, ts = read_dcw(out)
+    assert meta["dc.family"] == "tokenizer" and not ts, (meta.get("dc.family"), list(ts))
+    assert meta["tokenizer.vocab"] == vocab and meta["tokenizer.merges"] == ["a b</w>"], meta["tokenizer.merges"]
+    assert (meta["tokenizer.bos_id"], meta["tokenizer.eos_id"], meta["tokenizer.pad_id"]) == (5, 6, 6)
+    # --config-vae replaces the config a lone CompVis VAE file would get from its shapes
+    cfg = os.path.join(DATA, "vae", "new_names", "config.json")
+    run_convert(os.path.join(DATA, "vae", "compvis_names", "vae.safetensors"), "-o", out, "--config-vae", cfg)
+    meta, _ = read_dcw(out)
+    with open(cfg, encoding="utf-8") as f:
+        want = json.load(f)
+    assert meta["vae.block_out_channels"] == want["block_out_channels"], meta["vae.block_out_channels"]
+    assert meta["vae.norm_num_groups"] == want["norm_num_groups"] != 32, meta["vae.norm_num_groups"]  # 32: guessed
+    # --config-unet replaces config.json; a bad one is named
+    sd2 = os.path.join(DATA, "unet", "sd2_linear")
+    bad = tmp("bad_unet.json")
+    json_file(bad, {"_class_name": "UNet2DConditionModel", "block_out_channels": [8, 16], "act_fn": "gelu"})
+    p = subprocess.run([sys.executable, os.path.join(HERE, "convert.py"), sd2, "-o", out, "--config-unet", bad],
+                       capture_output=True, text=True)
+    assert p.returncode != 0 and "act_fn = 'gelu'" in p.stderr, p.stderr
+
+
+# ---------------------------------------------------------------- data/classes
+
+# (list under data/classes, the data set's class count, the preset under
+# data/presets whose class section must be the same list, or None)
+CLASS_LISTS = [("imagenet.txt", 1000, None), ("food101.txt", 101, "food.txt"),
+               ("flowers102.txt", 102, "flowers.txt"), ("aircraft.txt", 100, "aircraft.txt"),
+               ("fashion_mnist.txt", 10, "fashion_mnist.txt")]
+
+
+def list_lines(path, problems):
+    """A class list's lines; what makes it unfit as plain UTF-8 lines goes to problems."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        problems.append(f"{path}: not UTF-8 ({e})")
+        text = raw.decode("utf-8", "replace")
+    if text.startswith("\ufeff"):
+        problems.append(f"{path}: starts with a byte-order mark")
+    if "\r" in text:
+        problems.append(f"{path}: has carriage returns")
+    if text and not text.endswith("\n"):
+        problems.append(f"{path}: the last line has no newline")
+    return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+
+
+def class_list_problems(root):
+    """Every problem with root's class lists: a count other than the data
+    set's, an empty, padded, commented-out or repeated (case-insensitive)
+    name, and a preset whose class section is not the same list."""
+    problems = []
+    for fname, count, preset in CLASS_LISTS:
+        path = os.path.join(root, "data", "classes", fname)
+        if not os.path.isfile(path):
+            problems.append(f"{path}: missing")
+            continue
+        names = list_lines(path, problems)
+        if len(names) != count:
+            problems.append(f"{path}: {len(names)} lines, expected {count}")
+        seen = {}
+        for i, name in enumerate(names, 1):
+            if not name.strip():
+                problems.append(f"{path}:{i}: empty line")
+                continue
+            if name != name.strip() or "\t" in name or "  " in name:
+                problems.append(f"{path}:{i}: stray white space in {name!r}")
+            if name.startswith("#"):
+                problems.append(f"{path}:{i}: {name!r} starts with '#' (dc reads it as a comment)")
+            key = name.strip().lower()
+            if key in seen:
+                problems.append(f"{path}:{i}: {name!r} repeats line {seen[key]}")
+            seen.setdefault(key, i)
+        if preset:
+            ppath = os.path.join(root, "data", "presets", preset)
+            lines = list_lines(ppath, problems) if os.path.isfile(ppath) else []
+            section = lines[lines.index("classes") + 1:] if "classes" in lines else None
+            if section != names:
+                problems.append(f"{ppath}: its class section is not {fname}")
+    return problems
+
+
+@test
+def class_lists_should_have_their_counts_and_match_their_presets():
+    problems = class_list_problems(ROOT)
+    assert not problems, "\n".join(problems)
+
+
+@test
+def class_list_check_should_name_each_kind_of_fault():
+    root = tmp("lists")
+    shutil.copytree(os.path.join(ROOT, "data"), os.path.join(root, "data"),
+                    ignore=shutil.ignore_patterns("models", "samples", "calibration"))
+    assert not class_list_problems(root)
+    classes = os.path.join(root, "data", "classes")
+    with open(os.path.join(classes, "aircraft.txt"), encoding="utf-8") as f:
+        aircraft = f.read().split("\n")
+    aircraft[5] = aircraft[4].upper()
+    with open(os.path.join(classes, "aircraft.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(aircraft))
+    with open(os.path.join(classes, "flowers102.txt"), "a", encoding="utf-8") as f:
+        f.write(" extra flower\n# note\n")
+    os.remove(os.path.join(classes, "food101.txt"))
+    got = "\n".join(class_list_problems(root))
+    for words in ("aircraft.txt:6: " + repr(aircraft[5]) + " repeats line 5", "presets/aircraft.txt: its class",
+                  "flowers102.txt: 104 lines, expected 102", "stray white space in ' extra flower'",
+                  "flowers102.txt:104: '# note' starts with '#'", "food101.txt: missing"):
+        assert words in got, f"{words!r} not in:\n{got}"
 
 
 def main():
@@ -457,7 +699,7 @@ def main():
     for fn in TESTS:
         try:
             fn()
-        except Exception as e:  # noqa: BLE001 - any failure is reported, the rest still run
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - any failure is reported, the rest still run
             failed += 1
             where = traceback.extract_tb(e.__traceback__)[-1]
             print(f"FAIL {fn.__name__}: {type(e).__name__}: {e} (line {where.lineno})")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/make_image_refs.py - reference pixels for dc's image tests, made
+"""tools/refs/make_image_refs.py - reference pixels for dc's image tests, made
 with Pillow (the library the reference pipelines resize with):
 
 - small synthetic test images in several formats and modes (RGB, grey,
@@ -21,7 +21,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "data", "images")
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "data", "images")
 
 
 def synthetic(w, h, seed):

@@ -1,4 +1,4 @@
-"""tools/safetensors_np.py - reads (and, for tests, writes) .safetensors files with numpy alone.
+"""tools/convert/safetensors_np.py - reads (and, for tests, writes) .safetensors files with numpy alone.
 
 Published diffusion checkpoints ship as safetensors: an 8-byte little-endian
 header length N, N bytes of JSON ({name: {dtype, shape, data_offsets}},

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/make_samples.py - writes data/samples/: the first 3 Fashion-MNIST
+"""tools/train/make_samples.py - writes data/samples/: the first 3 Fashion-MNIST
 test images of each class, as 28x28 grey PNGs named CLASS_INDEX.png (class
 names with spaces as '-'), for the README's main-job command and the
 end-to-end test. The test split is only sampled here, never trained on."""
@@ -12,7 +12,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_fmnist import CLASSES, DATA, read_idx  # noqa: E402
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "data", "samples")
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "samples")
 x = read_idx(os.path.join(DATA, "t10k-images-idx3-ubyte.gz"))
 y = read_idx(os.path.join(DATA, "t10k-labels-idx1-ubyte.gz"))
 os.makedirs(OUT, exist_ok=True)

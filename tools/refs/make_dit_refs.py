@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/make_dit_refs.py - torch references for DiT sizes the golden
+"""tools/refs/make_dit_refs.py - torch references for DiT sizes the golden
 fixture does not show (patch 4 and 8, head counts that are not powers of
 two, a 32x32 input with 256 tokens, no learned sigma, mlp_ratio 2.5).
 
@@ -9,7 +9,7 @@ row, adaLN-Zero blocks, tanh-GELU MLP, final adaLN layer, unpatchify),
 with random weights everywhere (no zero init), run in float64, and saved
 as the original code saves checkpoints: a plain state dict in a .pt file
 (torch.save) or a .safetensors file, with a config.json of DiT's
-constructor arguments. tests/test_dit.c converts each with tools/convert.py
+constructor arguments. tests/test_dit.c converts each with tools/convert/convert.py
 and compares dc's output.
 
 Needs Debian's python3-torch. usage: make_dit_refs.py [OUTDIR]
@@ -22,10 +22,12 @@ import sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
 from safetensors_np import write_safetensors  # noqa: E402
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "data", "dit")
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "data", "dit")
 
 CASES = {
     # name: constructor arguments, how the weights are stored

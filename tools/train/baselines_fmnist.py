@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/baselines_fmnist.py - discriminative baselines for the accuracy
+"""tools/train/baselines_fmnist.py - discriminative baselines for the accuracy
 table: logistic regression on pixels and a small CNN, trained on the same
 Fashion-MNIST training split (with the same 32x32 Pillow preprocessing the
 diffusion models see) on the same machine, evaluated on the same fixed test
@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from train_fmnist import DATA, preprocess, read_idx  # noqa: E402
 
-SUBSET = os.path.join(HERE, "..", "data", "fmnist_subset_2000.txt")
+SUBSET = os.path.join(HERE, "..", "..", "data", "fmnist_subset_2000.txt")
 
 
 def load():

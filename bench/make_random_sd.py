@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/make_random_sd.py - a seeded random full-size Stable Diffusion
+"""bench/make_random_sd.py - a seeded random full-size Stable Diffusion
 pipeline folder, for benchmarks (bench/sd_bench.sh).
 
 Speed and memory do not depend on the weights' values, and the released
@@ -139,7 +139,7 @@ def main(argv=None):
                    "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1}, f, indent=2)
     with open(os.path.join(args.outdir, "model_index.json"), "w", encoding="utf-8") as f:
         json.dump({"_class_name": "StableDiffusionPipeline", "note": f"random SD {args.version} for benchmarks "
-                   f"(tools/make_random_sd.py, seed {args.seed})",
+                   f"(bench/make_random_sd.py, seed {args.seed})",
                    "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
                    "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
                    "scheduler": ["diffusers", "PNDMScheduler"]}, f, indent=2)

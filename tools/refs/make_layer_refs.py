@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/make_layer_refs.py - reference outputs for dc's layer tests.
+"""tools/refs/make_layer_refs.py - reference outputs for dc's layer tests.
 
 Each layer is computed here independently, in float64 numpy, from seeded
 float32 inputs, and written as .npy files under tests/data/layers/ (checked
@@ -23,7 +23,7 @@ try:
 except ImportError:  # the references stand alone; torch only double-checks
     torch = None
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "data", "layers")
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "data", "layers")
 rng = np.random.default_rng(20261127)
 checked = []
 

@@ -1,21 +1,37 @@
 #!/usr/bin/env python3
-"""tools/convert.py - turns a published checkpoint into one .dcw file for dc.
+"""tools/convert/convert.py - turns a published checkpoint into one .dcw file for dc.
 
 dc reads exactly one weight format, .dcw (docs/dcw-format.md): every
 hyper-parameter as metadata, every tensor under dc's canonical name. This
-script is the only place that knows other formats. It needs numpy alone.
+script is the converter's one command line and the only place that knows
+other formats; the modules beside it do the work per family. It needs
+numpy alone.
 
-    convert.py SRC -o OUT.dcw [--dtype f32|f16|q8] [--family NAME] [--meta KEY=VALUE ...]
+    convert.py SRC -o OUT.dcw [--family NAME] [--dtype f32|f16|q8] [--meta KEY=VALUE ...]
     convert.py --info FILE.dcw
 
-SRC is a .safetensors file or a folder holding *.safetensors (sharded is
-fine) and optionally config.json; for --family dit also a DiT .pt state dict
-(read without torch, tools/torch_pt.py).
+SRC is what users download: a diffusers pipeline or component folder, a
+transformers folder, a .safetensors file (sharded folders are fine), a DiT
+.pt state dict or an original Stable Diffusion single-file checkpoint
+(.pt/.ckpt are read without torch, tools/convert/torch_pt.py).
 
-Model families plug in through FAMILIES: a function (src, args) -> (meta,
+The family is told from SRC (detect_family: diffusers' model_index.json or
+config.json _class_name, transformers' config.json architectures, tokenizer
+files, then the tensor names); --family is needed only where that fails,
+and then the converter says so rather than guess.
+
+Families plug in through FAMILIES: a function (src, args) -> (meta,
 iterator of (canonical name, array)) that maps the source's tensor names
-to dc's and puts the hyper-parameters the engine needs into meta. "raw"
-keeps names as they are and flattens config.json into "config.<key>".
+to dc's and puts the hyper-parameters the engine needs into meta:
+
+    sd         a diffusers Stable Diffusion pipeline folder, or an original
+               single-file checkpoint (tools/convert/convert_sd_single.py)
+    dit        DiT's state dict (.pt or .safetensors), here
+    clip, vae, unet, tokenizer
+               one component alone: tools/convert/convert_<family>.py
+    raw        names kept as they are, config.json flattened into "config.<key>"
+               (only when asked for: never chosen by detection)
+
 Whatever the family, --dtype applies to tensors of two or more dimensions
 (1-D norms and biases stay f32), integer and bool tensors are skipped, and
 --meta KEY=VALUE entries are added last (overriding the family's).
@@ -32,10 +48,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dcw import read_dcw_index, write_dcw  # noqa: E402
-from safetensors_np import open_safetensors  # noqa: E402
-from torch_pt import load_state_dict  # noqa: E402
-from convert_clip import clip_text  # noqa: E402
+from safetensors_np import open_safetensors, read_header  # noqa: E402
+from torch_pt import load_state_dict, state_dict_keys  # noqa: E402
+from convert_clip import checkpoint_layout, clip_text  # noqa: E402
 from convert_vae import vae_encoder  # noqa: E402
+import convert_sd_single  # noqa: E402
 import convert_tokenizer  # noqa: E402
 import convert_unet  # noqa: E402
 
@@ -204,7 +221,8 @@ def convert_dit(src, args):
                  "schedule.beta_end": 0.02, "schedule.num_train_timesteps": 1000,
                  "schedule.prediction_type": "epsilon"})
     class_file = getattr(args, "class_names", None)
-    imagenet = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "classes", "imagenet.txt")
+    imagenet = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "classes",
+                            "imagenet.txt")
     if not class_file and cfg["num_classes"] == 1000 and os.path.exists(imagenet):
         class_file = imagenet  # the ImageNet-1k models: name their classes
         note(f"class names from {os.path.normpath(imagenet)}")
@@ -228,16 +246,33 @@ def convert_dit(src, args):
     return meta, named
 
 
+def config_arg(args, key):
+    """The JSON config a --config-* option names (a dict), or None."""
+    return convert_sd_single.read_json(getattr(args, key, None), "--" + key.replace("_", "-"))
+
+
 def convert_clip_family(src, args):
-    """A CLIP text encoder alone (transformers folder or file): tools/convert_clip.py."""
-    return clip_text(src)
+    """A CLIP text encoder alone (transformers folder or file): tools/convert/convert_clip.py.
+    --config-text replaces its config.json."""
+    return clip_text(src, config=config_arg(args, "config_text"))
 
 
 def convert_vae_family(src, args):
-    """An AutoencoderKL encoder alone (diffusers vae folder or file): tools/convert_vae.py."""
-    meta, named = vae_encoder(src)
+    """An AutoencoderKL encoder alone (diffusers vae folder or file): tools/convert/convert_vae.py.
+    --config-vae replaces its config.json (or the config inferred from the shapes)."""
+    meta, named = vae_encoder(src, config=config_arg(args, "config_vae"))
     meta["dc.source"] = os.path.abspath(src)
     return meta, named
+
+
+def convert_tokenizer_family(src, args):
+    """A CLIP tokenizer alone (a folder with vocab.json and merges.txt, or
+    bpe_simple_vocab_16e6.txt(.gz)): tokenizer.* metadata and no tensors,
+    for dc tokenize. tools/convert/convert_tokenizer.py."""
+    try:
+        return convert_tokenizer.tokenizer_meta(src), iter(())
+    except ValueError as e:
+        raise SystemExit(f"convert: {e}") from None
 
 
 def sd_schedule(folder):
@@ -266,9 +301,8 @@ def convert_sd(src, args):
     with text_encoder/, tokenizer/, vae/, unet/, scheduler/): everything the
     classifier needs in one file (the VAE decoder and safety checker are left out).
     An original single-file checkpoint (.safetensors / .ckpt with CompVis
-    names) goes to tools/convert_sd_single.py instead."""
+    names) goes to tools/convert/convert_sd_single.py instead."""
     if os.path.isfile(src) and src.endswith((".safetensors", ".ckpt", ".pt", ".pth")):
-        import convert_sd_single  # imported here: it imports the component converters this file does
         meta, named = convert_sd_single.sd_single_file(src, args)
         meta.update(sd_classes(args))
         return meta, named
@@ -332,12 +366,110 @@ def sd_classes(args):
 
 
 def convert_unet_family(src, args):
-    """A UNet2DConditionModel alone (diffusers unet folder or file): tools/convert_unet.py."""
-    return convert_unet.unet(src)
+    """A UNet2DConditionModel alone (diffusers unet folder or file): tools/convert/convert_unet.py.
+    --config-unet replaces its config.json."""
+    return convert_unet.unet(src, config=config_arg(args, "config_unet"))
 
 
-FAMILIES = {"raw": convert_raw, "dit": convert_dit, "clip": convert_clip_family, "vae": convert_vae_family,
-            "unet": convert_unet_family, "sd": convert_sd}
+FAMILIES = {"sd": convert_sd, "dit": convert_dit, "clip": convert_clip_family, "vae": convert_vae_family,
+            "unet": convert_unet_family, "tokenizer": convert_tokenizer_family, "raw": convert_raw}
+
+
+# ---------------------------------------------------------------- which family
+
+# What a source says about itself, in the order detect_family asks:
+# diffusers names a pipeline in model_index.json and a component in its
+# config.json (_class_name), transformers names the model class in
+# config.json (architectures); a tokenizer is its files; anything else is
+# told by its tensor names.
+PIPELINES = {"StableDiffusionPipeline": "sd"}
+CLASS_NAMES = {"UNet2DConditionModel": "unet", "AutoencoderKL": "vae"}
+ARCHITECTURES = {"CLIPTextModel": "clip"}
+DIT_KEYS = ("x_embedder.proj.weight", "y_embedder.embedding_table.weight", "final_layer.linear.weight")
+CHECKPOINTS = (".safetensors", ".pt", ".pth", ".ckpt")
+VAE_PARTS = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
+
+
+def read_json_object(path):
+    """A JSON file's object, or None where it is absent or not an object."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SystemExit(f"convert: {path}: {e}") from None
+    return obj if isinstance(obj, dict) else None
+
+
+def tensor_names(path):
+    """The tensor names a checkpoint file holds, read from its header or
+    pickle alone (nothing of the tensors themselves)."""
+    if path.endswith(".safetensors"):
+        try:
+            return list(read_header(path)[0])
+        except ValueError as e:
+            raise SystemExit(f"convert: {e}") from None
+    return state_dict_keys(path)
+
+
+def family_from_names(names):
+    """The family a set of tensor names belongs to, or None."""
+    if all(k in names for k in DIT_KEYS):
+        return "dit"
+    if checkpoint_layout(names) or any(k.startswith(convert_sd_single.UNET_PREFIX) for k in names):
+        return "sd"
+    bare = [k[len(convert_sd_single.VAE_PREFIX):] if k.startswith(convert_sd_single.VAE_PREFIX) else k
+            for k in names]
+    if "encoder.conv_in.weight" in bare and all(k.startswith(VAE_PARTS) for k in bare):
+        return "vae"
+    return None
+
+
+def detect_family(src):
+    """(family, what told it) for SRC, or SystemExit naming what was looked
+    at when nothing does: then --family has to say it."""
+    if not os.path.exists(src):
+        raise SystemExit(f"convert: {src}: no such file or folder")
+    folder = src if os.path.isdir(src) else os.path.dirname(os.path.abspath(src))
+    seen = []
+    if os.path.isdir(src):
+        index = read_json_object(os.path.join(src, "model_index.json"))
+        if index is not None:
+            cls = index.get("_class_name")
+            if cls in PIPELINES:
+                return PIPELINES[cls], f"model_index.json: {cls}"
+            seen.append(f"model_index.json names {cls!r} (dc converts {', '.join(PIPELINES)} folders)")
+    config = read_json_object(os.path.join(folder, "config.json"))
+    if config is not None:
+        cls = config.get("_class_name")
+        if cls in CLASS_NAMES:
+            return CLASS_NAMES[cls], f"config.json: {cls}"
+        archs = config.get("architectures")
+        known = [a for a in archs if a in ARCHITECTURES] if isinstance(archs, list) else []
+        if known:
+            return ARCHITECTURES[known[0]], f"config.json: architectures {known[0]}"
+        if cls is not None or archs is not None:
+            seen.append(f"config.json names {cls if cls is not None else archs!r}")
+    if os.path.isdir(src):
+        if all(os.path.isfile(os.path.join(src, n)) for n in ("vocab.json", "merges.txt")):
+            return "tokenizer", "vocab.json and merges.txt"
+        files = sorted(f for f in glob.glob(os.path.join(src, "*")) if f.endswith(CHECKPOINTS))
+    elif src.endswith((".txt", ".txt.gz")):
+        return "tokenizer", "a BPE merges file"
+    else:
+        files = [src] if src.endswith(CHECKPOINTS) else []
+    for path in files:
+        names = tensor_names(path)
+        family = family_from_names(set(names))
+        if family:
+            return family, f"the tensor names in {os.path.basename(path)}"
+        seen.append(f"{os.path.basename(path)} holds {len(names)} tensors ({', '.join(sorted(names)[:3])}"
+                    f"{', ...' if len(names) > 3 else ''})")
+    if not files:
+        seen.append("no checkpoint file (" + ", ".join(CHECKPOINTS) + ")")
+    raise SystemExit(f"convert: {src}: cannot tell the model family: {'; '.join(seen)}. Pass --family "
+                     f"{'|'.join(FAMILIES)} (raw keeps the tensors and their names as they are)")
 
 
 # ---------------------------------------------------------------- the CLI
@@ -374,11 +506,15 @@ def choose_tensors(named, dtype):
 
 
 def convert(args):
-    if args.family not in FAMILIES:
-        raise SystemExit(f"convert: unknown family {args.family!r} (known: {', '.join(sorted(FAMILIES))})")
-    meta, named = FAMILIES[args.family](args.src, args)
+    family = args.family
+    if family is None:
+        family, why = detect_family(args.src)
+        note(f"family {family} ({why}); --family says otherwise")
+    elif family not in FAMILIES:
+        raise SystemExit(f"convert: unknown family {family!r} (known: {', '.join(sorted(FAMILIES))})")
+    meta, named = FAMILIES[family](args.src, args)
     meta = dict(meta)
-    meta["dc.family"] = args.family
+    meta["dc.family"] = family
     if getattr(args, "calibration", None):
         meta.update(read_calibration(args.calibration))
     source = meta.pop("dc.source", os.path.abspath(args.src))
@@ -431,11 +567,11 @@ def info(path):
 def main(argv=None):
     p = argparse.ArgumentParser(description="Convert a checkpoint to dc's .dcw weight file, "
                                 "or describe a .dcw file (--info).")
-    p.add_argument("src", nargs="?", help=".safetensors file or folder with *.safetensors (+ config.json)")
+    p.add_argument("src", nargs="?", help="the model: a folder (diffusers, transformers) or a checkpoint file")
     p.add_argument("-o", "--out", help="output .dcw path")
     p.add_argument("--dtype", choices=["f32", "f16", "q8"], default="f32",
                    help="storage of tensors with 2 or more dimensions (1-D ones stay f32); default f32")
-    p.add_argument("--family", default="raw", help=f"model family: {', '.join(sorted(FAMILIES))} (default raw)")
+    p.add_argument("--family", help=f"model family: {', '.join(FAMILIES)} (default: told from SRC)")
     p.add_argument("--meta", action="append", metavar="KEY=VALUE",
                    help="extra metadata; VALUE is read as JSON (number, list) if it parses, else as text")
     p.add_argument("--vae", metavar="FOLDER", help="DiT: the VAE (diffusers folder) to include, so dc classify "
@@ -450,12 +586,12 @@ def main(argv=None):
                    "folder with vocab.json + merges.txt, or bpe_simple_vocab_16e6.txt.gz)")
     p.add_argument("--prediction-type", choices=["epsilon", "v_prediction"], help="SD single-file checkpoints: "
                    "what the UNet predicts (default epsilon; the SD 2.x 768-v checkpoints need v_prediction)")
-    p.add_argument("--config-unet", metavar="JSON", help="SD single-file checkpoints: a diffusers UNet config "
-                   "instead of the SD 1.x / 2.x one")
-    p.add_argument("--config-vae", metavar="JSON", help="SD single-file checkpoints: a diffusers AutoencoderKL "
-                   "config (default: inferred from the shapes)")
-    p.add_argument("--config-text", metavar="JSON", help="SD single-file checkpoints: a CLIPTextConfig instead "
-                   "of the released SD 1.x / 2.x one")
+    p.add_argument("--config-unet", metavar="JSON", help="a diffusers UNet config: for --family unet instead "
+                   "of config.json, for SD single-file checkpoints instead of the SD 1.x / 2.x one")
+    p.add_argument("--config-vae", metavar="JSON", help="a diffusers AutoencoderKL config: for --family vae "
+                   "instead of config.json, for SD single-file checkpoints instead of the one read from the shapes")
+    p.add_argument("--config-text", metavar="JSON", help="a transformers CLIPTextConfig: for --family clip "
+                   "instead of config.json, for SD single-file checkpoints instead of the released SD 1.x / 2.x one")
     p.add_argument("--info", metavar="FILE.dcw", help="print a .dcw file's metadata and tensors")
     args = p.parse_args(argv)
     if args.info:

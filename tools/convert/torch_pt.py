@@ -1,4 +1,4 @@
-"""tools/torch_pt.py - reads PyTorch's torch.save() files without torch.
+"""tools/convert/torch_pt.py - reads PyTorch's torch.save() files without torch.
 
 A .pt file (PyTorch >= 1.6) is an uncompressed zip: ARCHIVE/data.pkl is a
 pickle of the object, and each tensor's storage is a separate entry
@@ -8,6 +8,7 @@ unpickle with an allow-list: only the few globals a state dict needs
 a malicious file cannot run code; anything else is a clear error.
 
     load_state_dict(path) -> {name: np.ndarray}
+    state_dict_keys(path) -> [name, ...], reading the pickle alone (no tensor data)
 """
 import collections
 import pickle
@@ -83,9 +84,23 @@ class StateDictUnpickler(pickle.Unpickler):
         return arr
 
 
-def load_state_dict(path):
-    """{name: np.ndarray} from a torch.save()d state dict (or a dict holding one
-    under 'model', 'ema' or 'state_dict', as training checkpoints do)."""
+class KeysUnpickler(StateDictUnpickler):
+    """The same allow-list, but no storage is read and every tensor is None:
+    for a file's names alone (what the converter looks at to tell a family)."""
+
+    def find_class(self, module, name):
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return lambda *unused: None
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        return None
+
+
+def unpickle(path, unpickler):
+    """The object a torch.save() file holds, built by unpickler (a class
+    above); the state dict itself when it sits under 'ema', 'model' or
+    'state_dict', as training checkpoints keep it."""
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
@@ -98,13 +113,27 @@ def load_state_dict(path):
         prefix = pkls[0][:-len("/data.pkl")]
         with zf.open(pkls[0]) as f:
             try:
-                obj = StateDictUnpickler(f, zf, prefix, path).load()
+                obj = unpickler(f, zf, prefix, path).load()
             except (pickle.UnpicklingError, ValueError, KeyError, EOFError) as e:
                 raise SystemExit(f"convert: {path}: {e}") from None
     for key in ("ema", "model", "state_dict"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-            break
+            return obj[key]
+    return obj
+
+
+def load_state_dict(path):
+    """{name: np.ndarray} from a torch.save()d state dict (or a dict holding one
+    under 'model', 'ema' or 'state_dict', as training checkpoints do)."""
+    obj = unpickle(path, StateDictUnpickler)
     if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
         raise SystemExit(f"convert: {path}: not a state dict of tensors")
     return dict(obj)
+
+
+def state_dict_keys(path):
+    """The tensor names of a torch.save()d state dict, without reading its tensors."""
+    obj = unpickle(path, KeysUnpickler)
+    if not isinstance(obj, dict):
+        raise SystemExit(f"convert: {path}: not a state dict of tensors")
+    return [k for k in obj if isinstance(k, str)]

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""tools/prepare_tests.py - writes the model files the C tests read, into
+"""tools/refs/prepare_tests.py - writes the model files the C tests read, into
 a scratch folder, through the real converter (so the tests exercise the
 paths users take):
 
-  test.dcw (+ expected .npy)       tools/make_test_dcw.py
+  test.dcw (+ expected .npy)       tools/refs/make_test_dcw.py
   dit_{pt,st}_f32.dcw, dit_pt_{f16,q8}.dcw
                                    the golden DiT fixture (.pt and safetensors),
                                    when ../shared/fixtures is present
-  dit_<case>.dcw                   tests/data/dit/<case> (tools/make_dit_refs.py)
-  ...                              whatever each tools/prepare_<component>.py writes
+  dit_<case>.dcw                   tests/data/dit/<case> (tools/refs/make_dit_refs.py)
+  ...                              whatever each tools/refs/prepare_<component>.py writes
 
 usage: prepare_tests.py TMPDIR [FIXTURES]
 """
@@ -18,7 +18,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def run(*args):
@@ -33,7 +33,7 @@ def main():
     tmp = sys.argv[1]
     fixtures = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "..", "shared", "fixtures")
     os.makedirs(tmp, exist_ok=True)
-    convert = os.path.join(HERE, "convert.py")
+    convert = os.path.join(ROOT, "tools", "convert", "convert.py")
     run(os.path.join(HERE, "make_test_dcw.py"), os.path.join(tmp, "test.dcw"))
     dit = os.path.join(fixtures, "dit")
     if os.path.isdir(dit):
@@ -46,7 +46,7 @@ def main():
             os.path.join(ROOT, "tests", "data", "vae", "new_names"), "-o", os.path.join(tmp, "dit_vae.dcw"))
     for case in sorted(glob.glob(os.path.join(ROOT, "tests", "data", "dit", "*"))):
         run(convert, case, "--family", "dit", "-o", os.path.join(tmp, f"dit_{os.path.basename(case)}.dcw"))
-    # each component's own preparation: tools/prepare_<component>.py TMPDIR FIXTURES
+    # each component's own preparation: tools/refs/prepare_<component>.py TMPDIR FIXTURES
     for script in sorted(glob.glob(os.path.join(HERE, "prepare_*.py"))):
         if os.path.basename(script) not in ("prepare_tests.py", "prepare_sd_pipeline.py"):
             run(script, tmp, fixtures)

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""tools/prepare_vae.py - writes the VAE model files tests/test_vae.c reads,
-through the real converter (tools/convert_vae.py, as a user runs it):
+"""tools/refs/prepare_vae.py - writes the VAE model files tests/test_vae.c reads,
+through the real converter (tools/convert/convert.py, as a user runs it):
 
   vae_new_names_{f32,f16,q8}.dcw   tests/data/vae/new_names (diffusers >= 0.15 names)
   vae_old_names_f32.dcw            tests/data/vae/old_names (query/key/value/proj_attn)
   vae_compvis_names_f32.dcw        tests/data/vae/compvis_names/vae.safetensors (CompVis
-                                   names, no config.json beside it) with --config
+                                   names, no config.json beside it) with --config-vae
                                    new_names/config.json: the same weights as new_names
 
-The references themselves come from tools/make_vae_refs.py (torch).
+The references themselves come from tools/refs/make_vae_refs.py (torch).
 usage: prepare_vae.py TMPDIR [FIXTURES]
 """
 import os
@@ -16,14 +16,15 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(os.path.dirname(HERE), "tests", "data", "vae")
+ROOT = os.path.dirname(os.path.dirname(HERE))
+DATA = os.path.join(ROOT, "tests", "data", "vae")
 
 
 def convert(src, out, *extra):
-    r = subprocess.run([sys.executable, os.path.join(HERE, "convert_vae.py"), src, "-o", out, *extra],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert", "convert.py"), src, "--family", "vae",
+                        "-o", out, *extra], capture_output=True, text=True)
     if r.returncode != 0:
-        sys.exit(f"prepare_vae: convert_vae.py {src} failed:\n{r.stdout}{r.stderr}")
+        sys.exit(f"prepare_vae: convert.py {src} failed:\n{r.stdout}{r.stderr}")
 
 
 def main():
@@ -35,7 +36,7 @@ def main():
         convert(os.path.join(DATA, "new_names"), os.path.join(tmp, f"vae_new_names_{dt}.dcw"), "--dtype", dt)
     convert(os.path.join(DATA, "old_names"), os.path.join(tmp, "vae_old_names_f32.dcw"))
     convert(os.path.join(DATA, "compvis_names", "vae.safetensors"), os.path.join(tmp, "vae_compvis_names_f32.dcw"),
-            "--config", os.path.join(DATA, "new_names", "config.json"))
+            "--config-vae", os.path.join(DATA, "new_names", "config.json"))
 
 
 if __name__ == "__main__":

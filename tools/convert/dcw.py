@@ -1,6 +1,6 @@
-"""tools/dcw.py - writes and reads dc's .dcw weight files (docs/dcw-format.md).
+"""tools/convert/dcw.py - writes and reads dc's .dcw weight files (docs/dcw-format.md).
 
-The converter (tools/convert.py) turns a model's published checkpoint into
+The converter (tools/convert/convert.py) turns a model's published checkpoint into
 one .dcw file that the engine mmaps; this module is the only Python code
 that knows the byte layout. It needs nothing but numpy.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/convert_vae.py - the Stable Diffusion VAE encoder (AutoencoderKL's
+"""tools/convert/convert_vae.py - the Stable Diffusion VAE encoder (AutoencoderKL's
 encoder + quant_conv) into dc's canonical names, for nn/vae.c.
 
 dc needs only the encoder half of the VAE: an image becomes the latent mean
@@ -25,17 +25,16 @@ Metadata (prefix + key): in_channels, latent_channels, block_out_channels
 (int array), layers_per_block, norm_num_groups, scaling_factor (float; the
 classifier multiplies the latent mean by it, the encoder does not),
 sample_size. The config comes from config.json (a diffusers vae folder, or
-beside a .safetensors file, or --config); without one it is inferred from
+beside a .safetensors file, or --config-vae); without one it is inferred from
 the tensor shapes, assuming SD's 32 groups and scaling 0.18215 (with a note).
 
     vae_encoder(folder_or_file, prefix="vae.", config=None) -> (meta, iterator of (name, array))
     vae_encoder_from_tensors(tensors, config, origin, prefix="vae.") -> the same, from {name: array}
 
-usage: convert_vae.py SRC -o OUT.dcw [--dtype f32|f16|q8] [--config CONFIG.json] [--prefix vae.]
-SRC: a diffusers vae folder, a pipeline folder (uses vae/), or a .safetensors file.
-Needs numpy only.
+From the command line: convert.py SRC --family vae [--config-vae JSON], SRC
+a diffusers vae folder, a pipeline folder (uses vae/), or a .safetensors
+file. Needs numpy only.
 """
-import argparse
 import glob
 import json
 import os
@@ -45,7 +44,6 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dcw import write_dcw  # noqa: E402
 from safetensors_np import open_safetensors  # noqa: E402
 
 # AutoencoderKL's constructor defaults (diffusers 0.25.1), for keys a config.json leaves out
@@ -163,7 +161,7 @@ def infer_config(t, origin, quiet):
         note(f"{origin}: no config.json; inferred block_out_channels {ch}, layers_per_block {layers}, "
              f"latent_channels {cfg['latent_channels']} from the shapes and assumed SD's "
              f"norm_num_groups {ASSUMED['norm_num_groups']}, scaling_factor {ASSUMED['scaling_factor']} "
-             "(pass --config to say otherwise)")
+             "(pass --config-vae to say otherwise)")
     return cfg
 
 
@@ -304,30 +302,3 @@ def vae_encoder(folder_or_file, prefix="vae.", config=None, quiet=False):
         raise SystemExit(f"convert_vae: {e}") from None
     return vae_encoder_from_tensors(tensors, config if config is not None else file_cfg, origin, prefix, quiet)
 
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Convert a Stable Diffusion VAE's encoder to a .dcw file (family vae).")
-    p.add_argument("src", help="diffusers vae folder, pipeline folder, or .safetensors file")
-    p.add_argument("-o", "--out", required=True, help="output .dcw path")
-    p.add_argument("--dtype", choices=["f32", "f16", "q8"], default="f32",
-                   help="storage of tensors with 2 or more dimensions (1-D ones stay f32); default f32")
-    p.add_argument("--config", metavar="CONFIG.json", help="a diffusers AutoencoderKL config.json to use")
-    p.add_argument("--prefix", default="vae.", help="prefix of tensor names and metadata keys (default vae.)")
-    args = p.parse_args(argv)
-    config = None
-    if args.config:
-        with open(args.config, encoding="utf-8") as f:
-            config = json.load(f)
-    meta, items = vae_encoder(args.src, args.prefix, config)
-    meta["dc.family"] = "vae"
-    tensors = [(n, t, args.dtype if len(t.shape) >= 2 else "f32") for n, t in items]
-    try:
-        write_dcw(args.out, meta, tensors, source=os.path.abspath(args.src))
-    except (ValueError, TypeError) as e:
-        raise SystemExit(f"convert_vae: {e}") from None
-    n = sum(int(np.prod(t.shape)) for _, t, _ in tensors)
-    print(f"wrote {args.out}: {len(tensors)} tensors, {n} parameters, {os.path.getsize(args.out)} bytes")
-
-
-if __name__ == "__main__":
-    main()

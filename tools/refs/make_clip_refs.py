@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/make_clip_refs.py - torch references for CLIP text-encoder configs
+"""tools/refs/make_clip_refs.py - torch references for CLIP text-encoder configs
 the golden fixture (../shared/fixtures/clip_text_quickgelu: quick_gelu,
 width 64, 4 heads, 3 layers) does not show: exact-GELU activation (SD 2.x),
 head counts that are not powers of two, other widths, one layer (where the
@@ -21,7 +21,7 @@ Each case folder (tests/data/clip/<case>/) holds config.json,
 model.safetensors, input_ids.npy (int64 [n, L]) and last_hidden_state.npy,
 penultimate_hidden_state.npy (hidden_states[-2], no final norm),
 penultimate_normed.npy (final_layer_norm(hidden_states[-2]), diffusers'
-clip_skip=1) and pooler_output.npy (float32). tools/prepare_clip.py
+clip_skip=1) and pooler_output.npy (float32). tools/refs/prepare_clip.py
 converts them; tests/test_clip.c compares.
 
 Needs Debian's python3-torch. usage: make_clip_refs.py [OUTDIR] [FIXTURES]
@@ -35,11 +35,12 @@ import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
 from safetensors_np import open_safetensors, write_safetensors  # noqa: E402
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "tests", "data", "clip")
-FIXTURES = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "..", "..", "shared", "fixtures")
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "data", "clip")
+FIXTURES = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "..", "shared", "fixtures")
 
 # name: (config, seq_len, padding ("eos" | "zero"), source dtype, keep position_ids)
 CASES = {

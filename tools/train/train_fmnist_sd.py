@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/train_fmnist_sd.py - trains dc's shipped text-conditional model: a
+"""tools/train/train_fmnist_sd.py - trains dc's shipped text-conditional model: a
 small latent diffusion model in Stable Diffusion's architecture, from
 scratch, on Fashion-MNIST captions (training split only), with Debian's
 python3-torch on the CPU. Seeded.
@@ -11,10 +11,10 @@ The pieces are Stable Diffusion's, small:
     '</w>' word ends, <|startoftext|>/<|endoftext|>), its merges learnt here
     from the captions by train_bpe() below;
   - text encoder: transformers' CLIPTextModel layout (pre-LN, causal mask,
-    quick_gelu), the functional model of tools/make_clip_refs.py;
-  - UNet2DConditionModel with cross-attention (tools/make_unet_refs.py's
+    quick_gelu), the functional model of tools/refs/make_clip_refs.py;
+  - UNet2DConditionModel with cross-attention (tools/refs/make_unet_refs.py's
     module, whose state-dict names are diffusers');
-  - the AutoencoderKL of tools/train_fmnist.py (the VAE the shipped DiT
+  - the AutoencoderKL of tools/train/train_fmnist.py (the VAE the shipped DiT
     also uses), frozen; latents = VAE mean x scaling_factor as dc computes;
   - SD's DDPM schedule (scaled_linear 0.00085..0.012, 1000 steps, epsilon).
 Text encoder and UNet are trained together on the denoising loss (SD froze a
@@ -23,7 +23,7 @@ with the class name; 10% of captions are empty, as SD's training drops text.
 
 Output is a diffusers pipeline folder (model_index.json, tokenizer/,
 text_encoder/, unet/, vae/, scheduler/), which `make ship` converts with
-tools/convert.py --family sd, the path users' downloads take.
+tools/convert/convert.py --family sd, the path users' downloads take.
 """
 import argparse
 import json
@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path[:0] = [os.path.join(ROOT, "tools", "convert"), os.path.join(ROOT, "tools", "refs")]
 import convert_tokenizer  # noqa: E402
 import make_unet_refs  # noqa: E402
 from make_clip_refs import clip_text_forward, make_state  # noqa: E402
@@ -162,14 +163,13 @@ def encode(text, index, rank):
 def check_with_dc(folder, captions, ids):
     """The ids training uses must be the ones dc computes at classification time: convert the
     tokenizer folder and ask `dc tokenize` (skipped, with a note, when ./dc is not built)."""
-    root = os.path.dirname(HERE)
-    dc = os.path.join(root, "dc")
+    dc = os.path.join(ROOT, "dc")
     if not os.path.exists(dc):
         print("note: ./dc not built, tokenizer not cross-checked against dc")
         return
     dcw = os.path.join(folder, "..", "tokenizer-check.dcw")
-    subprocess.run([sys.executable, os.path.join(HERE, "convert_tokenizer.py"), folder, "-o", dcw], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert", "convert.py"), folder, "--family",
+                    "tokenizer", "-o", dcw], check=True, stdout=subprocess.DEVNULL)
     out = subprocess.run([dc, "tokenize", "-m", dcw] + captions, check=True, capture_output=True, text=True)
     os.remove(dcw)
     got = [[int(v) for v in line.split()] for line in out.stdout.strip().split("\n")]
@@ -279,7 +279,7 @@ def save(out, vae_dir, ccfg, text, unet):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("out")
-    p.add_argument("--vae", required=True, help="the trained VAE folder (tools/train_fmnist.py vae)")
+    p.add_argument("--vae", required=True, help="the trained VAE folder (tools/train/train_fmnist.py vae)")
     p.add_argument("--minutes", type=float, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/convert_clip.py - the CLIP text encoder (transformers' CLIPTextModel,
+"""tools/convert/convert_clip.py - the CLIP text encoder (transformers' CLIPTextModel,
 Stable Diffusion's text_encoder/) to dc's names and clip.* metadata.
 
 Stable Diffusion ships its text encoder as a transformers folder:
@@ -28,23 +28,20 @@ canonical names here, so the engine sees one layout. Needs numpy alone.
 
     clip_text(folder_or_file, prefix="text.", config=None) -> (meta, iterator of (name, array))
     clip_text_from_checkpoint(tensors, config=None, prefix="text.") -> (meta, iterator)
-        (for a state dict already read, e.g. a .ckpt through tools/torch_pt.py)
+        (for a state dict already read, e.g. a .ckpt through tools/convert/torch_pt.py)
 
-usage: convert_clip.py SRC -o OUT.dcw [--dtype f32|f16|q8] [--config FILE]
-  SRC: a text_encoder folder (config.json + *.safetensors), a .safetensors
-  file with config.json beside it, or an SD single-file .safetensors
-  checkpoint. --dtype applies to tensors of two or more dimensions (token
-  and position embeddings included: the engine decodes only the rows it
-  looks up); norms and biases stay f32.
+From the command line: convert.py SRC --family clip [--config-text JSON],
+SRC a text_encoder folder (config.json + *.safetensors), a .safetensors
+file with config.json beside it, or an SD single-file .safetensors
+checkpoint. --dtype applies to the token and position embeddings too (the
+engine decodes only the rows it looks up).
 """
-import argparse
 import glob
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dcw import write_dcw  # noqa: E402
 from safetensors_np import open_safetensors  # noqa: E402
 
 # transformers' hidden_act -> dc's clip.act. "gelu" is the exact (erf) GELU.
@@ -235,7 +232,7 @@ def clip_text_from_checkpoint(tensors, config=None, prefix="text.", origin="chec
 def read_source(src):
     """(config dict or None, its path, {name: tensor} over all shards, files)
     of a folder (config.json + *.safetensors) or a .safetensors file (with
-    config.json beside it or not). (tools/convert.py has its own reader; this
+    config.json beside it or not). (tools/convert/convert.py has its own reader; this
     one is here so that convert.py can import this module without a cycle.)"""
     if os.path.isdir(src):
         files = sorted(glob.glob(os.path.join(src, "*.safetensors")))
@@ -286,33 +283,3 @@ def clip_text(folder_or_file, prefix="text.", config=None):
     meta["dc.source"] = source
     return meta, named
 
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Convert a CLIP text encoder (transformers "
-                                "CLIPTextModel) to a .dcw file of family 'clip'.")
-    p.add_argument("src", help="text_encoder folder (config.json + *.safetensors) or .safetensors file")
-    p.add_argument("-o", "--out", required=True, help="output .dcw path")
-    p.add_argument("--dtype", choices=["f32", "f16", "q8"], default="f32",
-                   help="storage of tensors with 2 or more dimensions (1-D ones stay f32)")
-    p.add_argument("--prefix", default="text.", help="prefix of the canonical names (default text.)")
-    p.add_argument("--config", help="CLIPTextConfig JSON to use instead of config.json "
-                   "(single-file SD checkpoints default to the released SD 1.x / 2.x configs)")
-    args = p.parse_args(argv)
-    config = None
-    if args.config:
-        with open(args.config, encoding="utf-8") as f:
-            config = json.load(f)
-    meta, named = clip_text(args.src, args.prefix, config)
-    meta["dc.family"] = "clip"
-    source = meta.pop("dc.source")
-    # --dtype for matrices (embeddings included), f32 for norms and biases
-    tensors = [(name, t, args.dtype if t.ndim >= 2 else "f32") for name, t in named]
-    try:
-        write_dcw(args.out, meta, tensors, source=source)
-    except (ValueError, TypeError) as e:
-        raise SystemExit(f"convert: {e}") from None
-    print(f"wrote {args.out}: {len(tensors)} tensors, {os.path.getsize(args.out)} bytes")
-
-
-if __name__ == "__main__":
-    main()

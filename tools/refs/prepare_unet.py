@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""tools/prepare_unet.py - the model files tests/test_unet.c reads, made
-through the real converter (tools/convert_unet.py) into TMPDIR:
+"""tools/refs/prepare_unet.py - the model files tests/test_unet.c reads, made
+through the real converter (tools/convert/convert.py --family unet) into TMPDIR:
 
   unet_fixture_{f32,f16,q8}.dcw  ../shared/fixtures/unet_sd1 (if present)
-  unet_<case>.dcw                tests/data/unet/<case> (tools/make_unet_refs.py), f32
+  unet_<case>.dcw                tests/data/unet/<case> (tools/refs/make_unet_refs.py), f32
   unet_sd2_linear_numheads.dcw   sd2_linear's weights with a config that names the
                                  heads in num_attention_heads ([1, 2, 2]) and sets
                                  attention_head_dim to a value that would be wrong
@@ -14,9 +14,9 @@ through the real converter (tools/convert_unet.py) into TMPDIR:
   unet_unknown_tensor.txt        the converter's message for a source holding a
                                  tensor the UNet does not have (it must name it)
   unet_key_lists.txt             the converter's config logic against the real
-                                 SD 1.5 / 2.1 key lists (tools/make_unet_refs.py)
+                                 SD 1.5 / 2.1 key lists (tools/refs/make_unet_refs.py)
 
-Called by tools/prepare_tests.py. usage: prepare_unet.py TMPDIR [FIXTURES]
+Called by tools/refs/prepare_tests.py. usage: prepare_unet.py TMPDIR [FIXTURES]
 """
 import glob
 import json
@@ -28,18 +28,16 @@ import tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
+import convert  # noqa: E402
 import convert_unet  # noqa: E402
 from dcw import write_dcw  # noqa: E402
 from safetensors_np import open_safetensors, write_safetensors  # noqa: E402
 
 
-def convert(src, out, dtype="f32", config=None):
-    args = [src, "-o", out, "--dtype", dtype]
-    if config:
-        args += ["--config", config]
-    convert_unet.main(args)
+def convert_unet_file(src, out, *options):
+    convert.main([src, "--family", "unet", "-o", out, *options])
 
 
 def write_modified(case_dir, out, edit):
@@ -72,10 +70,10 @@ def main():
     fixture = os.path.join(fixtures, "unet_sd1")
     if os.path.isdir(fixture):
         for dt in ("f32", "f16", "q8"):
-            convert(fixture, os.path.join(tmp, f"unet_fixture_{dt}.dcw"), dt)
+            convert_unet_file(fixture, os.path.join(tmp, f"unet_fixture_{dt}.dcw"), "--dtype", dt)
     data = os.path.join(ROOT, "tests", "data", "unet")
     for case in sorted(glob.glob(os.path.join(data, "*"))):
-        convert(case, os.path.join(tmp, f"unet_{os.path.basename(case)}.dcw"))
+        convert_unet_file(case, os.path.join(tmp, f"unet_{os.path.basename(case)}.dcw"))
 
     sd2 = os.path.join(data, "sd2_linear")
     with tempfile.TemporaryDirectory() as work:
@@ -85,7 +83,7 @@ def main():
         path = os.path.join(work, "numheads.json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(cfg, f)
-        convert(sd2, os.path.join(tmp, "unet_sd2_linear_numheads.dcw"), config=path)
+        convert_unet_file(sd2, os.path.join(tmp, "unet_sd2_linear_numheads.dcw"), "--config-unet", path)
 
         # a source with a tensor the UNet does not have: the converter must name it
         src = os.path.join(work, "unknown")
@@ -96,7 +94,7 @@ def main():
         tensors["mid_block.attentions.0.transformer_blocks.0.attn1.rotary.weight"] = np.zeros((2, 2), np.float32)
         write_safetensors(os.path.join(src, "diffusion_pytorch_model.safetensors"), tensors)
         try:
-            convert(src, os.path.join(work, "unknown.dcw"))
+            convert_unet_file(src, os.path.join(work, "unknown.dcw"))
             msg = "the converter accepted it"
         except SystemExit as e:
             msg = str(e)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/convert_unet.py - the Stable Diffusion UNet (diffusers'
+"""tools/convert/convert_unet.py - the Stable Diffusion UNet (diffusers'
 UNet2DConditionModel, as SD 1.x and 2.x use it) into dc's canonical names,
 for nn/unet.c.
 
@@ -33,12 +33,11 @@ of C channels has head dim C // heads and width heads * (C // heads).
     normalise_config(config, origin) -> the per-block config nn/unet.c needs
     expected_shapes(cfg) -> {diffusers name: shape}, in forward order
 
-usage: convert_unet.py SRC -o OUT.dcw [--dtype f32|f16|q8] [--config CONFIG.json] [--prefix unet.]
-SRC: a diffusers unet folder (config.json + diffusion_pytorch_model.safetensors),
-a pipeline folder (uses unet/), or a .safetensors file with config.json beside it.
-Needs numpy only.
+From the command line: convert.py SRC --family unet [--config-unet JSON],
+SRC a diffusers unet folder (config.json + diffusion_pytorch_model.safetensors),
+a pipeline folder (uses unet/), or a .safetensors file with config.json
+beside it. Needs numpy only.
 """
-import argparse
 import glob
 import json
 import os
@@ -47,7 +46,6 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dcw import write_dcw  # noqa: E402
 from safetensors_np import open_safetensors  # noqa: E402
 
 # UNet2DConditionModel's constructor defaults (diffusers 0.25.1) for the keys dc reads
@@ -278,7 +276,7 @@ def unet_from_tensors(tensors, config, origin="", prefix="unet."):
     and a diffusers config dict. Arrays stay lazy (memmap views) until read."""
     if config is None:
         fail(origin, "no config.json: the UNet's architecture (heads, projection kind, block types) "
-             "cannot be told from the tensors alone; pass --config")
+             "cannot be told from the tensors alone; pass --config-unet")
     cfg = normalise_config(config, origin)
     want = expected_shapes(cfg)
     unknown = sorted(k for k in tensors if k not in want)
@@ -339,30 +337,3 @@ def unet(folder_or_file, prefix="unet.", config=None):
         raise SystemExit(f"convert_unet: {e}") from None
     return unet_from_tensors(tensors, config if config is not None else file_cfg, path, prefix)
 
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description="Convert a diffusers UNet2DConditionModel to a .dcw file (family unet).")
-    p.add_argument("src", help="diffusers unet folder, pipeline folder, or .safetensors file")
-    p.add_argument("-o", "--out", required=True, help="output .dcw path")
-    p.add_argument("--dtype", choices=["f32", "f16", "q8"], default="f32",
-                   help="storage of tensors with 2 or more dimensions (1-D ones stay f32); default f32")
-    p.add_argument("--config", metavar="CONFIG.json", help="a diffusers UNet2DConditionModel config.json to use")
-    p.add_argument("--prefix", default="unet.", help="prefix of tensor names and metadata keys (default unet.)")
-    args = p.parse_args(argv)
-    config = None
-    if args.config:
-        with open(args.config, encoding="utf-8") as f:
-            config = json.load(f)
-    meta, items = unet(args.src, args.prefix, config)
-    meta["dc.family"] = "unet"
-    tensors = [(n, t, args.dtype if len(t.shape) >= 2 else "f32") for n, t in items]
-    try:
-        write_dcw(args.out, meta, tensors, source=os.path.abspath(args.src))
-    except (ValueError, TypeError) as e:
-        raise SystemExit(f"convert_unet: {e}") from None
-    n = sum(int(np.prod(t.shape)) for _, t, _ in tensors)
-    print(f"wrote {args.out}: {len(tensors)} tensors, {n} parameters, {os.path.getsize(args.out)} bytes")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""tools/prepare_sd_pipeline.py - a tiny Stable Diffusion pipeline folder,
+"""tools/refs/prepare_sd_pipeline.py - a tiny Stable Diffusion pipeline folder,
 laid out as diffusers saves one (model_index.json, tokenizer/,
 text_encoder/, vae/, unet/, scheduler/), converted with
-`convert.py --family sd`, so the tests run the whole text-conditional
+`convert.py` (the family told from model_index.json), so the tests run the whole text-conditional
 path (prompts -> tokens -> text encoder -> UNet, image -> VAE) through the
 real converter. Random weights: it checks the plumbing, not accuracy.
 
-Parts: the tiny test tokenizer (tools/prepare_tokenizer.py), a random CLIP
+Parts: the tiny test tokenizer (tools/refs/prepare_tokenizer.py), a random CLIP
 text encoder sized to it (numpy), the VAE of tests/data/vae/new_names, the
 UNet of the golden fixture unet_sd1 (cross-attention width 32).
 
@@ -21,8 +21,8 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
 from safetensors_np import write_safetensors  # noqa: E402
 
 
@@ -83,7 +83,8 @@ def main():
                        "beta_end": 0.012, "num_train_timesteps": 1000, "prediction_type": pred}, f)
         with open(os.path.join(pipe, "model_index.json"), "w") as f:
             json.dump({"_class_name": "StableDiffusionPipeline"}, f)
-        r = subprocess.run([sys.executable, os.path.join(HERE, "convert.py"), pipe, "--family", "sd",
+        # no --family: the pipeline's model_index.json tells it, as for users' downloads
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert", "convert.py"), pipe,
                             "-o", os.path.join(tmp, f"sd_tiny_{pred}.dcw")], capture_output=True, text=True)
         if r.returncode:
             sys.exit(f"prepare_sd_pipeline: conversion failed:\n{r.stdout}{r.stderr}")

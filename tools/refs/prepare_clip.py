@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""tools/prepare_clip.py - the model files tests/test_clip.c reads, made
-through the real converter (tools/convert_clip.py) into TMPDIR:
+"""tools/refs/prepare_clip.py - the model files tests/test_clip.c reads, made
+through the real converter (tools/convert/convert.py --family clip) into TMPDIR:
 
   clip_fixture_{f32,f16,q8}.dcw   ../shared/fixtures/clip_text_quickgelu (if present)
-  clip_<case>.dcw                 tests/data/clip/<case> (tools/make_clip_refs.py), f32
+  clip_<case>.dcw                 tests/data/clip/<case> (tools/refs/make_clip_refs.py), f32
   clip_missing.dcw                a case with one tensor removed from the source
                                   (the converter lets it through; the engine names it)
   clip_extra_layer.dcw            a file whose clip.num_layers is one short of its
@@ -17,7 +17,7 @@ through the real converter (tools/convert_clip.py) into TMPDIR:
                                   checkpoint (OpenCLIP names, fused in_proj, one more
                                   block that SD 2.x skips), config given by --config
 
-Called by tools/prepare_tests.py. usage: prepare_clip.py TMPDIR [FIXTURES]
+Called by tools/refs/prepare_tests.py. usage: prepare_clip.py TMPDIR [FIXTURES]
 """
 import glob
 import json
@@ -29,15 +29,16 @@ import tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
+import convert  # noqa: E402
 import convert_clip  # noqa: E402
 from dcw import write_dcw  # noqa: E402
 from safetensors_np import open_safetensors, write_safetensors  # noqa: E402
 
 
-def convert(src, out, dtype="f32"):
-    convert_clip.main([src, "-o", out, "--dtype", dtype])
+def convert_text(src, out, *options):
+    convert.main([src, "--family", "clip", "-o", out, *options])
 
 
 def modified_copy(case_dir, dst, drop=(), add=None):
@@ -59,24 +60,24 @@ def main():
     fixture = os.path.join(fixtures, "clip_text_quickgelu")
     if os.path.isdir(fixture):
         for dt in ("f32", "f16", "q8"):
-            convert(fixture, os.path.join(tmp, f"clip_fixture_{dt}.dcw"), dt)
+            convert_text(fixture, os.path.join(tmp, f"clip_fixture_{dt}.dcw"), "--dtype", dt)
     cases = sorted(glob.glob(os.path.join(ROOT, "tests", "data", "clip", "*")))
     for case in cases:
-        convert(case, os.path.join(tmp, f"clip_{os.path.basename(case)}.dcw"))
+        convert_text(case, os.path.join(tmp, f"clip_{os.path.basename(case)}.dcw"))
 
     data = os.path.join(ROOT, "tests", "data", "clip")
     with tempfile.TemporaryDirectory() as work:
         # a source without one layer's fc2 bias: the engine must say which
         src = os.path.join(work, "missing")
         modified_copy(os.path.join(data, "one_layer"), src, drop={"text_model.encoder.layers.0.mlp.fc2.bias"})
-        convert(src, os.path.join(tmp, "clip_missing.dcw"))
+        convert_text(src, os.path.join(tmp, "clip_missing.dcw"))
 
         # a source with a tensor CLIP's text model does not have
         src = os.path.join(work, "unknown")
         extra = "text_model.encoder.layers.0.self_attn.rotary.weight"
         modified_copy(os.path.join(data, "one_layer"), src, add={extra: np.zeros((2, 2), np.float32)})
         try:
-            convert(src, os.path.join(work, "unknown.dcw"))
+            convert_text(src, os.path.join(work, "unknown.dcw"))
             msg = "the converter accepted it"
         except SystemExit as e:
             msg = str(e)
@@ -94,7 +95,7 @@ def main():
         ckpt["model.diffusion_model.out.2.weight"] = np.zeros((4, 8, 3, 3), np.float16)  # other components
         ckpt["first_stage_model.quant_conv.bias"] = np.zeros(8, np.float16)
         write_safetensors(os.path.join(src, "v1-test.safetensors"), ckpt)
-        convert(os.path.join(src, "v1-test.safetensors"), os.path.join(tmp, "clip_sd1_single.dcw"))
+        convert_text(os.path.join(src, "v1-test.safetensors"), os.path.join(tmp, "clip_sd1_single.dcw"))
 
         # SD 2.x single file: OpenCLIP names, q|k|v fused, an extra last block
         case = os.path.join(data, "gelu_pad0")
@@ -127,8 +128,8 @@ def main():
         cfg_path = os.path.join(work, "sd2_text_config.json")
         with open(cfg_path, "w") as f:
             json.dump(cfg, f)
-        convert_clip.main([os.path.join(src, "v2-test.safetensors"), "-o", os.path.join(tmp, "clip_sd2_single.dcw"),
-                           "--config", cfg_path])
+        convert_text(os.path.join(src, "v2-test.safetensors"), os.path.join(tmp, "clip_sd2_single.dcw"),
+                     "--config-text", cfg_path)
 
     # metadata one layer short of the tensors (a hand-made or damaged file)
     case = os.path.join(data, "gelu_pad0")

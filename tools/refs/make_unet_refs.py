@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/make_unet_refs.py - torch references for dc's UNet (nn/unet.c).
+"""tools/refs/make_unet_refs.py - torch references for dc's UNet (nn/unet.c).
 
 The golden fixture (../shared/fixtures/unet_sd1, made with diffusers 0.25.1)
 covers one SD 1.x-like config. The configs it does not show are checked
@@ -41,7 +41,7 @@ encoder_hidden_states.npy and out_sample.npy, like the fixture:
                mid_block_scale_factor 1.5, time_embedding_dim 24, norm_eps
                1e-6, 3 in / 5 out channels, an 8x12 latent, batch 3
 
-Every run first checks tools/convert_unet.py against the real full-size key
+Every run first checks tools/convert/convert_unet.py against the real full-size key
 lists (../shared/fixtures/key_lists/sd15_unet.json and sd21_unet.json):
 the names and shapes its config logic implies equal the listed ones, the
 parameter counts match summary.json (859,520,964 and 865,910,724), and this
@@ -63,8 +63,8 @@ import torch.nn.functional as F
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
 import convert_unet  # noqa: E402
 from safetensors_np import write_safetensors  # noqa: E402
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/convert_tokenizer.py - Stable Diffusion's CLIP tokenizer files to
+"""tools/convert/convert_tokenizer.py - Stable Diffusion's CLIP tokenizer files to
 dc's tokenizer.* metadata (read by nn/tokenizer.c).
 
 The engine reads everything from one .dcw file, so a model file carries
@@ -31,19 +31,14 @@ Sources:
 
     tokenizer_meta(src, pad_token=None, max_length=None) -> dict of the keys above
 
-usage: convert_tokenizer.py SRC -o OUT.dcw [--pad-token TOKEN] [--max-length N]
-  writes a .dcw with family "tokenizer", those keys and no tensors (for
-  tests and for `dc tokenize`).
+From the command line, convert.py SRC --family tokenizer writes a .dcw
+with those keys and no tensors (for tests and for `dc tokenize`). Needs no
+numpy.
 """
-import argparse
 import gzip
 import html.entities
 import json
 import os
-import sys
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 CLIP_BOS, CLIP_EOS = "<|startoftext|>", "<|endoftext|>"
 CLIP_MERGES = 49152 - 256 - 2      # how many merges CLIP reads from its bpe file
@@ -171,22 +166,3 @@ def tokenizer_meta(src, pad_token=None, max_length=None):
         "tokenizer.html_entity_values": [html.entities.html5[n] for n in names],
     }
 
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", help="a tokenizer folder (vocab.json, merges.txt) or bpe_simple_vocab_16e6.txt(.gz)")
-    p.add_argument("-o", "--out", required=True, help="output .dcw")
-    p.add_argument("--pad-token", help="pad token, e.g. '!' for SD 2.x (default: the folder's, else <|endoftext|>)")
-    p.add_argument("--max-length", type=int, help="ids per prompt (default: the folder's model_max_length, else 77)")
-    args = p.parse_args(argv)
-    from dcw import write_dcw   # numpy is needed only to write
-    try:
-        meta = tokenizer_meta(args.src, args.pad_token, args.max_length)
-    except ValueError as e:
-        raise SystemExit(f"convert_tokenizer: {e}")
-    meta["dc.family"] = "tokenizer"
-    write_dcw(args.out, meta, [], source=os.path.abspath(args.src))
-
-
-if __name__ == "__main__":
-    main()
