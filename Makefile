@@ -153,8 +153,8 @@ CALIBRATE = ./dc eval $(FMNIST)/train-images-idx3-ubyte.gz $(FMNIST)/train-label
   --subset data/calibration/train_images.txt --samples 50 --keep 1 --quiet
 DIT_CONVERT = $(PYTHON) tools/convert/convert.py models/fmnist/dit --family dit --vae models/fmnist/vae \
   --class-names data/classes/fashion_mnist.txt --dtype f16 -o data/models/fmnist-dit.dcw
-SD_CONVERT = $(PYTHON) tools/convert/convert.py models/fmnist/sd --family sd --class-names data/classes/fashion_mnist.txt \
-  --template "a photo of a {}." --dtype q8 -o data/models/fmnist-sd.dcw
+SD_CONVERT = $(PYTHON) tools/convert/convert.py models/fmnist/sd --family sd \
+  --class-names data/classes/fashion_mnist.txt --template "a photo of a {}." --dtype q8 -o data/models/fmnist-sd.dcw
 ship: dc
 	@mkdir -p data/models data/calibration
 	$(DIT_CONVERT)

@@ -8,8 +8,8 @@
 # and PyTorch's (Debian's python3-torch, float32, no autograd) on the same
 # weights, same threads, same OPENBLAS_CORETYPE, in the same run. Last, the
 # peak RSS of the whole classification path (text encoder, VAE encoder at
-# 512 px, UNet) for each dtype in PIPELINE_DTYPES (the target: q8 at
-# most 1.6 GB).
+# 512 px, UNet) for each dtype in PIPELINE_DTYPES (the target: q8 at most
+# 1.6 GB).
 #
 # usage: bench/sd_bench.sh   (env: VERSION=1.5|2.1 SIZES="32 64" BATCHES="1 8"
 #                             REPS=2 DTYPES="f32 f16 q8" TORCH=1

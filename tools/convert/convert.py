@@ -509,7 +509,7 @@ def convert(args):
     family = args.family
     if family is None:
         family, why = detect_family(args.src)
-        note(f"family {family} ({why}); --family says otherwise")
+        note(f"family {family} (from {why}; --family overrides)")
     elif family not in FAMILIES:
         raise SystemExit(f"convert: unknown family {family!r} (known: {', '.join(sorted(FAMILIES))})")
     meta, named = FAMILIES[family](args.src, args)

@@ -38,7 +38,6 @@ SRC a diffusers unet folder (config.json + diffusion_pytorch_model.safetensors),
 a pipeline folder (uses unet/), or a .safetensors file with config.json
 beside it. Needs numpy only.
 """
-import glob
 import json
 import os
 import sys
@@ -46,7 +45,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from safetensors_np import open_safetensors  # noqa: E402
+from safetensors_np import component_file, open_safetensors  # noqa: E402
 
 # UNet2DConditionModel's constructor defaults (diffusers 0.25.1) for the keys dc reads
 DEFAULTS = dict(
@@ -298,26 +297,7 @@ def unet_from_tensors(tensors, config, origin="", prefix="unet."):
 
 def unet_source(src):
     """(config dict or None, .safetensors path) for a unet folder, a pipeline folder or a file."""
-    if os.path.isdir(src):
-        if os.path.exists(os.path.join(src, "model_index.json")) and os.path.isdir(os.path.join(src, "unet")):
-            src = os.path.join(src, "unet")
-        files = sorted(glob.glob(os.path.join(src, "*.safetensors")))
-        if not files:
-            raise SystemExit(f"convert_unet: {src}: no *.safetensors file in this folder")
-        if len(files) > 1:
-            # diffusers folders may hold the f32 file and an .fp16 variant: take the f32 one
-            pick = [f for f in files if os.path.basename(f) == "diffusion_pytorch_model.safetensors"]
-            if not pick:
-                raise SystemExit(f"convert_unet: {src}: several .safetensors files "
-                                 f"({', '.join(os.path.basename(f) for f in files)}): name one")
-            files = pick
-        path, cfg_path = files[0], os.path.join(src, "config.json")
-    elif os.path.isfile(src):
-        if not src.endswith(".safetensors"):
-            raise SystemExit(f"convert_unet: {src}: expected a .safetensors file or a folder")
-        path, cfg_path = src, os.path.join(os.path.dirname(os.path.abspath(src)), "config.json")
-    else:
-        raise SystemExit(f"convert_unet: {src}: no such file or folder")
+    path, cfg_path = component_file(src, "unet", "convert_unet")
     config = None
     if os.path.exists(cfg_path):
         with open(cfg_path, encoding="utf-8") as f:

@@ -35,7 +35,6 @@ From the command line: convert.py SRC --family vae [--config-vae JSON], SRC
 a diffusers vae folder, a pipeline folder (uses vae/), or a .safetensors
 file. Needs numpy only.
 """
-import glob
 import json
 import os
 import re
@@ -44,7 +43,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from safetensors_np import open_safetensors  # noqa: E402
+from safetensors_np import component_file, open_safetensors  # noqa: E402
 
 # AutoencoderKL's constructor defaults (diffusers 0.25.1), for keys a config.json leaves out
 DEFAULTS = dict(in_channels=3, latent_channels=4, block_out_channels=[64], layers_per_block=1,
@@ -256,38 +255,16 @@ def vae_encoder_from_tensors(tensors, config=None, origin="", prefix="vae.", qui
     return meta, items()
 
 
-def vae_source(src, config_path=None):
-    """(config dict or None, .safetensors path, origin) for a folder or a file."""
-    if os.path.isdir(src):
-        if os.path.exists(os.path.join(src, "model_index.json")) and os.path.isdir(os.path.join(src, "vae")):
-            src = os.path.join(src, "vae")       # a whole pipeline: its vae/ folder
-        files = sorted(glob.glob(os.path.join(src, "*.safetensors")))
-        if not files:
-            raise SystemExit(f"convert_vae: {src}: no *.safetensors file in this folder")
-        if len(files) > 1:
-            # diffusers folders may hold the f32 file and an .fp16 variant: take the f32 one
-            pick = [f for f in files if os.path.basename(f) == "diffusion_pytorch_model.safetensors"]
-            if not pick:
-                raise SystemExit(f"convert_vae: {src}: several .safetensors files "
-                                 f"({', '.join(os.path.basename(f) for f in files)}): name one")
-            files = pick
-        path, cfg_path = files[0], os.path.join(src, "config.json")
-    elif os.path.isfile(src):
-        if not src.endswith(".safetensors"):
-            raise SystemExit(f"convert_vae: {src}: expected a .safetensors file or a folder")
-        path, cfg_path = src, os.path.join(os.path.dirname(os.path.abspath(src)), "config.json")
-    else:
-        raise SystemExit(f"convert_vae: {src}: no such file or folder")
+def vae_source(src):
+    """(config dict or None, .safetensors path) for a vae folder, a pipeline folder or a file."""
+    path, cfg_path = component_file(src, "vae", "convert_vae")
     config = None
-    if config_path:
-        with open(config_path, encoding="utf-8") as f:
-            config = json.load(f)
-    elif os.path.exists(cfg_path):
+    if os.path.exists(cfg_path):
         with open(cfg_path, encoding="utf-8") as f:
             c = json.load(f)
         if "latent_channels" in c or c.get("_class_name") == "AutoencoderKL":
             config = c                          # beside a lone file: only if it is a VAE's
-    return config, path, path
+    return config, path
 
 
 def vae_encoder(folder_or_file, prefix="vae.", config=None, quiet=False):
@@ -295,10 +272,10 @@ def vae_encoder(folder_or_file, prefix="vae.", config=None, quiet=False):
     (config.json + diffusion_pytorch_model.safetensors), a pipeline folder,
     or a .safetensors file (config.json beside it, else inferred). config:
     a dict that overrides the file's config.json."""
-    file_cfg, path, origin = vae_source(folder_or_file)
+    file_cfg, path = vae_source(folder_or_file)
     try:
         tensors = open_safetensors(path)
     except ValueError as e:
         raise SystemExit(f"convert_vae: {e}") from None
-    return vae_encoder_from_tensors(tensors, config if config is not None else file_cfg, origin, prefix, quiet)
+    return vae_encoder_from_tensors(tensors, config if config is not None else file_cfg, path, prefix, quiet)
 

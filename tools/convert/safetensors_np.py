@@ -14,7 +14,9 @@ float32's) only when np.asarray / load_tensor is called on it.
     open_safetensors(path) -> {name: np.ndarray or Bf16Tensor}
     load_tensor(t) -> np.ndarray
     write_safetensors(path, tensors, metadata=None)
+    component_file(src, part, who) -> (.safetensors path, config.json path) of a diffusers component
 """
+import glob
 import json
 import os
 import struct
@@ -161,3 +163,28 @@ def write_safetensors(path, tensors, metadata=None):
         f.write(text)
         for b in blobs:
             f.write(b)
+
+
+def component_file(src, part, who):
+    """(the .safetensors file, the config.json path beside it) of a diffusers
+    component given as its folder, as the pipeline folder that holds it in
+    part/ (unet, vae), or as the file itself. A folder may hold the f32
+    file and an .fp16 variant: the f32 one is taken. who prefixes errors."""
+    if os.path.isdir(src):
+        if os.path.exists(os.path.join(src, "model_index.json")) and os.path.isdir(os.path.join(src, part)):
+            src = os.path.join(src, part)
+        files = sorted(glob.glob(os.path.join(src, "*.safetensors")))
+        if not files:
+            raise SystemExit(f"{who}: {src}: no *.safetensors file in this folder")
+        if len(files) > 1:
+            pick = [f for f in files if os.path.basename(f) == "diffusion_pytorch_model.safetensors"]
+            if not pick:
+                raise SystemExit(f"{who}: {src}: several .safetensors files "
+                                 f"({', '.join(os.path.basename(f) for f in files)}): name one")
+            files = pick
+        return files[0], os.path.join(src, "config.json")
+    if os.path.isfile(src):
+        if not src.endswith(".safetensors"):
+            raise SystemExit(f"{who}: {src}: expected a .safetensors file or a folder")
+        return src, os.path.join(os.path.dirname(os.path.abspath(src)), "config.json")
+    raise SystemExit(f"{who}: {src}: no such file or folder")

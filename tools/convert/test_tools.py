@@ -3,10 +3,9 @@
 safetensors_np.py, torch_pt.py, convert.py and its family detection) and of
 the class lists in data/classes/, which the converter and the presets ship.
 
-Plain asserts, no pytest: each test is a function named like a sentence;
-the script prints "ok   name" or "FAIL name: reason" per test and ends with
-"N passed, M failed" (exit status 1 if any failed). Everything runs on tiny
-arrays in a temporary folder and takes a second or two.
+Plain asserts, run by testing.py: each test is a function named like a
+sentence. Everything runs on tiny arrays in a temporary folder and takes a
+few seconds.
 
 usage: test_tools.py
 """
@@ -17,7 +16,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import traceback
 
 import numpy as np
 
@@ -26,18 +24,14 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import convert  # noqa: E402
 import dcw  # noqa: E402
+import testing  # noqa: E402
 from dcw import read_dcw, read_dcw_index, write_dcw  # noqa: E402
 from safetensors_np import Bf16Tensor, load_tensor, open_safetensors, write_safetensors  # noqa: E402
+from testing import test  # noqa: E402
 from torch_pt import load_state_dict, state_dict_keys  # noqa: E402
 
-TESTS = []
 TMP = tempfile.mkdtemp(prefix="dc_tools_")
 rng = np.random.default_rng(7)
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
 
 
 def tmp(name):
@@ -569,7 +563,7 @@ def convert_without_family_should_write_what_the_named_family_writes():
                                (os.path.join(DATA, "dit", "s32_p2"), "dit", ())):
         told, named = tmp(f"told_{family}.dcw"), tmp(f"named_{family}.dcw")
         p = run_convert(src, "-o", told, "--dtype", "q8", *extra)
-        assert f"family {family} (" in p.stderr, p.stderr
+        assert f"family {family} (from " in p.stderr, p.stderr
         run_convert(src, "--family", family, "-o", named, "--dtype", "q8", *extra)
         (m1, t1), (m2, t2) = read_dcw(told), read_dcw(named)
         assert m1["dc.family"] == family and m1 == m2, (family, m1.get("dc.family"))
@@ -694,22 +688,5 @@ def class_list_check_should_name_each_kind_of_fault():
         assert words in got, f"{words!r} not in:\n{got}"
 
 
-def main():
-    passed = failed = 0
-    for fn in TESTS:
-        try:
-            fn()
-        except (Exception, SystemExit) as e:  # noqa: BLE001 - any failure is reported, the rest still run
-            failed += 1
-            where = traceback.extract_tb(e.__traceback__)[-1]
-            print(f"FAIL {fn.__name__}: {type(e).__name__}: {e} (line {where.lineno})")
-        else:
-            passed += 1
-            print(f"ok   {fn.__name__}")
-    shutil.rmtree(TMP, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    testing.run(TMP)

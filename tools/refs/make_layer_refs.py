@@ -23,7 +23,8 @@ try:
 except ImportError:  # the references stand alone; torch only double-checks
     torch = None
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "data", "layers")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "data", "layers")
 rng = np.random.default_rng(20261127)
 checked = []
 

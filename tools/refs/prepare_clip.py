@@ -15,7 +15,7 @@ through the real converter (tools/convert/convert.py --family clip) into TMPDIR:
                                   UNet and VAE tensors), config.json beside it
   clip_sd2_single.dcw             gelu_pad0 laid out as in an SD 2.x single-file
                                   checkpoint (OpenCLIP names, fused in_proj, one more
-                                  block that SD 2.x skips), config given by --config
+                                  block that SD 2.x skips), config given by --config-text
 
 Called by tools/refs/prepare_tests.py. usage: prepare_clip.py TMPDIR [FIXTURES]
 """
@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
 import convert  # noqa: E402
 import convert_clip  # noqa: E402
 from dcw import write_dcw  # noqa: E402
+from prepare_tests import folders  # noqa: E402
 from safetensors_np import open_safetensors, write_safetensors  # noqa: E402
 
 
@@ -52,11 +53,7 @@ def modified_copy(case_dir, dst, drop=(), add=None):
 
 
 def main():
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    tmp = sys.argv[1]
-    fixtures = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "..", "shared", "fixtures")
-    os.makedirs(tmp, exist_ok=True)
+    tmp, fixtures = folders(__doc__)
     fixture = os.path.join(fixtures, "clip_text_quickgelu")
     if os.path.isdir(fixture):
         for dt in ("f32", "f16", "q8"):

@@ -15,7 +15,6 @@ usage: prepare_sd_pipeline.py TMPDIR [FIXTURES]   (after the other prepare_*.py)
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -23,6 +22,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
+from prepare_tests import CONVERT, folders, run  # noqa: E402
 from safetensors_np import write_safetensors  # noqa: E402
 
 
@@ -59,8 +59,7 @@ def clip_folder(out, vocab, hidden=32, layers=2, heads=2, inter=64, seed=5):
 
 
 def main():
-    tmp = sys.argv[1]
-    fixtures = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "..", "shared", "fixtures")
+    tmp, fixtures = folders(__doc__)
     unet = os.path.join(fixtures, "unet_sd1")
     tok = os.path.join(tmp, "tokenizer_tiny")
     if not os.path.isdir(unet) or not os.path.isdir(tok):
@@ -84,10 +83,7 @@ def main():
         with open(os.path.join(pipe, "model_index.json"), "w") as f:
             json.dump({"_class_name": "StableDiffusionPipeline"}, f)
         # no --family: the pipeline's model_index.json tells it, as for users' downloads
-        r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert", "convert.py"), pipe,
-                            "-o", os.path.join(tmp, f"sd_tiny_{pred}.dcw")], capture_output=True, text=True)
-        if r.returncode:
-            sys.exit(f"prepare_sd_pipeline: conversion failed:\n{r.stdout}{r.stderr}")
+        run(CONVERT, pipe, "-o", os.path.join(tmp, f"sd_tiny_{pred}.dcw"))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
 import convert  # noqa: E402
 import convert_unet  # noqa: E402
 from dcw import write_dcw  # noqa: E402
+from prepare_tests import folders  # noqa: E402
 from safetensors_np import open_safetensors, write_safetensors  # noqa: E402
 
 
@@ -62,11 +63,7 @@ def key_lists(fixtures, tmp):
 
 
 def main():
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    tmp = sys.argv[1]
-    fixtures = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "..", "shared", "fixtures")
-    os.makedirs(tmp, exist_ok=True)
+    tmp, fixtures = folders(__doc__)
     fixture = os.path.join(fixtures, "unet_sd1")
     if os.path.isdir(fixture):
         for dt in ("f32", "f16", "q8"):

@@ -12,26 +12,18 @@ The references themselves come from tools/refs/make_vae_refs.py (torch).
 usage: prepare_vae.py TMPDIR [FIXTURES]
 """
 import os
-import subprocess
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+from prepare_tests import CONVERT, ROOT, folders, run
+
 DATA = os.path.join(ROOT, "tests", "data", "vae")
 
 
 def convert(src, out, *extra):
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert", "convert.py"), src, "--family", "vae",
-                        "-o", out, *extra], capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"prepare_vae: convert.py {src} failed:\n{r.stdout}{r.stderr}")
+    run(CONVERT, src, "--family", "vae", "-o", out, *extra)
 
 
 def main():
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    tmp = sys.argv[1]
-    os.makedirs(tmp, exist_ok=True)
+    tmp, _ = folders(__doc__)
     for dt in ("f32", "f16", "q8"):
         convert(os.path.join(DATA, "new_names"), os.path.join(tmp, f"vae_new_names_{dt}.dcw"), "--dtype", dt)
     convert(os.path.join(DATA, "old_names"), os.path.join(tmp, "vae_old_names_f32.dcw"))
