@@ -95,14 +95,14 @@ $(B)/single/run_tests: build/single/dc_single.c $(TEST_SRC)
 # test-one: one build variant's suite (the variables above pick it)
 test-one: $(B)/run_tests $(B)/dc
 	@mkdir -p $(B)/tmp
-	$(PYTHON) tools/prepare_tests.py $(B)/tmp ../shared/fixtures
+	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp ../shared/fixtures
 	$(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures ../shared/fixtures
 test-single: $(B)/single/run_tests $(B)/single/dc
 	@mkdir -p $(B)/tmp
-	$(PYTHON) tools/prepare_tests.py $(B)/tmp ../shared/fixtures
+	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp ../shared/fixtures
 	$(B)/single/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/single/dc --fixtures ../shared/fixtures
 test-tools:
-	$(PYTHON) tools/test_tools.py
+	$(PYTHON) tools/convert/test_tools.py
 # test-valgrind: the library's suite under valgrind's memcheck (slow: not in
 # make test). One thread, AVX2 kernels for both dc and OpenBLAS (valgrind
 # 3.19 cannot run AVX-512); the dc subprocesses of the driver tests run
@@ -111,7 +111,7 @@ VALGRIND = valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds
   --suppressions=tests/valgrind.supp
 test-valgrind: $(B)/run_tests $(B)/dc
 	@mkdir -p $(B)/tmp
-	$(PYTHON) tools/prepare_tests.py $(B)/tmp ../shared/fixtures
+	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp ../shared/fixtures
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell DC_KERNELS=avx2 \
 	  $(VALGRIND) $(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures ../shared/fixtures $(VG_FILTER)
 
@@ -141,9 +141,9 @@ TRAIN_MINUTES_VAE ?= 14
 TRAIN_MINUTES_DIT ?= 40
 TRAIN_MINUTES_SD ?= 55
 train:
-	$(PYTHON) tools/train_fmnist.py vae models/fmnist/vae --minutes $(TRAIN_MINUTES_VAE)
-	$(PYTHON) tools/train_fmnist.py dit models/fmnist/dit --vae models/fmnist/vae --minutes $(TRAIN_MINUTES_DIT)
-	$(PYTHON) tools/train_fmnist_sd.py models/fmnist/sd --vae models/fmnist/vae --minutes $(TRAIN_MINUTES_SD)
+	$(PYTHON) tools/train/train_fmnist.py vae models/fmnist/vae --minutes $(TRAIN_MINUTES_VAE)
+	$(PYTHON) tools/train/train_fmnist.py dit models/fmnist/dit --vae models/fmnist/vae --minutes $(TRAIN_MINUTES_DIT)
+	$(PYTHON) tools/train/train_fmnist_sd.py models/fmnist/sd --vae models/fmnist/vae --minutes $(TRAIN_MINUTES_SD)
 	$(MAKE) ship
 # Each model is converted, calibrated for --stop calibrated on 200
 # training images (never test images), and converted again with that
@@ -151,10 +151,10 @@ train:
 FMNIST = /usr/share/datasets/fashion-mnist
 CALIBRATE = ./dc eval $(FMNIST)/train-images-idx3-ubyte.gz $(FMNIST)/train-labels-idx1-ubyte.gz \
   --subset data/calibration/train_images.txt --samples 50 --keep 1 --quiet
-DIT_CONVERT = $(PYTHON) tools/convert.py models/fmnist/dit --family dit --vae models/fmnist/vae \
+DIT_CONVERT = $(PYTHON) tools/convert/convert.py models/fmnist/dit --family dit --vae models/fmnist/vae \
   --class-names data/classes/fashion_mnist.txt --dtype f16 -o data/models/fmnist-dit.dcw
-SD_CONVERT = $(PYTHON) tools/convert.py models/fmnist/sd --family sd --class-names data/classes/fashion_mnist.txt \
-  --template "a photo of a {}." --dtype q8 -o data/models/fmnist-sd.dcw
+SD_CONVERT = $(PYTHON) tools/convert/convert.py models/fmnist/sd --family sd \
+  --class-names data/classes/fashion_mnist.txt --template "a photo of a {}." --dtype q8 -o data/models/fmnist-sd.dcw
 ship: dc
 	@mkdir -p data/models data/calibration
 	$(DIT_CONVERT)

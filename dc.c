@@ -1136,7 +1136,7 @@ static dc_status model_schedule(const dc__weights *w, dc__schedule *s, dc_error 
 }
 
 /* Calibrated stopping without a calibration in the options: the model's
-   own (classify.calib_t / classify.calib_spread, written by tools/convert.py
+   own (classify.calib_t / classify.calib_spread, written by tools/convert/convert.py
    --calibration). *use is o, or *local (allocated here, the caller frees
    it): o with the calibration filled in. */
 #define DC_MAX_CALIB 1024

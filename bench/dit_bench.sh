@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/dit_bench.sh - DiT-XL/2 speed and memory, dc next to PyTorch.
 #
-# Makes seeded random full-size DiT-XL/2 checkpoints (tools/make_random_dit.py,
+# Makes seeded random full-size DiT-XL/2 checkpoints (bench/make_random_dit.py,
 # real names and shapes) once in bench/models/, converts them with the real
 # converter to f32, f16 and q8, then for each size and batch prints dc's
 # seconds per forward for each dtype and PyTorch's (Debian's python3-torch,
@@ -21,10 +21,10 @@ mkdir -p bench/models
 echo "DiT-XL/2 bench: $(date -u +%Y-%m-%d), $(nproc) cores, $THREADS threads, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $(./dc blas | head -1)"
 for size in $SIZES; do
     st=bench/models/DiT-XL-2-${size}x${size}.safetensors
-    [ -f "$st" ] || $PYTHON tools/make_random_dit.py bench/models --size "$size" >/dev/null
+    [ -f "$st" ] || $PYTHON bench/make_random_dit.py bench/models --size "$size" >/dev/null
     for dt in $DTYPES; do
         out=bench/models/dit-xl2-$size-$dt.dcw
-        [ -f "$out" ] || $PYTHON tools/convert.py "$st" --family dit --dtype "$dt" -o "$out" >/dev/null
+        [ -f "$out" ] || $PYTHON tools/convert/convert.py "$st" --family dit --dtype "$dt" -o "$out" >/dev/null
     done
     for n in $BATCHES; do
         for dt in $DTYPES; do

@@ -10,7 +10,8 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools")
+sys.path[:0] = [os.path.join(TOOLS, "refs"), os.path.join(TOOLS, "convert")]
 from make_dit_refs import dit_forward  # noqa: E402  (the functional DiT used for the test references)
 from safetensors_np import load_tensor, open_safetensors  # noqa: E402
 

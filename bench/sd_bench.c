@@ -21,7 +21,7 @@
    time_emb_proj, q/k/v/out, GEGLU feed-forward, proj_in/out in SD 2.x) and
    the attention matmuls (QK^T and AV, self and cross). Norms, activations and
    softmax are left out. For SD 1.5 this gives 803 GFLOP per sample at 64x64
-   and 180 at 32x32, the figures in DESIGN.md. bench/sd_bench.sh runs this
+   latents (512 px) and 180 at 32x32 (256 px). bench/sd_bench.sh runs this
    next to the same forward in PyTorch (bench/sd_torch.py). */
 #define _POSIX_C_SOURCE 200809L
 #include "../nn/nn.h"

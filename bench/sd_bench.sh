@@ -1,15 +1,15 @@
 #!/bin/sh
 # bench/sd_bench.sh - Stable Diffusion UNet speed and memory, dc next to PyTorch.
 #
-# Makes a seeded random full-size SD pipeline folder (tools/make_random_sd.py:
+# Makes a seeded random full-size SD pipeline folder (bench/make_random_sd.py:
 # real names and shapes, diffusers layout) once in bench/models/, converts it
 # with the real converter (convert.py --family sd) to each dtype, then for
 # each latent size and batch prints dc's seconds per UNet eval for each dtype
 # and PyTorch's (Debian's python3-torch, float32, no autograd) on the same
 # weights, same threads, same OPENBLAS_CORETYPE, in the same run. Last, the
 # peak RSS of the whole classification path (text encoder, VAE encoder at
-# 512 px, UNet) for each dtype in PIPELINE_DTYPES (the target: q8 at
-# most 1.6 GB).
+# 512 px, UNet) for each dtype in PIPELINE_DTYPES (the target: q8 at most
+# 1.6 GB).
 #
 # usage: bench/sd_bench.sh   (env: VERSION=1.5|2.1 SIZES="32 64" BATCHES="1 8"
 #                             REPS=2 DTYPES="f32 f16 q8" TORCH=1
@@ -30,10 +30,10 @@ tag=sd$(echo "$VERSION" | tr -d .)
 pipe=bench/models/$tag-random
 echo "SD $VERSION UNet bench: $(date -u +%Y-%m-%d), $(nproc) cores, $THREADS threads," \
      "load $(cut -d' ' -f1-3 /proc/loadavg), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $(./dc blas | head -1)"
-[ -f "$pipe/model_index.json" ] || $PYTHON tools/make_random_sd.py "$pipe" --version "$VERSION" >/dev/null
+[ -f "$pipe/model_index.json" ] || $PYTHON bench/make_random_sd.py "$pipe" --version "$VERSION" >/dev/null
 for dt in $DTYPES $PIPELINE_DTYPES; do
     out=bench/models/$tag-$dt.dcw
-    [ -f "$out" ] || $PYTHON tools/convert.py "$pipe" --family sd --dtype "$dt" -o "$out" >/dev/null
+    [ -f "$out" ] || $PYTHON tools/convert/convert.py "$pipe" --family sd --dtype "$dt" -o "$out" >/dev/null
 done
 first=$(echo $DTYPES $PIPELINE_DTYPES | cut -d' ' -f1)
 $B/sd_bench --flops bench/models/$tag-$first.dcw $SIZES

@@ -2,7 +2,7 @@
 """bench/sd_torch.py - the same SD UNet forward in Debian's PyTorch (float32,
 no autograd), on the same weights, for bench/sd_bench.sh.
 
-The module is tools/make_unet_refs.py's UNet (diffusers' structure and
+The module is tools/refs/make_unet_refs.py's UNet (diffusers' structure and
 state-dict names, checked there against diffusers itself). It builds its
 layers in float64 for the test references; here it is built on the meta
 device, cast to float32 and only then given memory, so the 3.4 GB of SD
@@ -23,7 +23,8 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools")
+sys.path[:0] = [os.path.join(TOOLS, "refs"), os.path.join(TOOLS, "convert")]
 import make_unet_refs  # noqa: E402
 from safetensors_np import read_header  # noqa: E402
 

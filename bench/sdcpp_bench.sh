@@ -9,7 +9,7 @@
 # -DSD_WEBP=OFF -DSD_WEBM=OFF`, gcc 12, GGML_NATIVE on) and point SDCPP at
 # the folder holding build/bin/sd-cli.
 #
-# The model: bench/models/sd15-random (tools/make_random_sd.py, made by
+# The model: bench/models/sd15-random (bench/make_random_sd.py, made by
 # bench/sd_bench.sh) converted by sd.cpp's own converter to f16 (its usual
 # policy: f16 weights, f32 biases). sd.cpp has no UNet-only mode, so this
 # runs txt2img with STEPS euler steps at cfg-scale 1 (sd.cpp then skips the

@@ -6,7 +6,7 @@
    CLIP's are (bos, BPE tokens, eos, then pad), every id inside the
    vocabulary, and a token count that agrees with the truncation flag.
 
-   The tokenizer comes from a .dcw written by tools/prepare_tokenizer.py:
+   The tokenizer comes from a .dcw written by tools/refs/prepare_tokenizer.py:
    $DC_FUZZ_TOKENIZER, else build/fuzz/tmp/tokenizer_sd1.dcw (CLIP's real
    49408-token vocabulary, made when ../shared/fixtures is present), else
    build/fuzz/tmp/tokenizer_tiny.dcw (a synthetic byte-level one).
@@ -40,7 +40,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                 fuzz_tok.n_merges);
         return 0;
     }
-    fprintf(stderr, "fuzz_tokenizer: no tokenizer .dcw found; run tools/prepare_tokenizer.py "
+    fprintf(stderr, "fuzz_tokenizer: no tokenizer .dcw found; run tools/refs/prepare_tokenizer.py "
             "build/fuzz/tmp ../shared/fixtures or set DC_FUZZ_TOKENIZER\n");
     abort();
 }

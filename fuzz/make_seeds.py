@@ -7,7 +7,7 @@ remakes them:
 
     /usr/bin/python3 fuzz/make_seeds.py TMPDIR
 
-TMPDIR is a folder tools/prepare_tests.py has filled (it holds the small
+TMPDIR is a folder tools/refs/prepare_tests.py has filled (it holds the small
 converted models: test.dcw, tokenizer_tiny.dcw, vae_new_names_q8.dcw,
 clip_one_layer.dcw, tokenizer_prompts.txt).
 Needs numpy and Pillow (Debian: python3-numpy, python3-pil).
@@ -39,15 +39,15 @@ def weights(tmp):
             put("weights", name, f.read())
     # a small DiT (depth 1, width 32, 3 classes) in q8, through the real converter
     out = os.path.join(tmp, "fuzz_dit_q8.dcw")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert.py"),
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert", "convert.py"),
                     os.path.join(ROOT, "tests", "data", "dit", "s32_p2"), "--family", "dit",
                     "--dtype", "q8", "-o", out], check=True, capture_output=True)
     with open(out, "rb") as f:
         put("weights", "dit_s32_p2_q8.dcw", f.read())
     # a small UNet (tests/data/unet/sd2_linear) in q8
     out = os.path.join(tmp, "fuzz_unet_q8.dcw")
-    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_unet.py"),
-                    os.path.join(ROOT, "tests", "data", "unet", "sd2_linear"), "--dtype", "q8",
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert", "convert.py"),
+                    os.path.join(ROOT, "tests", "data", "unet", "sd2_linear"), "--family", "unet", "--dtype", "q8",
                     "-o", out], check=True, capture_output=True)
     with open(out, "rb") as f:
         put("weights", "unet_sd2_linear_q8.dcw", f.read())

@@ -16,7 +16,7 @@
    pipelines call the encoder, so padding tokens (EOS for SD1, "!" = 0 for
    SD2) are ordinary tokens and the conditioning depends on them.
 
-   Tensor and metadata names: nn/clip.h and tools/convert_clip.py. */
+   Tensor and metadata names: nn/clip.h and tools/convert/convert_clip.py. */
 #include "nn.h"
 
 #include <math.h>

@@ -4,7 +4,7 @@
    SD 1.x uses CLIP ViT-L/14's text tower (12 layers, width 768,
    quick_gelu); SD 2.x uses OpenCLIP ViT-H's as exported to HF format
    (23 layers, width 1024, exact gelu). Both read the same `clip.*`
-   metadata and tensor names (tools/convert_clip.py):
+   metadata and tensor names (tools/convert/convert_clip.py):
 
      <prefix>text_model.embeddings.token_embedding.weight     [vocab, D]
      <prefix>text_model.embeddings.position_embedding.weight  [max_positions, D]

@@ -14,7 +14,7 @@
      out = Linear(LN(tokens) * (1 + scale) + shift), unpatchified
 
    Tensor names are the original checkpoint's (DiT-XL-2-256x256.pt), which
-   are dc's canonical DiT names; metadata keys are `dit.*` (tools/convert.py). */
+   are dc's canonical DiT names; metadata keys are `dit.*` (tools/convert/convert.py). */
 #include "nn.h"
 
 #include <math.h>

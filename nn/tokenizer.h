@@ -11,7 +11,7 @@
      ids = bos, the first max_length-2 tokens, eos, then pad_id up to max_length
 
    The vocabulary and merges come from the model file's metadata (written by
-   tools/convert_tokenizer.py):
+   tools/convert/convert_tokenizer.py):
 
      tokenizer.vocab              string array, index = id
      tokenizer.merges             string array "left right", rank order

@@ -14,7 +14,7 @@
                   times, then nearest 2x + conv
      out = conv_out(SiLU(GroupNorm(x)))
 
-   Weights come from a .dcw made by tools/convert_unet.py: tensor names are
+   Weights come from a .dcw made by tools/convert/convert_unet.py: tensor names are
    prefix + diffusers names (prefix "unet." in dc's files), metadata keys
    prefix + the config fields that tool lists.
 

@@ -5,7 +5,7 @@
    latent mean and std [n, latent_channels, h/f, w/f], f = 2^(blocks - 1).
    The classifier uses mean * scaling_factor; the encoder does not scale.
 
-   Weights come from a .dcw made by tools/convert_vae.py: tensor names are
+   Weights come from a .dcw made by tools/convert/convert_vae.py: tensor names are
    prefix + diffusers names (prefix "vae." in dc's files), metadata keys
    prefix + in_channels, latent_channels, block_out_channels,
    layers_per_block, norm_num_groups, scaling_factor, sample_size.

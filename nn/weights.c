@@ -245,7 +245,7 @@ dc_status dc__weights_open(dc__weights *w, const char *path, int verify_checksum
     const uint8_t *h = w->map;
     if (memcmp(h, "DCWEIGHT", 8) != 0) {
         st = dc__fail(err, DC_ERR_FORMAT, "%s: not a dc weight file (bad magic; convert models "
-                      "with tools/convert.py)", path);
+                      "with tools/convert/convert.py)", path);
         goto fail;
     }
     w->version = rd32(h + 8);

@@ -1,11 +1,11 @@
 /* tests/test_clip.c - the CLIP text encoder (nn/clip.c) against the golden
    fixture made with transformers' CLIPTextModel (../shared/fixtures/
-   clip_text_quickgelu), converted by tools/convert_clip.py in f32, f16 and
+   clip_text_quickgelu), converted by tools/convert/convert_clip.py in f32, f16 and
    q8; against torch references for other configs (tests/data/clip, made by
-   tools/make_clip_refs.py: exact GELU, odd head counts, other widths, one
+   tools/refs/make_clip_refs.py: exact GELU, odd head counts, other widths, one
    layer, 77-token prompts padded both SD ways, an fp16 source); and its
    refusals of bad ids, missing tensors and inconsistent files. The model
-   files are written by tools/prepare_clip.py. */
+   files are written by tools/refs/prepare_clip.py. */
 #include "test.h"
 
 #include <math.h>
@@ -198,7 +198,7 @@ static void clip_should_match_torch_for_other_configs(void)
 static void clip_should_read_the_text_encoder_of_sd_single_file_checkpoints(void)
 {
     /* the same weights as two of the cases above, renamed as the original
-       checkpoints hold them (tools/prepare_clip.py) */
+       checkpoints hold them (tools/refs/prepare_clip.py) */
     clip_torch_case("clip_sd1_single", "odd_heads_f16");
     clip_torch_case("clip_sd2_single", "gelu_pad0");
 }
@@ -296,7 +296,7 @@ static void clip_converter_should_refuse_unknown_tensors_by_name(void)
 {
     char msg[512] = "";
     FILE *f = fopen(t_path(T.tmp, "clip_unknown_tensor.txt"), "r");
-    CHECK(f != NULL, "tools/prepare_clip.py did not write clip_unknown_tensor.txt");
+    CHECK(f != NULL, "tools/refs/prepare_clip.py did not write clip_unknown_tensor.txt");
     if (!f) return;
     size_t len = fread(msg, 1, sizeof msg - 1, f);
     msg[len] = 0;

@@ -2,7 +2,7 @@
    facebookresearch/DiT code (../shared/fixtures/dit), converted from both
    the .pt state dict and the safetensors file, in f32, f16 and q8; and
    against torch references of other sizes (tests/data/dit, made by
-   tools/make_dit_refs.py). */
+   tools/refs/make_dit_refs.py). */
 #include "test.h"
 
 #include <math.h>

@@ -245,7 +245,7 @@ static void eval_should_resume_shard_and_merge(void)
 }
 
 /* A shipped model on the shipped samples (3 Fashion-MNIST test images per
-   class, tools/make_samples.py), sequential stopping, seed 0: how many it
+   class, tools/train/make_samples.py), sequential stopping, seed 0: how many it
    gets right. model NULL: no -m, so dc's default model with the class list
    and template stored in it. */
 static int shipped_correct(const char *model, int *total)

@@ -1,5 +1,5 @@
 /* tests/test_layers.c - every layer against the float64 references that
-   tools/make_layer_refs.py made with numpy (and cross-checked with torch),
+   tools/refs/make_layer_refs.py made with numpy (and cross-checked with torch),
    and the fast conv/attention against their plain reference twins. */
 #include "test.h"
 

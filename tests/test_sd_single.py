@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tests/test_sd_single.py - tests of tools/convert_sd_single.py, the converter
+"""tests/test_sd_single.py - tests of tools/convert/convert_sd_single.py, the converter
 of the original single-file SD checkpoints (CompVis / ldm names).
 
 Two kinds of check:
@@ -17,12 +17,12 @@ Two kinds of check:
     text encoder, laid out once as a diffusers pipeline folder and once as a
     single file (.safetensors, and a torch .ckpt whose UNet is in the EMA
     copy while model.diffusion_model.* holds other values); all are
-    converted by tools/convert.py, and the .dcw files must hold the same
+    converted by tools/convert/convert.py, and the .dcw files must hold the same
     metadata and tensors, and `dc forward` (unet, text, vae) must give
     bit-identical outputs.
 
-Plain asserts, no pytest: prints "ok   name" / "FAIL name: reason" /
-"skip name: reason" per test and ends with "N passed, M failed, K skipped".
+Plain asserts, run by tools/convert/testing.py: "ok   name" / "FAIL name:
+reason" / "skip name: reason" per test, then "N passed, M failed, K skipped".
 
 usage: test_sd_single.py [--fixtures DIR] [--dc PATH_TO_dc]
   (defaults ../shared/fixtures and build/release/dc; torch is needed for
@@ -36,19 +36,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import traceback
 import types
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = os.path.join(ROOT, "tools")
+TOOLS = os.path.join(ROOT, "tools", "convert")
 sys.path.insert(0, TOOLS)
 import convert  # noqa: E402
 import convert_sd_single as sds  # noqa: E402
 import convert_unet  # noqa: E402
 from dcw import read_dcw  # noqa: E402
 from safetensors_np import open_safetensors, write_safetensors  # noqa: E402
+import testing  # noqa: E402
+from testing import Skip, test  # noqa: E402
 
 
 def arg(flag, default):
@@ -60,16 +61,6 @@ DC = os.path.abspath(arg("--dc", os.path.join(ROOT, "build", "release", "dc")))
 KEY_LISTS = os.path.join(FIXTURES, "key_lists")
 TOKENIZER = os.path.join(FIXTURES, "clip_tokenizer")
 TMP = tempfile.mkdtemp(prefix="dc_sd_single_")
-TESTS = []
-
-
-class Skip(Exception):
-    pass
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
 
 
 def need(path, what):
@@ -133,7 +124,7 @@ def compvis_unet(tensors, cfg, prefix=sds.UNET_PREFIX):
 
 def compvis_vae_name(name, n_blocks):
     """The CompVis (ldm AutoencoderKL) name of a diffusers >= 0.15 VAE tensor;
-    written independently of tools/convert_vae.py's forward mapping."""
+    written independently of tools/convert/convert_vae.py's forward mapping."""
     p = name.split(".")
     attn = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out": "proj_out"}
     if p[0] in ("quant_conv", "post_quant_conv") or p[1] in ("conv_in", "conv_out"):
@@ -608,28 +599,5 @@ def convert_without_a_tokenizer_should_say_what_to_pass():
     assert not os.path.exists(os.path.join(TMP, "x.dcw"))
 
 
-def main():
-    passed = failed = skipped = 0
-    for fn in TESTS:
-        try:
-            fn()
-        except Skip as e:
-            skipped += 1
-            print(f"skip {fn.__name__}: {e}")
-        except Exception as e:  # noqa: BLE001 - any failure is reported, the rest still run
-            failed += 1
-            where = traceback.extract_tb(e.__traceback__)[-1]
-            print(f"FAIL {fn.__name__}: {type(e).__name__}: {e} (line {where.lineno})")
-        except SystemExit as e:   # a converter refusing what a test expected it to take
-            failed += 1
-            print(f"FAIL {fn.__name__}: SystemExit: {e}")
-        else:
-            passed += 1
-            print(f"ok   {fn.__name__}")
-    shutil.rmtree(TMP, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed, {skipped} skipped")
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    testing.run(TMP)

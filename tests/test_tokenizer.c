@@ -8,7 +8,7 @@
    code point. Also: truncation, empty prompts, hostile input (invalid
    UTF-8, a megabyte of random bytes, one huge word), sharing between
    threads, and the errors of a bad tokenizer file. Model files are written
-   by tools/prepare_tokenizer.py. */
+   by tools/refs/prepare_tokenizer.py. */
 #include "test.h"
 
 #include <stdlib.h>
@@ -116,7 +116,7 @@ static void tokenizer_unicode_tables_should_match_python_for_every_code_point(vo
     size_t size;
     unsigned char *ref = (unsigned char *)tt_read_file(t_path(T.tmp, "tokenizer_unicode.bin"), &size);
     if (!ref || size < 0x110000 + 4) {
-        CHECK(0, "tokenizer_unicode.bin missing or short (run tools/prepare_tests.py)");
+        CHECK(0, "tokenizer_unicode.bin missing or short (run tools/refs/prepare_tests.py)");
         free(ref);
         return;
     }
@@ -166,7 +166,7 @@ static void tt_fixture(const char *model, const char *ids_file, const char *labe
     dc__npy want = {0};
     dc_error err;
     char *prompts = tt_read_file(t_path(T.tmp, "tokenizer_prompts.txt"), NULL);
-    CHECK(prompts != NULL, "tokenizer_prompts.txt missing (run tools/prepare_tests.py)");
+    CHECK(prompts != NULL, "tokenizer_prompts.txt missing (run tools/refs/prepare_tests.py)");
     if (!prompts || !tt_load(&m, model)) {
         free(prompts);
         return;

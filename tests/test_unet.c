@@ -1,15 +1,15 @@
 /* tests/test_unet.c - the Stable Diffusion UNet (nn/unet.c) against the
    golden fixture made with diffusers 0.25.1's UNet2DConditionModel
    (../shared/fixtures/unet_sd1, an SD 1.x-like config), converted by
-   tools/convert_unet.py in f32, f16 and q8; against torch references for
+   tools/convert/convert_unet.py in f32, f16 and q8; against torch references for
    configs the fixture does not show (tests/data/unet, made by
-   tools/make_unet_refs.py, whose module reproduces the fixture to 1e-7):
+   tools/refs/make_unet_refs.py, whose module reproduces the fixture to 1e-7):
    SD 2.x-style linear projections with per-block head lists, heads that do
    not divide the width, mixed block types, per-block layer counts, two
    transformer layers, flip_sin_to_cos false with freq_shift 1, centred
    input, a mid-block scale, non-square latents; and its refusals of bad
    sizes, missing, mis-shaped and unknown tensors. The model files are
-   written by tools/prepare_unet.py. */
+   written by tools/refs/prepare_unet.py. */
 #include "test.h"
 
 #include <math.h>
@@ -339,7 +339,7 @@ static void unet_converter_should_name_unknown_tensors(void)
 {
     FILE *f = fopen(t_path(T.tmp, "unet_unknown_tensor.txt"), "r");
     char line[512] = "";
-    CHECK(f != NULL, "unet_unknown_tensor.txt missing (run tools/prepare_tests.py)");
+    CHECK(f != NULL, "unet_unknown_tensor.txt missing (run tools/refs/prepare_tests.py)");
     if (!f) return;
     if (!fgets(line, sizeof line, f)) line[0] = 0;
     fclose(f);
@@ -353,7 +353,7 @@ static void unet_converter_should_match_the_real_sd_key_lists(void)
     FILE *f = fopen(t_path(T.tmp, "unet_key_lists.txt"), "r");
     char line[512];
     int ok = 0, skipped = 0;
-    CHECK(f != NULL, "unet_key_lists.txt missing (run tools/prepare_tests.py)");
+    CHECK(f != NULL, "unet_key_lists.txt missing (run tools/refs/prepare_tests.py)");
     if (!f) return;
     while (fgets(line, sizeof line, f)) {
         printf("  %s", line);

@@ -1,9 +1,9 @@
 /* tests/test_vae.c - the VAE encoder (nn/vae.c) against torch references
-   written from diffusers' structure (tools/make_vae_refs.py, float64), for
+   written from diffusers' structure (tools/refs/make_vae_refs.py, float64), for
    files with the new attention names, the old ones real SD VAE files carry,
    and CompVis names; f32, f16 and q8 weights; image sizes it must refuse;
    and the arena size at SD's 256 and 512 px. The .dcw files are written by
-   tools/prepare_vae.py through tools/convert_vae.py. */
+   tools/refs/prepare_vae.py through tools/convert/convert_vae.py. */
 #include "test.h"
 
 #include <math.h>

@@ -1,5 +1,5 @@
 /* tests/test_weights.c - the .dcw loader: a good file written by
-   tools/make_test_dcw.py (numpy) reads back exactly, and every kind of
+   tools/refs/make_test_dcw.py (numpy) reads back exactly, and every kind of
    damage is refused with a message that names it - never a crash. */
 #include "test.h"
 

@@ -15,7 +15,7 @@
 # Default: only the tests that need no Python-made files (kernels with their
 # NEON vs scalar twins, f16, layers, npy, cpu, classifier core, images), each
 # picked by a FILTER substring of its name; tests/data is read as it is.
-# --full: also runs tools/prepare_tests.py on the host (the model files are
+# --full: also runs tools/refs/prepare_tests.py on the host (the model files are
 # the same bytes on any architecture: little-endian .dcw) and then runs the
 # whole suite, the driver tests included (through a qemu wrapper script).
 # --setup: first installs what is missing (as root): gcc-aarch64-linux-gnu,
@@ -85,9 +85,9 @@ run() { # run FILTER-or-empty TMP FIXTURES
 }
 
 if [ $FULL = 1 ]; then
-    echo "== preparing the model files on the host ($PYTHON tools/prepare_tests.py $B/tmp)"
+    echo "== preparing the model files on the host ($PYTHON tools/refs/prepare_tests.py $B/tmp)"
     mkdir -p $B/tmp
-    $PYTHON tools/prepare_tests.py $B/tmp ../shared/fixtures
+    $PYTHON tools/refs/prepare_tests.py $B/tmp ../shared/fixtures
     echo "== the whole suite under qemu-aarch64"
     run "" $B/tmp ../shared/fixtures
 else
