@@ -7,7 +7,11 @@
    it is built a tile of DC_CONV_TILE output pixels at a time, each thread
    filling its own tile (which stays in its L2) and multiplying it at once;
    OpenBLAS runs single-threaded inside our parallel region. A 1x1 stride-1
-   unpadded convolution needs no cols at all: it is a plain sgemm. */
+   unpadded convolution needs no cols at all: it is a plain sgemm.
+
+   Networks call dc__conv2d, which takes the weight tensor as stored and
+   gets the matrix to multiply by from dc__matrix_of (nn/linear.c), the
+   place a compute type is chosen; dc__conv2d_forward is the f32 kernel. */
 #include "nn.h"
 
 #include <cblas.h>
@@ -31,6 +35,13 @@ int dc__conv2d_out_h(const dc__conv2d_shape *s)
 int dc__conv2d_out_w(const dc__conv2d_shape *s)
 {
     return (s->w + s->pad_l + s->pad_r - s->kw) / s->stride + 1;
+}
+
+dc__conv2d_shape dc__conv2d_shape_of(const dc__tensor *W, int n, int h, int w, int stride)
+{
+    int k = (int)W->shape[2], p = k / 2;
+    dc__conv2d_shape s = {n, (int)W->shape[1], h, w, (int)W->shape[0], k, k, stride, p, p, p, p};
+    return s;
 }
 
 static int is_pointwise(const dc__conv2d_shape *s)
@@ -135,6 +146,15 @@ void dc__conv2d_forward(float *y, const float *x, const float *W, const float *b
         for (int i = 0; i < s->n * s->cout; i++)
             k->scale_shift(y + (size_t)i * P, y + (size_t)i * P, (size_t)P, 1.0f, b[i % s->cout]);
     }
+}
+
+void dc__conv2d(dc__runner *r, float *y, const float *x, const dc__tensor *W, const dc__tensor *b,
+                const dc__conv2d_shape *s, float *cols)
+{
+    DC_ASSERT(W->ndim == 4 && W->shape[0] == s->cout && W->shape[1] == s->cin &&
+              W->shape[2] == s->kh && W->shape[3] == s->kw);
+    dc__matrix m = dc__matrix_of(r, W, 0); /* [cout, cin*kh*kw] */
+    dc__conv2d_forward(y, x, m.f32, b ? (const float *)b->data : NULL, s, cols);
 }
 
 void dc__conv2d_ref(float *y, const float *x, const float *W, const float *b,
