@@ -30,9 +30,9 @@
 
 /* ---- build ---- */
 
-dc_status dc__clip_build(dc__clip *m, const dc__weights *w, const char *prefix, dc_error *err)
+/* Reads and checks the clip.* metadata into m */
+static dc_status clip_read_config(dc__clip *m, const dc__weights *w, dc_error *err)
 {
-    memset(m, 0, sizeof *m);
     dc_status st;
     char act[32];
     double eps;
@@ -59,6 +59,14 @@ dc_status dc__clip_build(dc__clip *m, const dc__weights *w, const char *prefix, 
     if (m->hidden % m->heads)
         return dc__fail(err, DC_ERR_FORMAT, "%s: clip.hidden_size %d is not divisible by "
                         "clip.num_heads %d", w->path, m->hidden, m->heads);
+    return DC_OK;
+}
+
+dc_status dc__clip_build(dc__clip *m, const dc__weights *w, const char *prefix, dc_error *err)
+{
+    memset(m, 0, sizeof *m);
+    dc_status st = clip_read_config(m, w, err);
+    if (st != DC_OK) return st;
     int D = m->hidden, Dm = m->intermediate;
 
     char pre[128];

@@ -29,9 +29,9 @@
 
 /* ---- build ---- */
 
-dc_status dc__dit_build(dc__dit *m, const dc__weights *w, dc_error *err)
+/* Reads and checks the dit.* metadata into m */
+static dc_status dit_read_config(dc__dit *m, const dc__weights *w, dc_error *err)
 {
-    memset(m, 0, sizeof *m);
     dc_status st;
     double ratio;
     if ((st = dc__meta_int_in(w, "dit.input_size", &m->input_size, 1, 4096, err)) ||
@@ -50,8 +50,16 @@ dc_status dc__dit_build(dc__dit *m, const dc__weights *w, dc_error *err)
                         m->hidden, m->heads, ratio);
     m->out_ch = m->learn_sigma ? 2 * m->in_ch : m->in_ch;
     m->mlp_hidden = (int)(m->hidden * ratio); /* int(hidden_size * mlp_ratio), as DiT does */
-    int D = m->hidden, p = m->patch, g = m->input_size / p, Dm = m->mlp_hidden;
-    m->tokens = g * g;
+    m->tokens = (m->input_size / m->patch) * (m->input_size / m->patch);
+    return DC_OK;
+}
+
+dc_status dc__dit_build(dc__dit *m, const dc__weights *w, dc_error *err)
+{
+    memset(m, 0, sizeof *m);
+    dc_status st = dit_read_config(m, w, err);
+    if (st != DC_OK) return st;
+    int D = m->hidden, p = m->patch, Dm = m->mlp_hidden;
 
     dc__loader L = {w, "", err, 0};
     if ((st = dc__load(&L, &m->pos_embed, DC_USE_F32, 3, 1, m->tokens, D, 0, "pos_embed")) ||

@@ -3,7 +3,11 @@
    Nothing here is public API (that is dc.h). Names: dc__ + snake_case.
    Layer kernels take plain pointers and sizes, llm.c style:
    <layer>_forward(out, in, weights..., sizes...). Layouts are written next
-   to each declaration; activations are f32, row-major / NCHW like PyTorch. */
+   to each declaration; activations are f32, row-major / NCHW like PyTorch.
+   The networks (nn/clip.c, vae.c, unet.c, dit.c, each with its header,
+   included at the end) share one idiom: tensors found by dc__load*,
+   products with weights through dc__linear / dc__conv2d, memory planned
+   on a measuring arena (see the arena below). */
 #ifndef DC_NN_H
 #define DC_NN_H
 

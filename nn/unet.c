@@ -31,30 +31,26 @@
    Layout. Activations are NCHW between layers; the transformer works on
    tokens [n, hw, D] where heads are column slices (dc__attention_forward
    reads q/k/v in place). Linear layers run over all n * tokens rows at
-   once; convolutions go through dc__conv2d_forward, which tiles im2col per
-   (sample, pixel tile).
+   once through dc__linear; convolutions go through dc__conv2d, which tiles
+   im2col per (sample, pixel tile).
 
-   Memory: plan, then allocate. The forward is written once (unet_walk) and
-   run twice: first against a measuring arena, where every buffer request
-   only counts bytes and nothing is computed, then against a runner arena of
-   exactly the measured peak. Buffers that must live on (the time
-   embedding, each skip connection until the up path consumes it, the up
-   path's running state) are taken from the arena and never given back;
-   each layer takes its scratch above them and returns it when done, so the
-   scratch of a resnet, a transformer or an upsampler share one region.
-   The transformer's feed-forward hidden layer (8D floats per token before
-   GEGLU) is computed in row chunks to keep that region small. Weights
-   stored f16 or q8 are decoded a layer at a time into the runner's scratch
-   (both feed-forward matrices at once, since the chunks alternate them).
+   Memory: plan, then allocate, as every network in nn/ does (nn/nn.h).
+   Here the walk itself is the plan: unet_walk runs first on a measuring
+   arena, where every step only counts its buffers, then on the runner's
+   arena of exactly the measured peak. Buffers that must live on (the time
+   embedding, each skip until the up path pops it, the up path's running
+   state) are taken and never given back; each step takes its scratch
+   above them and returns it when done, so the scratch of a resnet, a
+   transformer or an upsampler share one region. The transformer's
+   feed-forward hidden layer (8D floats per token before GEGLU) is
+   computed in row chunks to keep that region small. Weights stored f16 or
+   q8 are decoded a layer at a time into the runner's scratch (both
+   feed-forward matrices at once, since the chunks alternate them).
 
-   Measured on the 2-core development machine, SD 1.5 size with random
-   weights, f32, OPENBLAS_CORETYPE=SkylakeX (tools/ has no bench for it yet):
-     32x32 latent, batch 1: 1.8 s per sample, arena 34.5 MB
-     32x32 latent, batch 8: 1.33 s per sample, arena 156.4 MB
-     64x64 latent, batch 1: 5.9 s per sample, arena 87.3 MB
-   (180 and 803 GFLOP: about 100 and 135 GFLOP/s; nearly all of it in sgemm);
-   with Debian's default Prescott kernel 5.1-5.7 s at 32x32; with f16
-   weights 2.3 s at 32x32 (1.7 GB decoded per call, scratch 118 MB). */
+   The file reads bottom-up: build, the layers (resnet, transformer), the
+   walk's other steps, the class-independent prefix, then unet_walk, the
+   network on one screen. Speed and memory at SD 1.5 size, next to
+   PyTorch: bench/sd_bench.c, figures in bench/README.md. */
 #include "nn.h"
 
 #include <limits.h>
@@ -76,6 +72,7 @@
 typedef struct {
     dc__unet *m;
     dc__loader t;   /* the tensors; its prefix is the metadata keys' too */
+    int skips[UNET_MAX_SKIPS], nskip; /* channels of each activation the down path keeps */
 } unet_loader;
 
 /* A GroupNorm's affine, base + sub, on c channels, which norm_num_groups must divide */
@@ -296,87 +293,91 @@ static dc_status unet_read_config(unet_loader *L, unet_config *c)
     return DC_OK;
 }
 
+/* Down block i: its resnets (+ transformers), then its downsampler; the
+   channels of every output are pushed on L->skips */
+static dc_status unet_load_down(unet_loader *L, const unet_config *cf, int i)
+{
+    dc__unet *m = L->m;
+    dc__unet_block *blk = &m->down[i];
+    int c = m->ch[i], cin = m->ch[i > 0 ? i - 1 : 0];
+    dc_status st;
+    blk->cross = cf->down_cross[i], blk->layers = cf->layers[i], blk->cout = c;
+    blk->resnet0 = m->n_resnets, blk->attn0 = m->n_transformers;
+    for (int j = 0; j < blk->layers; j++) {
+        int ti;
+        char rb[64], tb[64];
+        snprintf(rb, sizeof rb, "down_blocks.%d.resnets.%d", i, j);
+        snprintf(tb, sizeof tb, "down_blocks.%d.attentions.%d", i, j);
+        if ((st = unet_load_resnet(L, j ? c : cin, c, rb)) ||
+            (blk->cross && (st = unet_load_transformer(L, &ti, c, m->heads[i], cf->tlayers[i], tb))))
+            return st;
+        L->skips[L->nskip++] = c;
+    }
+    if (i < m->blocks - 1) {
+        if ((st = dc__load_conv(&L->t, &blk->resample_w, &blk->resample_b, c, c, 3,
+                                "down_blocks.%d.downsamplers.0.conv", i)))
+            return st;
+        L->skips[L->nskip++] = c;
+    }
+    return DC_OK;
+}
+
+/* Up block i: mirrors down block r = B-1-i and pops its skips */
+static dc_status unet_load_up(unet_loader *L, const unet_config *cf, int i)
+{
+    dc__unet *m = L->m;
+    dc__unet_block *blk = &m->up[i];
+    int B = m->blocks, r = B - 1 - i, co = m->ch[r], ci = m->ch[r > 0 ? r - 1 : 0];
+    int prev = m->ch[i > 0 ? B - i : B - 1]; /* the previous up block's width, or the mid block's */
+    dc_status st;
+    blk->cross = cf->up_cross[i], blk->layers = cf->layers[r] + 1, blk->cout = co;
+    blk->resnet0 = m->n_resnets, blk->attn0 = m->n_transformers;
+    for (int j = 0; j < blk->layers; j++) {
+        /* diffusers' res_skip_channels; it always matches the skip the
+           down path left on top of the stack (block r's resnets, then
+           block r-1's downsampler or conv_in), whatever the layer counts */
+        int skip = j == blk->layers - 1 ? ci : co;
+        DC_ASSERT(L->nskip > 0 && L->skips[L->nskip - 1] == skip);
+        L->nskip--;
+        int ti;
+        char rb[64], tb[64];
+        snprintf(rb, sizeof rb, "up_blocks.%d.resnets.%d", i, j);
+        snprintf(tb, sizeof tb, "up_blocks.%d.attentions.%d", i, j);
+        if ((st = unet_load_resnet(L, (j ? co : prev) + skip, co, rb)) ||
+            (blk->cross && (st = unet_load_transformer(L, &ti, co, m->heads[r], cf->tlayers[r], tb))))
+            return st;
+    }
+    if (i < B - 1 && (st = dc__load_conv(&L->t, &blk->resample_w, &blk->resample_b, co, co, 3,
+                                         "up_blocks.%d.upsamplers.0.conv", i)))
+        return st;
+    return DC_OK;
+}
+
 dc_status dc__unet_build(dc__unet *m, const dc__weights *w, const char *prefix, dc_error *err)
 {
     memset(m, 0, sizeof *m);
-    unet_loader L = {m, {w, prefix, err, 0}};
+    unet_loader L = {m, {w, prefix, err, 0}, {0}, 0};
     unet_config cf;
     dc_status st = unet_read_config(&L, &cf);
     if (st != DC_OK) return st;
-    int B = m->blocks;
-    const int *layers = cf.layers, *tlayers = cf.tlayers;
+    int B = m->blocks, c0 = m->ch[0], C = m->ch[B - 1], Td = m->temb_dim;
 
-    int c0 = m->ch[0], Td = m->temb_dim;
     if ((st = dc__load_conv(&L.t, &m->conv_in_w, &m->conv_in_b, c0, m->in_ch, 3, "conv_in")) ||
         (st = dc__load_linear(&L.t, &m->t1_w, &m->t1_b, Td, c0, "time_embedding.linear_1")) ||
         (st = dc__load_linear(&L.t, &m->t2_w, &m->t2_b, Td, Td, "time_embedding.linear_2")))
         return st;
-
-    /* down path; skips[] tracks the channels of each kept activation */
-    int skips[UNET_MAX_SKIPS], nskip = 0, cin = c0;
-    skips[nskip++] = c0;
-    for (int i = 0; i < B; i++) {
-        dc__unet_block *blk = &m->down[i];
-        blk->cross = cf.down_cross[i], blk->layers = layers[i], blk->cout = m->ch[i];
-        blk->resnet0 = m->n_resnets, blk->attn0 = m->n_transformers;
-        for (int j = 0; j < layers[i]; j++) {
-            int ti;
-            char rb[64], tb[64];
-            snprintf(rb, sizeof rb, "down_blocks.%d.resnets.%d", i, j);
-            snprintf(tb, sizeof tb, "down_blocks.%d.attentions.%d", i, j);
-            if ((st = unet_load_resnet(&L, j ? m->ch[i] : cin, m->ch[i], rb)) ||
-                (blk->cross &&
-                 (st = unet_load_transformer(&L, &ti, m->ch[i], m->heads[i], tlayers[i], tb))))
-                return st;
-            skips[nskip++] = m->ch[i];
-        }
-        if (i < B - 1) {
-            if ((st = dc__load_conv(&L.t, &blk->resample_w, &blk->resample_b, m->ch[i], m->ch[i], 3,
-                                    "down_blocks.%d.downsamplers.0.conv", i)))
-                return st;
-            skips[nskip++] = m->ch[i];
-        }
-        cin = m->ch[i];
-    }
-
-    /* mid block */
-    int C = m->ch[B - 1];
+    L.skips[L.nskip++] = c0;
+    for (int i = 0; i < B; i++)
+        if ((st = unet_load_down(&L, &cf, i))) return st;
     m->mid_resnet0 = m->n_resnets;
     if ((st = unet_load_resnet(&L, C, C, "mid_block.resnets.0")) ||
-        (st = unet_load_transformer(&L, &m->mid_attn, C, m->heads[B - 1], tlayers[B - 1],
+        (st = unet_load_transformer(&L, &m->mid_attn, C, m->heads[B - 1], cf.tlayers[B - 1],
                                     "mid_block.attentions.0")) ||
         (st = unet_load_resnet(&L, C, C, "mid_block.resnets.1")))
         return st;
-
-    /* up path: block i mirrors down block B-1-i and pops its skips */
-    int prev = C;
-    for (int i = 0; i < B; i++) {
-        int r = B - 1 - i, co = m->ch[r], ci = m->ch[r > 0 ? r - 1 : 0];
-        dc__unet_block *blk = &m->up[i];
-        blk->cross = cf.up_cross[i], blk->layers = layers[r] + 1, blk->cout = co;
-        blk->resnet0 = m->n_resnets, blk->attn0 = m->n_transformers;
-        for (int j = 0; j < blk->layers; j++) {
-            /* diffusers' res_skip_channels; it always matches the skip the
-               down path left on top of the stack (block r's resnets, then
-               block r-1's downsampler or conv_in), whatever the layer counts */
-            int skip = j == blk->layers - 1 ? ci : co;
-            DC_ASSERT(nskip > 0 && skips[nskip - 1] == skip);
-            nskip--;
-            int ti;
-            char rb[64], tb[64];
-            snprintf(rb, sizeof rb, "up_blocks.%d.resnets.%d", i, j);
-            snprintf(tb, sizeof tb, "up_blocks.%d.attentions.%d", i, j);
-            if ((st = unet_load_resnet(&L, (j ? co : prev) + skip, co, rb)) ||
-                (blk->cross && (st = unet_load_transformer(&L, &ti, co, m->heads[r], tlayers[r], tb))))
-                return st;
-        }
-        if (i < B - 1 && (st = dc__load_conv(&L.t, &blk->resample_w, &blk->resample_b, co, co, 3,
-                                             "up_blocks.%d.upsamplers.0.conv", i)))
-            return st;
-        prev = co;
-    }
-    DC_ASSERT(nskip == 0); /* conv_in + sum(layers) + (B - 1) downsamplers were pushed */
-
+    for (int i = 0; i < B; i++)
+        if ((st = unet_load_up(&L, &cf, i))) return st;
+    DC_ASSERT(L.nskip == 0); /* conv_in + sum(layers) + (B - 1) downsamplers were pushed */
     if ((st = unet_norm(&L, &m->norm_out_w, &m->norm_out_b, c0, "conv_norm_out", "")) ||
         (st = dc__load_conv(&L.t, &m->conv_out_w, &m->conv_out_b, m->out_ch, c0, 3, "conv_out")))
         return st;

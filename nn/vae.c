@@ -68,15 +68,10 @@ static dc_status vae_load_resnet(dc__loader *L, dc__vae_resnet *r, int cin, int 
     return DC_OK;
 }
 
-dc_status dc__vae_build(dc__vae *m, const dc__weights *w, const char *prefix, dc_error *err)
+/* Reads and checks prefix + the metadata into m */
+static dc_status vae_read_config(dc__vae *m, const dc__weights *w, const char *prefix, dc_error *err)
 {
-    memset(m, 0, sizeof *m);
     dc_status st;
-    if (!prefix) prefix = "";
-    if (strlen(prefix) > 64)
-        return dc__fail(err, DC_ERR_INVALID, "VAE: tensor prefix '%.64s...' is too long", prefix);
-
-    /* metadata */
     char key[320];
     int64_t ch[DC_VAE_MAX_BLOCKS];
     uint32_t nch = 0;
@@ -105,6 +100,17 @@ dc_status dc__vae_build(dc__vae *m, const dc__weights *w, const char *prefix, dc
                             m->groups);
         m->ch[i] = (int)ch[i];
     }
+    return DC_OK;
+}
+
+dc_status dc__vae_build(dc__vae *m, const dc__weights *w, const char *prefix, dc_error *err)
+{
+    memset(m, 0, sizeof *m);
+    dc_status st;
+    if (!prefix) prefix = "";
+    if (strlen(prefix) > 64)
+        return dc__fail(err, DC_ERR_INVALID, "VAE: tensor prefix '%.64s...' is too long", prefix);
+    if ((st = vae_read_config(m, w, prefix, err))) return st;
 
     /* tensors, in forward order */
     int C = m->ch[m->blocks - 1], L2 = 2 * m->latent_ch;
