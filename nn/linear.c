@@ -5,10 +5,10 @@
 
    How a weight is multiplied by is decided here and nowhere else: today
    dc__matrix_of gives f32 rows (the file's own, or f16/q8 decoded into the
-   runner's scratch) and dc__matmul runs OpenBLAS sgemm on them. A compute
-   type (bf16, int8) changes these two functions and the loader, which is
-   where a weight would be packed once at load; the networks stay as they
-   are. */
+   runner's scratch) and dc__matmul / dc__matmul_cols run OpenBLAS sgemm on
+   them. A compute type (bf16, int8) changes dc__matrix, these functions
+   and the loader, which is where a weight would be packed once at load;
+   the networks and nn/conv.c stay as they are. */
 #include "nn.h"
 
 #include <cblas.h>
@@ -127,6 +127,12 @@ dc__matrix dc__matrix_of(dc__runner *r, const dc__tensor *W, size_t at)
 void dc__matmul(float *y, const float *x, const dc__matrix *W, const float *b, int rows)
 {
     dc__linear_forward(y, x, W->f32, b, rows, W->in, W->out);
+}
+
+void dc__matmul_cols(float *y, int ldy, const dc__matrix *W, const float *x, int ldx, int cols)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, W->out, cols, W->in, 1.0f, W->f32, W->in,
+                x, ldx, 0.0f, y, ldy);
 }
 
 void dc__linear(dc__runner *r, float *y, const float *x, const dc__tensor *W, const dc__tensor *b,

@@ -251,7 +251,8 @@ const dc__kernels *dc__kernels_neon(void);
    how to multiply by it: today by decoding f16/q8 to f32 rows in the
    runner's scratch and calling sgemm. A compute type (bf16 or int8
    weights packed once at load, activations converted on the fly) is a
-   choice made in dc__matrix_of and dc__matmul, and in no network. */
+   choice made in nn/linear.c (dc__matrix_of, dc__matmul,
+   dc__matmul_cols), and in no network. */
 
 enum {
     DC_USE_F32,     /* read in place: must be stored f32 (norms, biases, fixed tables) */
@@ -314,6 +315,9 @@ size_t dc__decode_floats(const dc__tensor *W);
 dc__matrix dc__matrix_of(dc__runner *r, const dc__tensor *W, size_t at);
 /* y [rows, out] = x [rows, in] . W^T + b  (b [out] or NULL) */
 void dc__matmul(float *y, const float *x, const dc__matrix *W, const float *b, int rows);
+/* y [out, cols] = W . x [in, cols], row strides ldy and ldx: the product a
+   convolution makes with its im2col columns (nn/conv.c) */
+void dc__matmul_cols(float *y, int ldy, const dc__matrix *W, const float *x, int ldx, int cols);
 /* The same for a weight tensor of any dtype (b: a [out] f32 tensor or NULL):
    the one linear layer every network calls. */
 void dc__linear(dc__runner *r, float *y, const float *x, const dc__tensor *W, const dc__tensor *b,

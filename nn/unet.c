@@ -47,9 +47,9 @@
    q8 are decoded a layer at a time into the runner's scratch (both
    feed-forward matrices at once, since the chunks alternate them).
 
-   The file reads bottom-up: build, the layers (resnet, transformer), the
-   walk's other steps, the class-independent prefix, then unet_walk, the
-   network on one screen. Speed and memory at SD 1.5 size, next to
+   The file reads bottom-up: build, the state of one call and the
+   class-independent prefix, the layers (resnet, transformer), the walk's
+   other steps, then unet_walk, the network on one screen. Speed and memory at SD 1.5 size, next to
    PyTorch: bench/sd_bench.c, figures in bench/README.md. */
 #include "nn.h"
 
@@ -385,7 +385,7 @@ dc_status dc__unet_build(dc__unet *m, const dc__weights *w, const char *prefix, 
     return DC_OK;
 }
 
-/* ---- forward: the state of one call, and the layers ---- */
+/* ---- forward: the state of one call ---- */
 
 /* The skips: every down-path output, kept (for all items) until the up path reads it */
 typedef struct {
@@ -404,7 +404,7 @@ typedef struct {
     const float *context;   /* [n, ctx_len, cross_dim] */
     float *stemb;           /* SiLU(emb) [n, Td]: what every resnet's time_emb_proj reads */
     unet_skips skips;
-    /* the class-independent prefix (unet_begin_prefix): while `shared`, the
+    /* the class-independent prefix (unet_share_prefix): while `shared`, the
        layers run on the n distinct (sample, timestep) items only */
     int shared, n_all;
     int *unique_of;         /* [n] item -> its distinct item's slot, then [n] scratch */
@@ -412,6 +412,70 @@ typedef struct {
 } unet_run;
 
 static size_t unet_max(size_t a, size_t b) { return a > b ? a : b; }
+
+/* ---- forward: the class-independent prefix ----
+
+   Everything before the first cross-attention sees only the noised sample
+   and the timestep, not the prompt. The classifier sends every class at
+   one (timestep, noise) with the same sample and timestep, so the prefix
+   (conv_in and the resnets before the first transformer: for SD 1.x
+   conv_in and the first 320-channel resnet at full size, ~2% of the work)
+   runs once per distinct (sample, timestep) pair and is copied to the
+   other items. Items are compared bit for bit, so any caller gets the
+   same result as without sharing. The buffers are planned at full size. */
+
+/* Finds the distinct items; if some repeat, the layers from here to
+   unet_end_prefix run on those only (u->n of them, in first-seen order).
+   Returns the sample they read. */
+static const float *unet_share_prefix(unet_run *u, const float *sample, const float *timesteps, int H,
+                                      int W)
+{
+    int n = u->n, nu = 0, Td = u->m->temb_dim;
+    size_t per_item = (size_t)u->m->in_ch * H * W;
+    float *sample_u = dc__arena_take(u->a, n, per_item, 1), *stemb_u = dc__arena_take(u->a, n, Td, 1);
+    u->unique_of = (int *)dc__arena_take(u->a, n, 2, 1); /* float-sized slots hold ints */
+    u->n_all = n, u->stemb_all = u->stemb;
+    if (!u->run) return sample;
+    int *first = u->unique_of + n; /* [n] scratch: slot -> its first item */
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        while (k < nu && !(timesteps[first[k]] == timesteps[i] &&
+                           !memcmp(sample + (size_t)first[k] * per_item, sample + (size_t)i * per_item,
+                                   sizeof(float) * per_item)))
+            k++;
+        if (k == nu) first[nu++] = i;
+        u->unique_of[i] = k;
+    }
+    if (nu == n) return sample;
+    for (int k = 0; k < nu; k++) {
+        memcpy(sample_u + (size_t)k * per_item, sample + (size_t)first[k] * per_item, sizeof(float) * per_item);
+        memcpy(stemb_u + (size_t)k * Td, u->stemb + (size_t)first[k] * Td, sizeof(float) * Td);
+    }
+    u->shared = 1;
+    u->n = nu;
+    u->stemb = stemb_u;
+    return sample_u;
+}
+
+/* End of the prefix: the skips so far hold the distinct items; spread
+   them to all n items in place. Item i needs slot unique_of[i] <= i (slots
+   are in first-seen order), so walking down from the last item never
+   overwrites a slot that is still to be read. */
+static void unet_end_prefix(unet_run *u)
+{
+    if (!u->shared) return;
+    const unet_skips *S = &u->skips;
+    u->shared = 0;
+    u->n = u->n_all;
+    u->stemb = u->stemb_all;
+    for (int k = 0; k < S->n; k++)
+        for (int i = u->n - 1; i >= 0; i--)
+            if (u->unique_of[i] != i)
+                memcpy(S->x[k] + (size_t)i * S->per_item[k], S->x[k] + (size_t)u->unique_of[i] * S->per_item[k],
+                       sizeof(float) * S->per_item[k]);
+}
+
+/* ---- forward: the layers ---- */
 
 static void unet_group_norm(float *y, const float *x, const dc__tensor *g, const dc__tensor *b, int n,
                             int c, int hw, int groups, float eps, int silu)
@@ -558,8 +622,6 @@ static void unet_tblock(unet_run *u, const dc__unet_transformer *tf, const dc__u
     dc__add_forward(t->tok, t->tok, t->q, nd);
 }
 
-static void unet_end_prefix(unet_run *u);
-
 /* x [n, C, h*w] += Transformer2DModel(x), in place */
 static void unet_transformer(unet_run *u, const dc__unet_transformer *tf, float *x, int T)
 {
@@ -698,68 +760,6 @@ static void unet_conv_out(unet_run *u, float *out, const float *x, int H, int W)
     dc__arena_reset(u->a, mark);
 }
 
-/* ---- forward: the class-independent prefix ----
-
-   Everything before the first cross-attention sees only the noised sample
-   and the timestep, not the prompt. The classifier sends every class at
-   one (timestep, noise) with the same sample and timestep, so the prefix
-   (conv_in and the resnets before the first transformer: for SD 1.x
-   conv_in and the first 320-channel resnet at full size, ~2% of the work)
-   runs once per distinct (sample, timestep) pair and is copied to the
-   other items. Items are compared bit for bit, so any caller gets the
-   same result as without sharing. The buffers are planned at full size. */
-
-/* Finds the distinct items; if some repeat, the layers from here to
-   unet_end_prefix run on those only (u->n of them, in first-seen order).
-   Returns the sample they read. */
-static const float *unet_begin_prefix(unet_run *u, const float *sample, const float *timesteps, int H,
-                                      int W)
-{
-    int n = u->n, nu = 0, Td = u->m->temb_dim;
-    size_t per_item = (size_t)u->m->in_ch * H * W;
-    float *sample_u = dc__arena_take(u->a, n, per_item, 1), *stemb_u = dc__arena_take(u->a, n, Td, 1);
-    u->unique_of = (int *)dc__arena_take(u->a, n, 2, 1); /* float-sized slots hold ints */
-    u->n_all = n, u->stemb_all = u->stemb;
-    if (!u->run) return sample;
-    int *first = u->unique_of + n; /* [n] scratch: slot -> its first item */
-    for (int i = 0; i < n; i++) {
-        int k = 0;
-        while (k < nu && !(timesteps[first[k]] == timesteps[i] &&
-                           !memcmp(sample + (size_t)first[k] * per_item, sample + (size_t)i * per_item,
-                                   sizeof(float) * per_item)))
-            k++;
-        if (k == nu) first[nu++] = i;
-        u->unique_of[i] = k;
-    }
-    if (nu == n) return sample;
-    for (int k = 0; k < nu; k++) {
-        memcpy(sample_u + (size_t)k * per_item, sample + (size_t)first[k] * per_item, sizeof(float) * per_item);
-        memcpy(stemb_u + (size_t)k * Td, u->stemb + (size_t)first[k] * Td, sizeof(float) * Td);
-    }
-    u->shared = 1;
-    u->n = nu;
-    u->stemb = stemb_u;
-    return sample_u;
-}
-
-/* End of the prefix: the skips so far hold the distinct items; spread
-   them to all n items in place. Item i needs slot unique_of[i] <= i (slots
-   are in first-seen order), so walking down from the last item never
-   overwrites a slot that is still to be read. */
-static void unet_end_prefix(unet_run *u)
-{
-    if (!u->shared) return;
-    const unet_skips *S = &u->skips;
-    u->shared = 0;
-    u->n = u->n_all;
-    u->stemb = u->stemb_all;
-    for (int k = 0; k < S->n; k++)
-        for (int i = u->n - 1; i >= 0; i--)
-            if (u->unique_of[i] != i)
-                memcpy(S->x[k] + (size_t)i * S->per_item[k], S->x[k] + (size_t)u->unique_of[i] * S->per_item[k],
-                       sizeof(float) * S->per_item[k]);
-}
-
 /* ---- forward: the network ---- */
 
 /* The whole UNet. Every step takes its buffers from u->a and computes only
@@ -770,7 +770,7 @@ static void unet_walk(unet_run *u, float *out, const float *sample, const float 
     const dc__unet *m = u->m;
     int B = m->blocks, hl = H >> (B - 1), wl = W >> (B - 1);
     unet_time_embedding(u, timesteps);                              /* stemb [Td] */
-    sample = unet_begin_prefix(u, sample, timesteps, H, W);         /* distinct items only */
+    sample = unet_share_prefix(u, sample, timesteps, H, W);         /* distinct items only */
 
     /* down path: every output is pushed as a skip */
     float *x = unet_push_skip(u, m->ch[0], H, W);
