@@ -6,9 +6,10 @@
    How a weight is multiplied by is decided here and nowhere else: today
    dc__matrix_of gives f32 rows (the file's own, or f16/q8 decoded into the
    runner's scratch) and dc__matmul / dc__matmul_cols run OpenBLAS sgemm on
-   them. A compute type (bf16, int8) changes dc__matrix, these functions
-   and the loader, which is where a weight would be packed once at load;
-   the networks and nn/conv.c stay as they are. */
+   them. A compute type (bf16, int8) is a change to dc__matrix, these
+   functions and the loader (where a weight would be packed once at load);
+   the networks do not change, and nn/conv.c hands its im2col tiles to
+   dc__matmul_cols as it does now. */
 #include "nn.h"
 
 #include <cblas.h>

@@ -315,13 +315,13 @@ size_t dc__decode_floats(const dc__tensor *W);
 dc__matrix dc__matrix_of(dc__runner *r, const dc__tensor *W, size_t at);
 /* y [rows, out] = x [rows, in] . W^T + b  (b [out] or NULL) */
 void dc__matmul(float *y, const float *x, const dc__matrix *W, const float *b, int rows);
-/* y [out, cols] = W . x [in, cols], row strides ldy and ldx: the product a
-   convolution makes with its im2col columns (nn/conv.c) */
-void dc__matmul_cols(float *y, int ldy, const dc__matrix *W, const float *x, int ldx, int cols);
 /* The same for a weight tensor of any dtype (b: a [out] f32 tensor or NULL):
    the one linear layer every network calls. */
 void dc__linear(dc__runner *r, float *y, const float *x, const dc__tensor *W, const dc__tensor *b,
                 int rows);
+/* y [out, cols] = W . x [in, cols], row strides ldy and ldx: the product a
+   convolution makes with its im2col columns (nn/conv.c) */
+void dc__matmul_cols(float *y, int ldy, const dc__matrix *W, const float *x, int ldx, int cols);
 
 /* The sgemm kernel under dc__matmul:
    y[n, out] = x[n, in] . W[out, in]^T + b[out]  (b may be NULL) */
