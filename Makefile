@@ -50,7 +50,7 @@ NN_SRC = nn/core.c nn/kernels.c nn/kernels_avx512.c nn/kernels_avx2.c nn/kernels
 LIB_SRC = $(NN_SRC) dc.c
 LIB_OBJ = $(LIB_SRC:%.c=$(B)/%.o)
 HEADERS = dc.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h nn/tokenizer.h nn/clip.h nn/vae.h \
-          nn/unet.h
+          nn/unet.h nn/dit.h
 TEST_SRC = $(wildcard tests/test_*.c) tests/main.c
 BENCH_SRC = bench/conv_bench.c
 

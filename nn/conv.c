@@ -7,10 +7,15 @@
    it is built a tile of DC_CONV_TILE output pixels at a time, each thread
    filling its own tile (which stays in its L2) and multiplying it at once;
    OpenBLAS runs single-threaded inside our parallel region. A 1x1 stride-1
-   unpadded convolution needs no cols at all: it is a plain sgemm. */
+   unpadded convolution needs no cols at all: it is a plain sgemm.
+
+   Networks call dc__conv2d, which takes the weight tensor as stored and
+   gets the matrix to multiply by from dc__matrix_of; every product here
+   goes through dc__matmul_cols. Both are in nn/linear.c, the one place a
+   compute type is chosen. dc__conv2d_forward runs the same on an f32
+   weight (tests, bench). */
 #include "nn.h"
 
-#include <cblas.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -31,6 +36,13 @@ int dc__conv2d_out_h(const dc__conv2d_shape *s)
 int dc__conv2d_out_w(const dc__conv2d_shape *s)
 {
     return (s->w + s->pad_l + s->pad_r - s->kw) / s->stride + 1;
+}
+
+dc__conv2d_shape dc__conv2d_shape_of(const dc__tensor *W, int n, int h, int w, int stride)
+{
+    int k = (int)W->shape[2], p = k / 2;
+    dc__conv2d_shape s = {n, (int)W->shape[1], h, w, (int)W->shape[0], k, k, stride, p, p, p, p};
+    return s;
 }
 
 static int is_pointwise(const dc__conv2d_shape *s)
@@ -87,20 +99,20 @@ static void im2col_tile(float *cols, const float *x, const dc__conv2d_shape *s, 
 
 /* Job j = (sample, tile of output pixels): im2col the tile, then one sgemm
    writes its columns of y (row stride P). */
-static void conv_tile(float *y, const float *x, const float *W, const dc__conv2d_shape *s, int j,
+static void conv_tile(float *y, const float *x, const dc__matrix *W, const dc__conv2d_shape *s, int j,
                       float *cols)
 {
     int ho = dc__conv2d_out_h(s), wo = dc__conv2d_out_w(s), P = ho * wo;
-    int K = s->cin * s->kh * s->kw, tiles = (P + DC_CONV_TILE - 1) / DC_CONV_TILE;
+    int tiles = (P + DC_CONV_TILE - 1) / DC_CONV_TILE;
     int n = j / tiles, p0 = (j % tiles) * DC_CONV_TILE;
     int np = P - p0 < DC_CONV_TILE ? P - p0 : DC_CONV_TILE;
     im2col_tile(cols, x + (size_t)n * s->cin * s->h * s->w, s, wo, p0, np);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->cout, np, K, 1.0f, W, K, cols, np,
-                0.0f, y + (size_t)n * s->cout * P + p0, P);
+    dc__matmul_cols(y + (size_t)n * s->cout * P + p0, P, W, cols, np, np);
 }
 
-void dc__conv2d_forward(float *y, const float *x, const float *W, const float *b,
-                        const dc__conv2d_shape *s, float *cols)
+/* y = conv(x) with W [cout, K] as the multiply seam gives it */
+static void conv_run(float *y, const float *x, const dc__matrix *W, const float *b,
+                     const dc__conv2d_shape *s, float *cols)
 {
     int ho = dc__conv2d_out_h(s), wo = dc__conv2d_out_w(s), P = ho * wo;
     int K = s->cin * s->kh * s->kw;
@@ -108,8 +120,7 @@ void dc__conv2d_forward(float *y, const float *x, const float *W, const float *b
 
     if (is_pointwise(s)) {
         for (int n = 0; n < s->n; n++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->cout, P, s->cin, 1.0f, W,
-                        s->cin, x + n * xs, P, 0.0f, y + n * ys, P);
+            dc__matmul_cols(y + n * ys, P, W, x + n * xs, P, P);
     } else {
         int tiles = (P + DC_CONV_TILE - 1) / DC_CONV_TILE, jobs = s->n * tiles;
         /* one tile job per (sample, tile); each thread owns one cols slice.
@@ -135,6 +146,22 @@ void dc__conv2d_forward(float *y, const float *x, const float *W, const float *b
         for (int i = 0; i < s->n * s->cout; i++)
             k->scale_shift(y + (size_t)i * P, y + (size_t)i * P, (size_t)P, 1.0f, b[i % s->cout]);
     }
+}
+
+void dc__conv2d(dc__runner *r, float *y, const float *x, const dc__tensor *W, const dc__tensor *b,
+                const dc__conv2d_shape *s, float *cols)
+{
+    DC_ASSERT(W->ndim == 4 && W->shape[0] == s->cout && W->shape[1] == s->cin &&
+              W->shape[2] == s->kh && W->shape[3] == s->kw);
+    dc__matrix m = dc__matrix_of(r, W, 0); /* [cout, cin*kh*kw] */
+    conv_run(y, x, &m, b ? (const float *)b->data : NULL, s, cols);
+}
+
+void dc__conv2d_forward(float *y, const float *x, const float *W, const float *b,
+                        const dc__conv2d_shape *s, float *cols)
+{
+    dc__matrix m = {W, s->cout, s->cin * s->kh * s->kw};
+    conv_run(y, x, &m, b, s, cols);
 }
 
 void dc__conv2d_ref(float *y, const float *x, const float *W, const float *b,

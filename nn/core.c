@@ -84,14 +84,28 @@ void dc__arena_free(dc__arena *a)
 float *dc__arena_floats(dc__arena *a, size_t n)
 {
     size_t bytes, end;
-    if (!dc__mul_size(&bytes, n, sizeof(float))) return NULL;
-    bytes = (bytes + 63) & ~(size_t)63;
-    if (!dc__add_size(&end, a->used, bytes)) return NULL;
-    if (a->base && end > a->cap) return NULL;
+    if (!dc__mul_size(&bytes, n, sizeof(float)) || !dc__add_size(&bytes, bytes, 63) ||
+        !dc__add_size(&end, a->used, bytes & ~(size_t)63)) {
+        DC_ASSERT(!a->base); /* a real arena's plan measured every size */
+        a->overflow = 1;
+        return NULL;
+    }
+    DC_ASSERT(!a->base || end <= a->cap);
     float *p = a->base ? (float *)(a->base + a->used) : NULL;
     a->used = end;
     if (a->used > a->peak) a->peak = a->used;
     return p;
+}
+
+float *dc__arena_take(dc__arena *a, size_t x, size_t y, size_t z)
+{
+    size_t xy, xyz;
+    if (!dc__mul_size(&xy, x, y) || !dc__mul_size(&xyz, xy, z)) {
+        DC_ASSERT(!a->base);
+        a->overflow = 1;
+        return NULL;
+    }
+    return dc__arena_floats(a, xyz);
 }
 
 int dc__num_threads(void)
@@ -143,6 +157,14 @@ dc_status dc__runner_reserve(dc__runner *r, size_t bytes, size_t wfloats, dc_err
         r->wcap = wfloats;
     }
     return DC_OK;
+}
+
+dc_status dc__runner_reserve_plan(dc__runner *r, const dc__arena *plan, size_t wfloats, dc_error *err)
+{
+    if (plan->overflow)
+        return dc__fail(err, DC_ERR_NOMEM, "this forward pass needs more memory than can be "
+                        "addressed (try a smaller --batch)");
+    return dc__runner_reserve(r, plan->peak, wfloats, err);
 }
 
 void dc__runner_free(dc__runner *r)

@@ -14,7 +14,12 @@
      out = Linear(LN(tokens) * (1 + scale) + shift), unpatchified
 
    Tensor names are the original checkpoint's (DiT-XL-2-256x256.pt), which
-   are dc's canonical DiT names; metadata keys are `dit.*` (tools/convert/convert.py). */
+   are dc's canonical DiT names; metadata keys are `dit.*` (tools/convert/convert.py).
+
+   Layout. Tokens are rows [n * T, D]; heads are column slices of the
+   fused qkv rows, which dc__attention_forward reads in place. Every
+   buffer lives for the whole forward (dit_layout lists them), so the
+   arena is planned by running that list on a measuring arena first. */
 #include "nn.h"
 
 #include <math.h>
@@ -22,16 +27,11 @@
 
 #define DIT_FREQ_DIM 256 /* TimestepEmbedder's frequency_embedding_size */
 
-static dc_status get(const dc__weights *w, const dc__tensor **t, const char *name, int ndim,
-                     int64_t d0, int64_t d1, int64_t d2, int64_t d3, dc_error *err)
-{
-    int64_t shape[4] = {d0, d1, d2, d3};
-    return dc__tensor_get(w, name, ndim, shape, t, err);
-}
+/* ---- build ---- */
 
-dc_status dc__dit_build(dc__dit *m, const dc__weights *w, dc_error *err)
+/* Reads and checks the dit.* metadata into m */
+static dc_status dit_read_config(dc__dit *m, const dc__weights *w, dc_error *err)
 {
-    memset(m, 0, sizeof *m);
     dc_status st;
     double ratio;
     if ((st = dc__meta_int_in(w, "dit.input_size", &m->input_size, 1, 4096, err)) ||
@@ -50,21 +50,28 @@ dc_status dc__dit_build(dc__dit *m, const dc__weights *w, dc_error *err)
                         m->hidden, m->heads, ratio);
     m->out_ch = m->learn_sigma ? 2 * m->in_ch : m->in_ch;
     m->mlp_hidden = (int)(m->hidden * ratio); /* int(hidden_size * mlp_ratio), as DiT does */
-    int D = m->hidden, p = m->patch, g = m->input_size / p;
-    m->tokens = g * g;
+    m->tokens = (m->input_size / m->patch) * (m->input_size / m->patch);
+    return DC_OK;
+}
 
-    if ((st = get(w, &m->pos_embed, "pos_embed", 3, 1, m->tokens, D, 0, err)) ||
-        (st = get(w, &m->patch_w, "x_embedder.proj.weight", 4, D, m->in_ch, p, p, err)) ||
-        (st = get(w, &m->patch_b, "x_embedder.proj.bias", 1, D, 0, 0, 0, err)) ||
-        (st = get(w, &m->t0_w, "t_embedder.mlp.0.weight", 2, D, DIT_FREQ_DIM, 0, 0, err)) ||
-        (st = get(w, &m->t0_b, "t_embedder.mlp.0.bias", 1, D, 0, 0, 0, err)) ||
-        (st = get(w, &m->t2_w, "t_embedder.mlp.2.weight", 2, D, D, 0, 0, err)) ||
-        (st = get(w, &m->t2_b, "t_embedder.mlp.2.bias", 1, D, 0, 0, 0, err)) ||
-        (st = get(w, &m->label_table, "y_embedder.embedding_table.weight", 2, -1, D, 0, 0, err)) ||
-        (st = get(w, &m->final_mod_w, "final_layer.adaLN_modulation.1.weight", 2, 2 * D, D, 0, 0, err)) ||
-        (st = get(w, &m->final_mod_b, "final_layer.adaLN_modulation.1.bias", 1, 2 * D, 0, 0, 0, err)) ||
-        (st = get(w, &m->final_w, "final_layer.linear.weight", 2, p * p * m->out_ch, D, 0, 0, err)) ||
-        (st = get(w, &m->final_b, "final_layer.linear.bias", 1, p * p * m->out_ch, 0, 0, 0, err)))
+dc_status dc__dit_build(dc__dit *m, const dc__weights *w, dc_error *err)
+{
+    memset(m, 0, sizeof *m);
+    dc_status st = dit_read_config(m, w, err);
+    if (st != DC_OK) return st;
+    int D = m->hidden, p = m->patch, Dm = m->mlp_hidden;
+
+    dc__loader L = {w, "", err, 0};
+    if ((st = dc__load(&L, &m->pos_embed, DC_USE_F32, 3, 1, m->tokens, D, 0, "pos_embed")) ||
+        (st = dc__load_conv(&L, &m->patch_w, &m->patch_b, D, m->in_ch, p, "x_embedder.proj")) ||
+        (st = dc__load_linear(&L, &m->t0_w, &m->t0_b, D, DIT_FREQ_DIM, "t_embedder.mlp.0")) ||
+        (st = dc__load_linear(&L, &m->t2_w, &m->t2_b, D, D, "t_embedder.mlp.2")) ||
+        (st = dc__load(&L, &m->label_table, DC_USE_ROWS, 2, -1, D, 0, 0,
+                       "y_embedder.embedding_table.weight")) ||
+        (st = dc__load_linear(&L, &m->final_mod_w, &m->final_mod_b, 2 * D, D,
+                              "final_layer.adaLN_modulation.1")) ||
+        (st = dc__load_linear(&L, &m->final_w, &m->final_b, p * p * m->out_ch, D,
+                              "final_layer.linear")))
         return st;
     /* the table has num_classes rows, plus the null class when trained with
        label dropout (always, for DiT's released models) */
@@ -75,59 +82,64 @@ dc_status dc__dit_build(dc__dit *m, const dc__weights *w, dc_error *err)
                         m->num_classes + 1);
     for (int i = 0; i < m->depth; i++) {
         dc__dit_block *b = &m->blocks[i];
-        char n[8][96];
-        snprintf(n[0], 96, "blocks.%d.attn.qkv.weight", i);
-        snprintf(n[1], 96, "blocks.%d.attn.qkv.bias", i);
-        snprintf(n[2], 96, "blocks.%d.attn.proj.weight", i);
-        snprintf(n[3], 96, "blocks.%d.attn.proj.bias", i);
-        snprintf(n[4], 96, "blocks.%d.mlp.fc1.weight", i);
-        snprintf(n[5], 96, "blocks.%d.mlp.fc1.bias", i);
-        snprintf(n[6], 96, "blocks.%d.mlp.fc2.weight", i);
-        snprintf(n[7], 96, "blocks.%d.mlp.fc2.bias", i);
-        char mw[96], mb[96];
-        snprintf(mw, 96, "blocks.%d.adaLN_modulation.1.weight", i);
-        snprintf(mb, 96, "blocks.%d.adaLN_modulation.1.bias", i);
-        if ((st = get(w, &b->qkv_w, n[0], 2, 3 * D, D, 0, 0, err)) ||
-            (st = get(w, &b->qkv_b, n[1], 1, 3 * D, 0, 0, 0, err)) ||
-            (st = get(w, &b->proj_w, n[2], 2, D, D, 0, 0, err)) ||
-            (st = get(w, &b->proj_b, n[3], 1, D, 0, 0, 0, err)) ||
-            (st = get(w, &b->fc1_w, n[4], 2, m->mlp_hidden, D, 0, 0, err)) ||
-            (st = get(w, &b->fc1_b, n[5], 1, m->mlp_hidden, 0, 0, 0, err)) ||
-            (st = get(w, &b->fc2_w, n[6], 2, D, m->mlp_hidden, 0, 0, err)) ||
-            (st = get(w, &b->fc2_b, n[7], 1, D, 0, 0, 0, err)) ||
-            (st = get(w, &b->mod_w, mw, 2, 6 * D, D, 0, 0, err)) ||
-            (st = get(w, &b->mod_b, mb, 1, 6 * D, 0, 0, 0, err)))
+        if ((st = dc__load_linear(&L, &b->qkv_w, &b->qkv_b, 3 * D, D, "blocks.%d.attn.qkv", i)) ||
+            (st = dc__load_linear(&L, &b->proj_w, &b->proj_b, D, D, "blocks.%d.attn.proj", i)) ||
+            (st = dc__load_linear(&L, &b->fc1_w, &b->fc1_b, Dm, D, "blocks.%d.mlp.fc1", i)) ||
+            (st = dc__load_linear(&L, &b->fc2_w, &b->fc2_b, D, Dm, "blocks.%d.mlp.fc2", i)) ||
+            (st = dc__load_linear(&L, &b->mod_w, &b->mod_b, 6 * D, D, "blocks.%d.adaLN_modulation.1", i)))
             return st;
     }
-    /* biases and the position embedding are read as f32 directly */
-    const dc__tensor *f32s[] = {m->pos_embed, m->patch_b, m->t0_b, m->t2_b, m->final_mod_b, m->final_b};
-    for (size_t i = 0; i < sizeof f32s / sizeof f32s[0]; i++)
-        if (f32s[i]->dtype != DC_F32)
-            return dc__fail(err, DC_ERR_FORMAT, "%s: tensor '%.*s' must be f32", w->path,
-                            f32s[i]->name_len, f32s[i]->name);
-    for (int i = 0; i < m->depth; i++) {
-        const dc__dit_block *b = &m->blocks[i];
-        if (b->qkv_b->dtype || b->proj_b->dtype || b->fc1_b->dtype || b->fc2_b->dtype || b->mod_b->dtype)
-            return dc__fail(err, DC_ERR_FORMAT, "%s: block %d has a non-f32 bias", w->path, i);
-    }
-    /* the largest weight that may need decoding */
-    const dc__tensor *ws[] = {m->patch_w, m->t0_w, m->t2_w, m->final_mod_w, m->final_w,
-                              m->blocks[0].qkv_w, m->blocks[0].proj_w, m->blocks[0].fc1_w,
-                              m->blocks[0].fc2_w, m->blocks[0].mod_w};
-    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
-        if (ws[i]->dtype != DC_F32 && (size_t)ws[i]->numel > m->decode_floats)
-            m->decode_floats = (size_t)ws[i]->numel;
-    if (m->label_table->dtype != DC_F32 && (size_t)D > m->decode_floats) m->decode_floats = (size_t)D;
+    m->decode_floats = L.decode_floats;
     return DC_OK;
 }
 
-/* y = x . W^T + b for a weight of any dtype (decoded into the runner's scratch) */
-static void linear(dc__runner *r, float *y, const float *x, const dc__tensor *W, const dc__tensor *b,
-                   int n)
+/* ---- forward ---- */
+
+/* The forward's buffers; all of them live for the whole forward. */
+typedef struct {
+    float *patches;     /* [n, D, T] the patch conv's output (NCHW) */
+    float *cols;        /* its im2col tiles */
+    float *tok;         /* [n, T, D] the residual stream */
+    float *h;           /* [n, T, D] modulated LayerNorm of tok */
+    float *qkv;         /* [n, T, 3D] q | k | v */
+    float *att;         /* [n, T, D] attention output */
+    float *proj;        /* [n, T, D] a sublayer's output before its gated add */
+    float *mlp;         /* [n, T, max(Dm, P)] MLP hidden; the final linear's output [n, T, P] */
+    float *scores;      /* attention score blocks */
+    float *freq;        /* [n, 256] sinusoid of t */
+    float *th;          /* [n, D] timestep MLP hidden, then one decoded label row */
+    float *c;           /* [n, D] the conditioning c */
+    float *sc;          /* [n, D] SiLU(c): what every modulation reads */
+    float *mod;         /* [n, 6D] a block's shift1 scale1 gate1 shift2 scale2 gate2 */
+} dit_bufs;
+
+/* patchify as a conv: kernel p, stride p, no padding: x [n, C, S, S] -> [n, D, T] */
+static dc__conv2d_shape dit_patch_shape(const dc__dit *m, int n)
 {
-    dc__scratch s = {r->wbuf, r->wcap};
-    dc__linear_forward(y, x, dc__weight_f32(W, &s), b ? b->data : NULL, n, (int)(W->numel / W->shape[0]),
-                       (int)W->shape[0]);
+    int S = m->input_size, p = m->patch;
+    dc__conv2d_shape s = {n, m->in_ch, S, S, m->hidden, p, p, p, 0, 0, 0, 0};
+    return s;
+}
+
+static void dit_layout(dc__arena *a, const dc__dit *m, int n, dit_bufs *b)
+{
+    size_t D = (size_t)m->hidden, T = (size_t)m->tokens, Dm = (size_t)m->mlp_hidden;
+    size_t P = (size_t)m->patch * m->patch * m->out_ch;
+    dc__conv2d_shape cs = dit_patch_shape(m, n);
+    b->patches = dc__arena_take(a, n, D, T);
+    b->cols = dc__arena_floats(a, dc__conv2d_scratch_floats(&cs));
+    b->tok = dc__arena_take(a, n, T, D);
+    b->h = dc__arena_take(a, n, T, D);
+    b->qkv = dc__arena_take(a, n, T, 3 * D);
+    b->att = dc__arena_take(a, n, T, D);
+    b->proj = dc__arena_take(a, n, T, D);
+    b->mlp = dc__arena_take(a, n, T, Dm > P ? Dm : P);
+    b->scores = dc__arena_floats(a, dc__attention_scratch_floats(m->tokens));
+    b->freq = dc__arena_take(a, n, DIT_FREQ_DIM, 1);
+    b->th = dc__arena_take(a, n, D, 1);
+    b->c = dc__arena_take(a, n, D, 1);
+    b->sc = dc__arena_take(a, n, D, 1);
+    b->mod = dc__arena_take(a, n, 6 * D, 1);
 }
 
 /* x[n, T, D] <- LN(x) * (1 + scale[n]) + shift[n]; mod rows hold shift at
@@ -156,109 +168,102 @@ static void gated_add(float *x, const float *a, const float *gate, size_t ld, in
     }
 }
 
+/* tok [n, T, D] = patchify(x) + pos_embed: a stride-p conv, then [D, T] -> [T, D] */
+static void dit_embed(const dc__dit *m, dc__runner *r, const dit_bufs *b, const float *x, int n)
+{
+    int D = m->hidden, T = m->tokens;
+    dc__conv2d_shape cs = dit_patch_shape(m, n);
+    dc__conv2d(r, b->patches, x, m->patch_w, m->patch_b, &cs, b->cols);
+    const float *pos = m->pos_embed->data;
+    for (int i = 0; i < n; i++)
+        for (int tk = 0; tk < T; tk++)
+            for (int d = 0; d < D; d++)
+                b->tok[((size_t)i * T + tk) * D + d] =
+                    b->patches[((size_t)i * D + d) * T + tk] + pos[(size_t)tk * D + d];
+}
+
+/* sc [n, D] = SiLU(c), c = MLP(sinusoid(t)) + label_table[y] */
+static void dit_condition(const dc__dit *m, dc__runner *r, const dit_bufs *b, const float *t,
+                          const int64_t *y, int n)
+{
+    int D = m->hidden;
+    dc__timestep_embedding(b->freq, t, n, DIT_FREQ_DIM, 1, 0.0f, 10000.0f);
+    dc__linear(r, b->th, b->freq, m->t0_w, m->t0_b, n);
+    dc__act_forward(b->th, b->th, (size_t)n * D, DC_ACT_SILU);
+    dc__linear(r, b->c, b->th, m->t2_w, m->t2_b, n);
+    for (int i = 0; i < n; i++) {
+        float *row = b->th; /* one decoded label row */
+        dc__decode_rows(row, m->label_table, y[i], y[i] + 1);
+        dc__add_forward(b->c + (size_t)i * D, b->c + (size_t)i * D, row, (size_t)D);
+    }
+    dc__act_forward(b->sc, b->c, (size_t)n * D, DC_ACT_SILU);
+}
+
+/* tok += gate1 * Attn(modulated LN(tok)); tok += gate2 * MLP(modulated LN(tok)) */
+static void dit_block(const dc__dit *m, dc__runner *r, const dc__dit_block *blk, const dit_bufs *b,
+                      int n)
+{
+    int D = m->hidden, T = m->tokens, dh = D / m->heads, rows = n * T;
+    size_t ld = 6 * (size_t)D; /* mod rows: shift1 scale1 gate1 shift2 scale2 gate2 */
+    /* heads are column slices of width dh in the fused rows of 3D floats */
+    dc__attn_shape as = {n, m->heads, T, T, dh, 3 * D, 3 * D, 3 * D, D,
+                         (size_t)T * 3 * D, (size_t)T * 3 * D, (size_t)T * 3 * D, (size_t)T * D,
+                         1.0f / sqrtf((float)dh), 0};
+    float *mod = b->mod;
+    dc__linear(r, mod, b->sc, blk->mod_w, blk->mod_b, n);                /* [n, 6D] */
+    ln_modulate(b->h, b->tok, mod, mod + D, ld, n, T, D);
+    dc__linear(r, b->qkv, b->h, blk->qkv_w, blk->qkv_b, rows);          /* [n*T, 3D] */
+    dc__attention_forward(b->att, b->qkv, b->qkv + D, b->qkv + 2 * D, &as, b->scores);
+    dc__linear(r, b->proj, b->att, blk->proj_w, blk->proj_b, rows);
+    gated_add(b->tok, b->proj, mod + 2 * D, ld, n, T, D);
+    ln_modulate(b->h, b->tok, mod + 3 * D, mod + 4 * D, ld, n, T, D);
+    dc__linear(r, b->mlp, b->h, blk->fc1_w, blk->fc1_b, rows);          /* [n*T, Dm] */
+    dc__act_forward(b->mlp, b->mlp, (size_t)rows * m->mlp_hidden, DC_ACT_GELU_TANH);
+    dc__linear(r, b->proj, b->mlp, blk->fc2_w, blk->fc2_b, rows);
+    gated_add(b->tok, b->proj, mod + 5 * D, ld, n, T, D);
+}
+
+/* out [n, Co, S, S] = unpatchify(Linear(LN(tok) * (1 + scale) + shift)),
+   shift, scale = Linear(SiLU(c)) */
+static void dit_final(const dc__dit *m, dc__runner *r, const dit_bufs *b, float *out, int n)
+{
+    int D = m->hidden, T = m->tokens, p = m->patch, g = m->input_size / p, Co = m->out_ch;
+    int P = p * p * Co, S = m->input_size;
+    dc__linear(r, b->mod, b->sc, m->final_mod_w, m->final_mod_b, n);
+    ln_modulate(b->h, b->tok, b->mod, b->mod + D, 2 * (size_t)D, n, T, D);
+    dc__linear(r, b->mlp, b->h, m->final_w, m->final_b, n * T);         /* [n, T, P] */
+    /* token (gy, gx), entry (py*p + px)*Co + c -> out[c, gy*p+py, gx*p+px] */
+    for (int i = 0; i < n; i++)
+        for (int tk = 0; tk < T; tk++) {
+            int gy = tk / g, gx = tk % g;
+            const float *e = b->mlp + ((size_t)i * T + tk) * P;
+            for (int py = 0; py < p; py++)
+                for (int px = 0; px < p; px++)
+                    for (int ch = 0; ch < Co; ch++)
+                        out[(((size_t)i * Co + ch) * S + gy * p + py) * S + gx * p + px] =
+                            e[(py * p + px) * Co + ch];
+        }
+}
+
 dc_status dc__dit_forward(const dc__dit *m, dc__runner *r, float *out, const float *x,
                           const float *t, const int64_t *y, int n, dc_error *err)
 {
-    int D = m->hidden, T = m->tokens, p = m->patch, g = m->input_size / p, Dm = m->mlp_hidden;
-    int C = m->in_ch, Co = m->out_ch, P = p * p * Co;
     for (int i = 0; i < n; i++)
         if (y[i] < 0 || y[i] >= m->label_table->shape[0])
             return dc__fail(err, DC_ERR_INVALID, "DiT: class id %lld out of range [0, %lld)",
                             (long long)y[i], (long long)m->label_table->shape[0]);
-    dc__conv2d_shape cs = {n, C, m->input_size, m->input_size, D, p, p, p, 0, 0, 0, 0};
-    dc__attn_shape as = {n, m->heads, T, T, D / m->heads, 3 * D, 3 * D, 3 * D, D,
-                         (size_t)T * 3 * D, (size_t)T * 3 * D, (size_t)T * 3 * D, (size_t)T * D,
-                         1.0f / sqrtf((float)(D / m->heads)), 0};
+    /* plan, then allocate: dit_layout measures, then hands out the memory */
+    dit_bufs b;
+    dc__arena plan;
+    dc__arena_measure(&plan);
+    dit_layout(&plan, m, n, &b);
+    dc_status st = dc__runner_reserve_plan(r, &plan, m->decode_floats, err);
+    if (st != DC_OK) return st;
+    dit_layout(&r->arena, m, n, &b);
 
-    /* plan, then allocate: the same calls measure and then hand out memory */
-    for (int pass = 0; pass < 2; pass++) {
-        dc__arena *a = &r->arena;
-        if (pass == 0) {
-            dc__arena plan;
-            dc__arena_measure(&plan);
-            a = &plan;
-            dc__arena_floats(a, (size_t)n * D * T);              /* patches */
-            dc__arena_floats(a, dc__conv2d_scratch_floats(&cs)); /* im2col */
-            dc__arena_floats(a, (size_t)n * T * D * 2);          /* tokens, normed */
-            dc__arena_floats(a, (size_t)n * T * 3 * D);          /* qkv */
-            dc__arena_floats(a, (size_t)n * T * D * 2);          /* attn out, proj */
-            dc__arena_floats(a, (size_t)n * T * (Dm > P ? Dm : P)); /* mlp hidden / final */
-            dc__arena_floats(a, dc__attention_scratch_floats(T));
-            dc__arena_floats(a, (size_t)n * (DIT_FREQ_DIM + 3 * D + 6 * D));
-            dc_status st = dc__runner_reserve(r, plan.peak, m->decode_floats, err);
-            if (st != DC_OK) return st;
-            continue;
-        }
-        float *patches = dc__arena_floats(a, (size_t)n * D * T);
-        float *cols = dc__arena_floats(a, dc__conv2d_scratch_floats(&cs));
-        float *tok = dc__arena_floats(a, (size_t)n * T * D * 2), *h = tok + (size_t)n * T * D;
-        float *qkv = dc__arena_floats(a, (size_t)n * T * 3 * D);
-        float *att = dc__arena_floats(a, (size_t)n * T * D * 2), *proj = att + (size_t)n * T * D;
-        float *mlp = dc__arena_floats(a, (size_t)n * T * (Dm > P ? Dm : P));
-        float *ascratch = dc__arena_floats(a, dc__attention_scratch_floats(T));
-        float *freq = dc__arena_floats(a, (size_t)n * (DIT_FREQ_DIM + 3 * D + 6 * D));
-        float *th = freq + (size_t)n * DIT_FREQ_DIM, *c = th + (size_t)n * D, *sc = c + (size_t)n * D;
-        float *mod = sc + (size_t)n * D;
-        DC_ASSERT(mod && mlp && ascratch && qkv && att && patches);
-
-        /* tokens = patchify(x) + pos_embed: a stride-p conv, then [D, T] -> [T, D] */
-        {
-            dc__scratch s = {r->wbuf, r->wcap};
-            dc__conv2d_forward(patches, x, dc__weight_f32(m->patch_w, &s), m->patch_b->data, &cs,
-                               cols);
-        }
-        const float *pos = m->pos_embed->data;
-        for (int i = 0; i < n; i++)
-            for (int tk = 0; tk < T; tk++)
-                for (int d = 0; d < D; d++)
-                    tok[((size_t)i * T + tk) * D + d] =
-                        patches[((size_t)i * D + d) * T + tk] + pos[(size_t)tk * D + d];
-
-        /* c = MLP(sinusoid(t)) + label_table[y]; blocks see SiLU(c) */
-        dc__timestep_embedding(freq, t, n, DIT_FREQ_DIM, 1, 0.0f, 10000.0f);
-        linear(r, th, freq, m->t0_w, m->t0_b, n);
-        dc__act_forward(th, th, (size_t)n * D, DC_ACT_SILU);
-        linear(r, c, th, m->t2_w, m->t2_b, n);
-        for (int i = 0; i < n; i++) {
-            float *row = th; /* reuse: one decoded label row */
-            dc__decode_rows(row, m->label_table, y[i], y[i] + 1);
-            dc__add_forward(c + (size_t)i * D, c + (size_t)i * D, row, (size_t)D);
-        }
-        dc__act_forward(sc, c, (size_t)n * D, DC_ACT_SILU);
-
-        for (int b = 0; b < m->depth; b++) {
-            const dc__dit_block *blk = &m->blocks[b];
-            size_t ld = 6 * (size_t)D; /* mod rows: shift1 scale1 gate1 shift2 scale2 gate2 */
-            linear(r, mod, sc, blk->mod_w, blk->mod_b, n);
-            ln_modulate(h, tok, mod, mod + D, ld, n, T, D);
-            linear(r, qkv, h, blk->qkv_w, blk->qkv_b, n * T);   /* [n*T, (q|k|v)(heads, dh)] */
-            dc__attention_forward(att, qkv, qkv + D, qkv + 2 * D, &as, ascratch);
-            linear(r, proj, att, blk->proj_w, blk->proj_b, n * T);
-            gated_add(tok, proj, mod + 2 * D, ld, n, T, D);
-            ln_modulate(h, tok, mod + 3 * D, mod + 4 * D, ld, n, T, D);
-            linear(r, mlp, h, blk->fc1_w, blk->fc1_b, n * T);
-            dc__act_forward(mlp, mlp, (size_t)n * T * Dm, DC_ACT_GELU_TANH);
-            linear(r, proj, mlp, blk->fc2_w, blk->fc2_b, n * T);
-            gated_add(tok, proj, mod + 5 * D, ld, n, T, D);
-        }
-
-        /* final layer: shift, scale = Linear(SiLU(c)); out = Linear(modulated LN) */
-        linear(r, mod, sc, m->final_mod_w, m->final_mod_b, n);
-        ln_modulate(h, tok, mod, mod + D, 2 * (size_t)D, n, T, D);
-        linear(r, mlp, h, m->final_w, m->final_b, n * T);        /* [n, T, p*p*Co] */
-
-        /* unpatchify: token (gy, gx), entry (py*p + px)*Co + c -> out[c, gy*p+py, gx*p+px] */
-        int S = m->input_size;
-        for (int i = 0; i < n; i++)
-            for (int tk = 0; tk < T; tk++) {
-                int gy = tk / g, gx = tk % g;
-                const float *e = mlp + ((size_t)i * T + tk) * P;
-                for (int py = 0; py < p; py++)
-                    for (int px = 0; px < p; px++)
-                        for (int ch = 0; ch < Co; ch++)
-                            out[(((size_t)i * Co + ch) * S + gy * p + py) * S + gx * p + px] =
-                                e[(py * p + px) * Co + ch];
-            }
-    }
+    dit_embed(m, r, &b, x, n);                                  /* tok [n, T, D] */
+    dit_condition(m, r, &b, t, y, n);                           /* sc [n, D] */
+    for (int i = 0; i < m->depth; i++) dit_block(m, r, &m->blocks[i], &b, n);
+    dit_final(m, r, &b, out, n);                                /* out [n, Co, S, S] */
     return DC_OK;
 }

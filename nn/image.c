@@ -34,9 +34,8 @@ static unsigned be16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]
 /* stb sums a DHT table's 16 code-length counts without checking that the
    sum is at most 256, then writes that many entries into 257-entry arrays.
    Where stb parses a DHT depends on how far its Huffman decoder reads into
-   each scan, which a marker walk cannot know (the first version of this
-   guard walked markers and CI's fuzzing found a file where the two
-   disagreed). But stb only ever parses a DHT right after the bytes FF C4,
+   each scan, which a walk over the markers cannot know (fuzzing finds
+   files where such a walk and stb disagree). But stb only ever parses a DHT right after the bytes FF C4,
    so every FF C4 in the file is read here exactly as stb reads a DHT
    segment, bytes past the end reading as 0 as they do in stb. Entropy-coded
    data never holds FF C4, so a valid file is refused only if some other

@@ -1,8 +1,9 @@
 /* nn/kernels_vec.h - the vector kernels, written once in nn/simd.h's
-   vocabulary and included by nn/kernels.c once per instruction set, with
-   KN(name) giving each copy its suffix. Each kernel does whole vectors and
-   hands the leftovers to its scalar twin (the _ref functions), so the two
-   agree exactly on the tail and closely everywhere else. */
+   vocabulary and included once by each of nn/kernels_avx512.c,
+   nn/kernels_avx2.c and nn/kernels_neon.c, with KN(name) giving each copy
+   its suffix. Each kernel does whole vectors and hands the leftovers to its
+   scalar twin (the _ref functions), so the two agree exactly on the tail
+   and closely everywhere else. */
 
 /* exp(x) for |x| < 88: x = n ln2 + r, |r| <= ln2/2; exp(r) by its degree-6
    Taylor polynomial (relative error < 2e-7 there), times 2^n built in the

@@ -3,7 +3,11 @@
    Nothing here is public API (that is dc.h). Names: dc__ + snake_case.
    Layer kernels take plain pointers and sizes, llm.c style:
    <layer>_forward(out, in, weights..., sizes...). Layouts are written next
-   to each declaration; activations are f32, row-major / NCHW like PyTorch. */
+   to each declaration; activations are f32, row-major / NCHW like PyTorch.
+   The networks (nn/clip.c, vae.c, unet.c, dit.c, each with its header,
+   included at the end) share one idiom: tensors found by dc__load*,
+   products with weights through dc__linear / dc__conv2d, memory planned
+   on a measuring arena (see the arena below). */
 #ifndef DC_NN_H
 #define DC_NN_H
 
@@ -41,23 +45,38 @@ void dc__aligned_free(void *p);
 
 /* ---- arena: activations allocated once per forward, sized ahead ----
 
-   A model's forward is written once and run twice: first against a
-   measuring arena (base == NULL: only offsets are counted), then against a
-   real one of exactly that size. So the hot path never mallocs and a
-   forward never runs out of scratch halfway. */
+   Every network plans its memory the same way. The code that takes a
+   forward's buffers runs twice: first on a measuring arena (base == NULL:
+   requests are only counted), then on the runner's arena, reserved for
+   exactly the measured peak, which hands out the same offsets:
+
+       dc__arena plan;
+       dc__arena_measure(&plan);
+       net_layout(&plan, sizes, &bufs);          (the UNet: its whole walk)
+       if ((st = dc__runner_reserve_plan(r, &plan, m->decode_floats, err))) return st;
+       net_layout(&r->arena, sizes, &bufs);
+
+   So each buffer is listed once, beside its shape; the hot path never
+   mallocs and a forward never runs out of scratch halfway. Scratch that
+   lives only inside one layer is taken above a mark and handed back
+   (dc__arena_mark, dc__arena_reset), so the layers share one region. */
 typedef struct {
     char *base;     /* NULL while measuring */
     size_t cap;     /* bytes available (ignored while measuring) */
     size_t used;    /* bytes handed out so far */
     size_t peak;    /* high-water mark of used */
+    int overflow;   /* a request overflowed size_t: the plan is void */
 } dc__arena;
 
 void dc__arena_measure(dc__arena *a);                 /* start a measuring pass */
 int dc__arena_init(dc__arena *a, size_t nbytes);      /* 0 on allocation failure */
 void dc__arena_free(dc__arena *a);
-/* n floats, 64-aligned. While measuring returns NULL; in a real arena,
-   NULL only if the plan was wrong (a programming error the caller asserts). */
+/* n floats, 64-aligned. While measuring returns NULL, and a size that
+   overflows sets a->overflow; in a real arena a request the plan did not
+   cover is a programming error (DC_ASSERT). */
 float *dc__arena_floats(dc__arena *a, size_t n);
+/* x * y * z floats (a buffer's shape), the product checked. */
+float *dc__arena_take(dc__arena *a, size_t x, size_t y, size_t z);
 static inline size_t dc__arena_mark(const dc__arena *a) { return a->used; }
 static inline void dc__arena_reset(dc__arena *a, size_t mark) { a->used = mark; }
 
@@ -73,6 +92,8 @@ typedef struct {
    DC_ERR_NOMEM (with a message saying how much) when it cannot. Starts
    every forward from an empty arena. */
 dc_status dc__runner_reserve(dc__runner *r, size_t bytes, size_t wfloats, dc_error *err);
+/* The same for a measured plan: its peak, or DC_ERR_NOMEM when it overflowed. */
+dc_status dc__runner_reserve_plan(dc__runner *r, const dc__arena *plan, size_t wfloats, dc_error *err);
 void dc__runner_free(dc__runner *r);
 
 /* ---- threads ---- */
@@ -218,16 +239,92 @@ const dc__kernels *dc__kernels_avx2(void);
 const dc__kernels *dc__kernels_avx512(void);
 const dc__kernels *dc__kernels_neon(void);
 
-/* ---- layers (nn/linear.c, nn/conv.c, nn/norm.c, nn/attn.c, nn/ops.c) ---- */
+/* ---- where networks meet their weights (nn/linear.c, nn/conv.c) ----
 
-/* Weight decode scratch: f16/q8 weights are decoded to f32 here before
-   sgemm. Size it with dc__tensor numel of the largest weight. */
-typedef struct { float *buf; size_t cap; } dc__scratch;
+   At build, every network finds its tensors through one loader, which
+   checks each shape against the config and each dtype against its use:
+   norms and biases are read in place as f32; matrices (linear and conv
+   weights) may be f32, f16 or q8; embedding tables are read a row at a
+   time. At forward, every product with a weight goes through dc__linear
+   or dc__conv2d (the attention products, weight-free, go through
+   dc__attention_forward). These two take the tensor as stored and decide
+   how to multiply by it: today by decoding f16/q8 to f32 rows in the
+   runner's scratch and calling sgemm. A compute type (bf16 or int8
+   weights packed once at load, activations converted on the fly) is a
+   choice made in nn/linear.c (dc__matrix_of, dc__matmul,
+   dc__matmul_cols), and in no network. */
 
-/* Returns an f32 view of t: its own data for f32, else decoded into s. */
-const float *dc__weight_f32(const dc__tensor *t, dc__scratch *s);
+enum {
+    DC_USE_F32,     /* read in place: must be stored f32 (norms, biases, fixed tables) */
+    DC_USE_MATRIX,  /* multiplied through dc__linear / dc__conv2d: any dtype */
+    DC_USE_ROWS     /* an embedding table, decoded a row at a time: any dtype */
+};
 
-/* y[n, out] = x[n, in] . W[out, in]^T + b[out]  (b may be NULL) */
+typedef struct {
+    const dc__weights *w;
+    const char *prefix;     /* put before every tensor name: "unet.", "vae.", "text.", "" */
+    dc_error *err;
+    size_t decode_floats;   /* the weight scratch a forward needs: the largest matrix
+                               found so far that is not read in place */
+} dc__loader;
+
+/* Finds prefix + the printf-formatted name with shape (d0, d1, d2, d3) of
+   ndim dims (-1 = any size) and a dtype `use` (DC_USE_*) allows; an error
+   names the tensor and what is wrong with it. */
+dc_status dc__load(dc__loader *L, const dc__tensor **t, int use, int ndim, int64_t d0, int64_t d1,
+                   int64_t d2, int64_t d3, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 9, 10)))
+#endif
+    ;
+/* A linear layer: name.weight [out, in] and, if b is not NULL, name.bias [out]. */
+dc_status dc__load_linear(dc__loader *L, const dc__tensor **w, const dc__tensor **b, int64_t out,
+                          int64_t in, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+/* A convolution: name.weight [out, in, k, k], name.bias [out]. */
+dc_status dc__load_conv(dc__loader *L, const dc__tensor **w, const dc__tensor **b, int64_t out,
+                        int64_t in, int k, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 7, 8)))
+#endif
+    ;
+/* A norm's affine: name.weight [c], name.bias [c]. */
+dc_status dc__load_norm(dc__loader *L, const dc__tensor **g, const dc__tensor **b, int64_t c,
+                        const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+
+/* A weight as the multiply kernel reads it: W [out, in], f32 rows. */
+typedef struct {
+    const float *f32;
+    int out, in;
+} dc__matrix;
+
+/* Floats of the runner's weight scratch that W takes while it is
+   multiplied by (0 when it is read in place). */
+size_t dc__decode_floats(const dc__tensor *W);
+/* W ([out, in], or a conv's [out, cin, kh, kw] as [out, cin*kh*kw]) ready
+   to multiply by; decoded at float `at` of the runner's weight scratch if
+   it needs decoding. Two matrices used in turn sit side by side: the
+   second at dc__decode_floats(first). Valid until that scratch is reused. */
+dc__matrix dc__matrix_of(dc__runner *r, const dc__tensor *W, size_t at);
+/* y [rows, out] = x [rows, in] . W^T + b  (b [out] or NULL) */
+void dc__matmul(float *y, const float *x, const dc__matrix *W, const float *b, int rows);
+/* The same for a weight tensor of any dtype (b: a [out] f32 tensor or NULL):
+   the one linear layer every network calls. */
+void dc__linear(dc__runner *r, float *y, const float *x, const dc__tensor *W, const dc__tensor *b,
+                int rows);
+/* y [out, cols] = W . x [in, cols], row strides ldy and ldx: the product a
+   convolution makes with its im2col columns (nn/conv.c) */
+void dc__matmul_cols(float *y, int ldy, const dc__matrix *W, const float *x, int ldx, int cols);
+
+/* The sgemm kernel under dc__matmul:
+   y[n, out] = x[n, in] . W[out, in]^T + b[out]  (b may be NULL) */
 void dc__linear_forward(float *y, const float *x, const float *W, const float *b,
                         int n, int in, int out);
 
@@ -240,14 +337,25 @@ typedef struct {
     int n, cin, h, w, cout, kh, kw, stride;
     int pad_t, pad_b, pad_l, pad_r;
 } dc__conv2d_shape;
+/* The shape of conv weight W [cout, cin, k, k] on x [n, cin, h, w] with
+   padding k/2 on every side (the UNet's and VAE's convs keep the size at
+   stride 1). */
+dc__conv2d_shape dc__conv2d_shape_of(const dc__tensor *W, int n, int h, int w, int stride);
 int dc__conv2d_out_h(const dc__conv2d_shape *s);
 int dc__conv2d_out_w(const dc__conv2d_shape *s);
 size_t dc__conv2d_scratch_floats(const dc__conv2d_shape *s);
+/* The one convolution every network calls: W a tensor of any dtype whose
+   shape s describes, b a [cout] f32 tensor or NULL. */
+void dc__conv2d(dc__runner *r, float *y, const float *x, const dc__tensor *W, const dc__tensor *b,
+                const dc__conv2d_shape *s, float *cols);
+/* The im2col + sgemm kernel under it, on an f32 weight. */
 void dc__conv2d_forward(float *y, const float *x, const float *W, const float *b,
                         const dc__conv2d_shape *s, float *cols);
 /* Plain direct convolution, the scalar reference twin (slow; tests only). */
 void dc__conv2d_ref(float *y, const float *x, const float *W, const float *b,
                     const dc__conv2d_shape *s);
+
+/* ---- layers (nn/norm.c, nn/attn.c, nn/ops.c) ---- */
 
 /* Group norm over x [n, c, hw] with g groups; gamma/beta [c] may be NULL.
    silu=1 applies SiLU to the result (the UNet/VAE always follow with it). */
@@ -300,36 +408,6 @@ void dc__attention_forward(float *o, const float *q, const float *k, const float
 /* Straightforward reference (full score row per query), tests only. */
 void dc__attention_ref(float *o, const float *q, const float *k, const float *v,
                        const dc__attn_shape *s);
-
-/* ---- DiT (nn/dit.c) ---- */
-
-#define DC_DIT_MAX_DEPTH 64
-typedef struct {
-    const dc__tensor *qkv_w, *qkv_b;    /* [3D, D], [3D]: q | k | v, heads inside each */
-    const dc__tensor *proj_w, *proj_b;  /* [D, D], [D] */
-    const dc__tensor *fc1_w, *fc1_b;    /* [Dm, D], [Dm] */
-    const dc__tensor *fc2_w, *fc2_b;    /* [D, Dm], [D] */
-    const dc__tensor *mod_w, *mod_b;    /* [6D, D], [6D]: adaLN-Zero modulation */
-} dc__dit_block;
-
-typedef struct {
-    int input_size, patch, in_ch, out_ch, hidden, depth, heads, mlp_hidden;
-    int num_classes, learn_sigma, tokens;
-    const dc__tensor *pos_embed;               /* [1, T, D] fixed 2-D sin-cos */
-    const dc__tensor *patch_w, *patch_b;       /* [D, C, p, p], [D] */
-    const dc__tensor *t0_w, *t0_b, *t2_w, *t2_b; /* timestep MLP: [D, 256], [D, D] */
-    const dc__tensor *label_table;             /* [num_classes (+1 null), D] */
-    const dc__tensor *final_mod_w, *final_mod_b; /* [2D, D] */
-    const dc__tensor *final_w, *final_b;       /* [p*p*out_ch, D] */
-    dc__dit_block blocks[DC_DIT_MAX_DEPTH];
-    size_t decode_floats;                      /* largest non-f32 weight */
-} dc__dit;
-
-/* Reads dit.* metadata and finds every tensor with the shape it implies. */
-dc_status dc__dit_build(dc__dit *m, const dc__weights *w, dc_error *err);
-/* out [n, out_ch, S, S] = DiT(x [n, in_ch, S, S], t [n], y [n]). */
-dc_status dc__dit_forward(const dc__dit *m, dc__runner *r, float *out, const float *x,
-                          const float *t, const int64_t *y, int n, dc_error *err);
 
 /* ---- OpenBLAS kernel selection (nn/cpu.c) ---- */
 
@@ -405,10 +483,11 @@ void dc__normal_noise(float *out, size_t n, uint64_t seed, uint64_t stream);
 /* One-sided p-value P(T > t) of Student's t with df degrees of freedom. */
 double dc__student_t_sf(double t, double df);
 
-/* ---- Stable Diffusion components: each in its own file ---- */
+/* ---- the networks and the tokenizer: each in its own file ---- */
 #include "tokenizer.h"
 #include "clip.h"
 #include "vae.h"
 #include "unet.h"
+#include "dit.h"
 
 #endif /* DC_NN_H */

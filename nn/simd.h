@@ -1,11 +1,12 @@
 /* nn/simd.h - the only place dc names SIMD intrinsics.
 
    A small vocabulary of vector helpers (vf = a vector of VW floats) per
-   instruction set; nn/kernels_vec.h writes each kernel once in this
-   vocabulary and nn/kernels.c instantiates it per instruction set, with a
-   scalar reference twin beside it. x86 variants are compiled with function
-   target attributes and chosen at run time by cpuid, so one binary runs the
-   best kernels on any x86-64; aarch64 always has NEON.
+   instruction set. nn/kernels_vec.h writes each kernel once in this
+   vocabulary; nn/kernels_avx512.c, nn/kernels_avx2.c and nn/kernels_neon.c
+   instantiate it, one instruction set each; nn/kernels.c holds the scalar
+   reference twins and picks the table. x86 variants are compiled with
+   function target attributes and chosen at run time by cpuid, so one
+   binary runs the best kernels on any x86-64; aarch64 always has NEON.
 
    Define DC_SIMD_AVX512, DC_SIMD_AVX2 or DC_SIMD_NEON before including,
    and include nn/simd_end.h after the kernels, so that the single-file

@@ -31,30 +31,26 @@
    Layout. Activations are NCHW between layers; the transformer works on
    tokens [n, hw, D] where heads are column slices (dc__attention_forward
    reads q/k/v in place). Linear layers run over all n * tokens rows at
-   once; convolutions go through dc__conv2d_forward, which tiles im2col per
-   (sample, pixel tile).
+   once through dc__linear; convolutions go through dc__conv2d, which tiles
+   im2col per (sample, pixel tile).
 
-   Memory: plan, then allocate. The forward is written once (unet_walk) and
-   run twice: first against a measuring arena, where every buffer request
-   only counts bytes and nothing is computed, then against a runner arena of
-   exactly the measured peak. Buffers that must live on (the time
-   embedding, each skip connection until the up path consumes it, the up
-   path's running state) are taken from the arena and never given back;
-   each layer takes its scratch above them and returns it when done, so the
-   scratch of a resnet, a transformer or an upsampler share one region.
-   The transformer's feed-forward hidden layer (8D floats per token before
-   GEGLU) is computed in row chunks to keep that region small. Weights
-   stored f16 or q8 are decoded a layer at a time into the runner's scratch
-   (both feed-forward matrices at once, since the chunks alternate them).
+   Memory: plan, then allocate, as every network in nn/ does (nn/nn.h).
+   Here the walk itself is the plan: unet_walk runs first on a measuring
+   arena, where every step only counts its buffers, then on the runner's
+   arena of exactly the measured peak. Buffers that must live on (the time
+   embedding, each skip until the up path pops it, the up path's running
+   state) are taken and never given back; each step takes its scratch
+   above them and returns it when done, so the scratch of a resnet, a
+   transformer or an upsampler share one region. The transformer's
+   feed-forward hidden layer (8D floats per token before GEGLU) is
+   computed in row chunks to keep that region small. Weights stored f16 or
+   q8 are decoded a layer at a time into the runner's scratch (both
+   feed-forward matrices at once, since the chunks alternate them).
 
-   Measured on the 2-core development machine, SD 1.5 size with random
-   weights, f32, OPENBLAS_CORETYPE=SkylakeX (tools/ has no bench for it yet):
-     32x32 latent, batch 1: 1.8 s per sample, arena 34.5 MB
-     32x32 latent, batch 8: 1.33 s per sample, arena 156.4 MB
-     64x64 latent, batch 1: 5.9 s per sample, arena 87.3 MB
-   (180 and 803 GFLOP: about 100 and 135 GFLOP/s; nearly all of it in sgemm);
-   with Debian's default Prescott kernel 5.1-5.7 s at 32x32; with f16
-   weights 2.3 s at 32x32 (1.7 GB decoded per call, scratch 118 MB). */
+   The file reads bottom-up: build, the state of one call and the
+   class-independent prefix, the layers (resnet, transformer), the walk's
+   other steps, then unet_walk, the network on one screen. Speed and memory at SD 1.5 size, next to
+   PyTorch: bench/sd_bench.c, figures in bench/README.md. */
 #include "nn.h"
 
 #include <limits.h>
@@ -75,68 +71,39 @@
 
 typedef struct {
     dc__unet *m;
-    const dc__weights *w;
-    const char *prefix;
-    dc_error *err;
+    dc__loader t;   /* the tensors; its prefix is the metadata keys' too */
+    int skips[UNET_MAX_SKIPS], nskip; /* channels of each activation the down path keeps */
 } unet_loader;
 
-/* Finds prefix + base + suffix with the given shape; 1-D tensors (norms,
-   biases) must be f32; a weight stored f16/q8 grows decode_floats. */
-static dc_status unet_get(unet_loader *L, const dc__tensor **t, int ndim, int64_t d0, int64_t d1,
-                          int64_t d2, int64_t d3, const char *base, const char *suffix)
-{
-    char full[320];
-    snprintf(full, sizeof full, "%s%s%s", L->prefix, base, suffix);
-    int64_t shape[4] = {d0, d1, d2, d3};
-    dc_status st = dc__tensor_get(L->w, full, ndim, shape, t, L->err);
-    if (st != DC_OK) return st;
-    if (ndim == 1 && (*t)->dtype != DC_F32)
-        return dc__fail(L->err, DC_ERR_FORMAT, "%s: tensor '%s' must be f32 (norms and biases "
-                        "are never quantised)", L->w->path, full);
-    if ((*t)->dtype != DC_F32 && (size_t)(*t)->numel > L->m->decode_floats)
-        L->m->decode_floats = (size_t)(*t)->numel;
-    return DC_OK;
-}
-
-/* base.weight with shape (d0, d1, d2, d3) of ndim dims and, if b, base.bias [d0] */
-static dc_status unet_pair(unet_loader *L, const char *base, const dc__tensor **wt,
-                           const dc__tensor **bt, int ndim, int64_t d0, int64_t d1, int64_t d2,
-                           int64_t d3)
-{
-    dc_status st = unet_get(L, wt, ndim, d0, d1, d2, d3, base, ".weight");
-    if (st == DC_OK && bt) st = unet_get(L, bt, 1, d0, 0, 0, 0, base, ".bias");
-    return st;
-}
-
-static dc_status unet_norm(unet_loader *L, const char *base, const dc__tensor **wt,
-                           const dc__tensor **bt, int c)
+/* A GroupNorm's affine, base + sub, on c channels, which norm_num_groups must divide */
+static dc_status unet_norm(unet_loader *L, const dc__tensor **g, const dc__tensor **b, int c,
+                           const char *base, const char *sub)
 {
     if (c % L->m->groups)
-        return dc__fail(L->err, DC_ERR_FORMAT, "%s: %s%s has %d channels, not divisible by "
-                        "norm_num_groups %d", L->w->path, L->prefix, base, c, L->m->groups);
-    return unet_pair(L, base, wt, bt, 1, c, 0, 0, 0);
+        return dc__fail(L->t.err, DC_ERR_FORMAT, "%s: %s%s%s has %d channels, not divisible by "
+                        "norm_num_groups %d", L->t.w->path, L->t.prefix, base, sub, c, L->m->groups);
+    return dc__load_norm(&L->t, g, b, c, "%s%s", base, sub);
 }
 
 /* The next resnet of the pool, named b (a diffusers module path) */
 static dc_status unet_load_resnet(unet_loader *L, int cin, int cout, const char *b)
 {
     dc__unet *m = L->m;
+    dc__loader *T = &L->t;
     if (m->n_resnets >= DC_UNET_MAX_RESNETS)
-        return dc__fail(L->err, DC_ERR_FORMAT, "%s: more than %d resnets", L->w->path,
+        return dc__fail(T->err, DC_ERR_FORMAT, "%s: more than %d resnets", T->w->path,
                         DC_UNET_MAX_RESNETS);
     dc__unet_resnet *r = &m->resnets[m->n_resnets++];
-    char n[240];
     r->cin = cin, r->cout = cout;
     dc_status st;
-#define UNET_SUB(s) (snprintf(n, sizeof n, "%s." s, b), n)
-    if ((st = unet_norm(L, UNET_SUB("norm1"), &r->norm1_w, &r->norm1_b, cin)) ||
-        (st = unet_pair(L, UNET_SUB("conv1"), &r->conv1_w, &r->conv1_b, 4, cout, cin, 3, 3)) ||
-        (st = unet_pair(L, UNET_SUB("time_emb_proj"), &r->temb_w, &r->temb_b, 2, cout, m->temb_dim, 0, 0)) ||
-        (st = unet_norm(L, UNET_SUB("norm2"), &r->norm2_w, &r->norm2_b, cout)) ||
-        (st = unet_pair(L, UNET_SUB("conv2"), &r->conv2_w, &r->conv2_b, 4, cout, cout, 3, 3)))
+    if ((st = unet_norm(L, &r->norm1_w, &r->norm1_b, cin, b, ".norm1")) ||
+        (st = dc__load_conv(T, &r->conv1_w, &r->conv1_b, cout, cin, 3, "%s.conv1", b)) ||
+        (st = dc__load_linear(T, &r->temb_w, &r->temb_b, cout, m->temb_dim, "%s.time_emb_proj", b)) ||
+        (st = unet_norm(L, &r->norm2_w, &r->norm2_b, cout, b, ".norm2")) ||
+        (st = dc__load_conv(T, &r->conv2_w, &r->conv2_b, cout, cout, 3, "%s.conv2", b)))
         return st;
     if (cin != cout &&
-        (st = unet_pair(L, UNET_SUB("conv_shortcut"), &r->short_w, &r->short_b, 4, cout, cin, 1, 1)))
+        (st = dc__load_conv(T, &r->short_w, &r->short_b, cout, cin, 1, "%s.conv_shortcut", b)))
         return st;
     return DC_OK;
 }
@@ -146,8 +113,9 @@ static dc_status unet_load_transformer(unet_loader *L, int *index, int c, int he
                                        const char *b)
 {
     dc__unet *m = L->m;
+    dc__loader *T = &L->t;
     if (m->n_transformers >= DC_UNET_MAX_TRANSFORMERS || m->n_tblocks + layers > DC_UNET_MAX_TBLOCKS)
-        return dc__fail(L->err, DC_ERR_FORMAT, "%s: more than %d transformer blocks", L->w->path,
+        return dc__fail(T->err, DC_ERR_FORMAT, "%s: more than %d transformer blocks", T->w->path,
                         DC_UNET_MAX_TBLOCKS);
     *index = m->n_transformers;
     dc__unet_transformer *tf = &m->transformers[m->n_transformers++];
@@ -155,61 +123,61 @@ static dc_status unet_load_transformer(unet_loader *L, int *index, int c, int he
     tf->c = c, tf->heads = heads, tf->dh = c / heads, tf->inner = heads * (c / heads);
     tf->layers = layers, tf->first = m->n_tblocks;
     m->n_tblocks += layers;
-    int D = tf->inner, X = m->cross_dim, lp = m->linear_proj;
-    char n[240];
+    int D = tf->inner, X = m->cross_dim;
     dc_status st;
-    if ((st = unet_norm(L, UNET_SUB("norm"), &tf->norm_w, &tf->norm_b, c)) ||
-        (st = unet_pair(L, UNET_SUB("proj_in"), &tf->proj_in_w, &tf->proj_in_b, lp ? 2 : 4, D, c,
-                        lp ? 0 : 1, lp ? 0 : 1)) ||
-        (st = unet_pair(L, UNET_SUB("proj_out"), &tf->proj_out_w, &tf->proj_out_b, lp ? 2 : 4, c, D,
-                        lp ? 0 : 1, lp ? 0 : 1)))
+    /* proj_in/out: nn.Linear with use_linear_projection, else a 1x1 conv */
+    if ((st = unet_norm(L, &tf->norm_w, &tf->norm_b, c, b, ".norm")) ||
+        (st = m->linear_proj
+                  ? dc__load_linear(T, &tf->proj_in_w, &tf->proj_in_b, D, c, "%s.proj_in", b)
+                  : dc__load_conv(T, &tf->proj_in_w, &tf->proj_in_b, D, c, 1, "%s.proj_in", b)) ||
+        (st = m->linear_proj
+                  ? dc__load_linear(T, &tf->proj_out_w, &tf->proj_out_b, c, D, "%s.proj_out", b)
+                  : dc__load_conv(T, &tf->proj_out_w, &tf->proj_out_b, c, D, 1, "%s.proj_out", b)))
         return st;
     for (int k = 0; k < layers; k++) {
         dc__unet_tblock *t = &m->tblocks[tf->first + k];
-#define UNET_BLK(s) (snprintf(n, sizeof n, "%s.transformer_blocks.%d." s, b, k), n)
-        if ((st = unet_pair(L, UNET_BLK("norm1"), &t->norm1_w, &t->norm1_b, 1, D, 0, 0, 0)) ||
-            (st = unet_pair(L, UNET_BLK("attn1.to_q"), &t->q1, NULL, 2, D, D, 0, 0)) ||
-            (st = unet_pair(L, UNET_BLK("attn1.to_k"), &t->k1, NULL, 2, D, D, 0, 0)) ||
-            (st = unet_pair(L, UNET_BLK("attn1.to_v"), &t->v1, NULL, 2, D, D, 0, 0)) ||
-            (st = unet_pair(L, UNET_BLK("attn1.to_out.0"), &t->o1_w, &t->o1_b, 2, D, D, 0, 0)) ||
-            (st = unet_pair(L, UNET_BLK("norm2"), &t->norm2_w, &t->norm2_b, 1, D, 0, 0, 0)) ||
-            (st = unet_pair(L, UNET_BLK("attn2.to_q"), &t->q2, NULL, 2, D, D, 0, 0)) ||
-            (st = unet_pair(L, UNET_BLK("attn2.to_k"), &t->k2, NULL, 2, D, X, 0, 0)) ||
-            (st = unet_pair(L, UNET_BLK("attn2.to_v"), &t->v2, NULL, 2, D, X, 0, 0)) ||
-            (st = unet_pair(L, UNET_BLK("attn2.to_out.0"), &t->o2_w, &t->o2_b, 2, D, D, 0, 0)) ||
-            (st = unet_pair(L, UNET_BLK("norm3"), &t->norm3_w, &t->norm3_b, 1, D, 0, 0, 0)) ||
-            (st = unet_pair(L, UNET_BLK("ff.net.0.proj"), &t->ff1_w, &t->ff1_b, 2, 8 * (int64_t)D, D,
-                            0, 0)) ||
-            (st = unet_pair(L, UNET_BLK("ff.net.2"), &t->ff2_w, &t->ff2_b, 2, D, 4 * (int64_t)D, 0,
-                            0)))
+#define UNET_BLK "%s.transformer_blocks.%d."
+        if ((st = dc__load_norm(T, &t->norm1_w, &t->norm1_b, D, UNET_BLK "norm1", b, k)) ||
+            (st = dc__load_linear(T, &t->q1, NULL, D, D, UNET_BLK "attn1.to_q", b, k)) ||
+            (st = dc__load_linear(T, &t->k1, NULL, D, D, UNET_BLK "attn1.to_k", b, k)) ||
+            (st = dc__load_linear(T, &t->v1, NULL, D, D, UNET_BLK "attn1.to_v", b, k)) ||
+            (st = dc__load_linear(T, &t->o1_w, &t->o1_b, D, D, UNET_BLK "attn1.to_out.0", b, k)) ||
+            (st = dc__load_norm(T, &t->norm2_w, &t->norm2_b, D, UNET_BLK "norm2", b, k)) ||
+            (st = dc__load_linear(T, &t->q2, NULL, D, D, UNET_BLK "attn2.to_q", b, k)) ||
+            (st = dc__load_linear(T, &t->k2, NULL, D, X, UNET_BLK "attn2.to_k", b, k)) ||
+            (st = dc__load_linear(T, &t->v2, NULL, D, X, UNET_BLK "attn2.to_v", b, k)) ||
+            (st = dc__load_linear(T, &t->o2_w, &t->o2_b, D, D, UNET_BLK "attn2.to_out.0", b, k)) ||
+            (st = dc__load_norm(T, &t->norm3_w, &t->norm3_b, D, UNET_BLK "norm3", b, k)) ||
+            (st = dc__load_linear(T, &t->ff1_w, &t->ff1_b, 8 * (int64_t)D, D,
+                                  UNET_BLK "ff.net.0.proj", b, k)) ||
+            (st = dc__load_linear(T, &t->ff2_w, &t->ff2_b, D, 4 * (int64_t)D, UNET_BLK "ff.net.2",
+                                  b, k)))
             return st;
 #undef UNET_BLK
         /* the feed-forward chunks use both matrices in turn: decode them side by side */
-        size_t both = (t->ff1_w->dtype != DC_F32 ? (size_t)t->ff1_w->numel : 0) +
-                      (t->ff2_w->dtype != DC_F32 ? (size_t)t->ff2_w->numel : 0);
-        if (both > m->decode_floats) m->decode_floats = both;
+        size_t both = dc__decode_floats(t->ff1_w) + dc__decode_floats(t->ff2_w);
+        if (both > T->decode_floats) T->decode_floats = both;
     }
     return DC_OK;
 }
-#undef UNET_SUB
 
 static dc_status unet_meta_int(unet_loader *L, const char *key, int *v, int lo, int hi)
 {
     char full[160];
-    snprintf(full, sizeof full, "%s%s", L->prefix, key);
-    return dc__meta_int_in(L->w, full, v, lo, hi, L->err);
+    snprintf(full, sizeof full, "%s%s", L->t.prefix, key);
+    return dc__meta_int_in(L->t.w, full, v, lo, hi, L->t.err);
 }
 
 static dc_status unet_meta_float(unet_loader *L, const char *key, float *v, double lo, double hi)
 {
     char full[160];
     double x;
-    snprintf(full, sizeof full, "%s%s", L->prefix, key);
-    dc_status st = dc__meta_float(L->w, full, &x, L->err);
+    snprintf(full, sizeof full, "%s%s", L->t.prefix, key);
+    dc_status st = dc__meta_float(L->t.w, full, &x, L->t.err);
     if (st != DC_OK) return st;
     if (!(x >= lo && x <= hi))
-        return dc__fail(L->err, DC_ERR_FORMAT, "%s: metadata '%s' = %g is out of range [%g, %g]",
-                        L->w->path, full, x, lo, hi);
+        return dc__fail(L->t.err, DC_ERR_FORMAT, "%s: metadata '%s' = %g is out of range [%g, %g]",
+                        L->t.w->path, full, x, lo, hi);
     *v = (float)x;
     return DC_OK;
 }
@@ -221,21 +189,21 @@ static dc_status unet_meta_blocks(unet_loader *L, const char *key, int *v, int l
     char full[160];
     int64_t x[DC_UNET_MAX_BLOCKS];
     uint32_t count;
-    snprintf(full, sizeof full, "%s%s", L->prefix, key);
-    dc_status st = dc__meta_ints(L->w, full, x, DC_UNET_MAX_BLOCKS, &count, L->err);
+    snprintf(full, sizeof full, "%s%s", L->t.prefix, key);
+    dc_status st = dc__meta_ints(L->t.w, full, x, DC_UNET_MAX_BLOCKS, &count, L->t.err);
     if (st != DC_OK) return st;
     if (L->m->blocks == 0) {
         if (count < 1)
-            return dc__fail(L->err, DC_ERR_FORMAT, "%s: metadata '%s' is empty", L->w->path, full);
+            return dc__fail(L->t.err, DC_ERR_FORMAT, "%s: metadata '%s' is empty", L->t.w->path, full);
         L->m->blocks = (int)count;
     } else if ((int)count != L->m->blocks) {
-        return dc__fail(L->err, DC_ERR_FORMAT, "%s: metadata '%s' has %u values for %d blocks",
-                        L->w->path, full, count, L->m->blocks);
+        return dc__fail(L->t.err, DC_ERR_FORMAT, "%s: metadata '%s' has %u values for %d blocks",
+                        L->t.w->path, full, count, L->m->blocks);
     }
     for (uint32_t i = 0; i < count; i++) {
         if (x[i] < lo || x[i] > hi)
-            return dc__fail(L->err, DC_ERR_FORMAT, "%s: metadata '%s'[%u] = %lld is out of range "
-                            "[%d, %d]", L->w->path, full, i, (long long)x[i], lo, hi);
+            return dc__fail(L->t.err, DC_ERR_FORMAT, "%s: metadata '%s'[%u] = %lld is out of range "
+                            "[%d, %d]", L->t.w->path, full, i, (long long)x[i], lo, hi);
         v[i] = (int)x[i];
     }
     return DC_OK;
@@ -246,60 +214,68 @@ static dc_status unet_meta_types(unet_loader *L, const char *key, int *cross, co
                                  const char *plain_name)
 {
     char full[160];
-    snprintf(full, sizeof full, "%s%s", L->prefix, key);
-    const dc__meta *mt = dc__meta_find(L->w, full);
+    snprintf(full, sizeof full, "%s%s", L->t.prefix, key);
+    const dc__meta *mt = dc__meta_find(L->t.w, full);
     if (mt && mt->kind == DC_META_STRS && (int)mt->count != L->m->blocks)
-        return dc__fail(L->err, DC_ERR_FORMAT, "%s: metadata '%s' has %u types for %d blocks",
-                        L->w->path, full, mt->count, L->m->blocks);
+        return dc__fail(L->t.err, DC_ERR_FORMAT, "%s: metadata '%s' has %u types for %d blocks",
+                        L->t.w->path, full, mt->count, L->m->blocks);
     for (int i = 0; i < L->m->blocks; i++) {
         const char *s;
         uint32_t len;
-        dc_status st = dc__meta_strs_at(L->w, full, (uint32_t)i, &s, &len, L->err);
+        dc_status st = dc__meta_strs_at(L->t.w, full, (uint32_t)i, &s, &len, L->t.err);
         if (st != DC_OK) return st;
         if (len == strlen(cross_name) && !memcmp(s, cross_name, len)) cross[i] = 1;
         else if (len == strlen(plain_name) && !memcmp(s, plain_name, len)) cross[i] = 0;
         else
-            return dc__fail(L->err, DC_ERR_FORMAT, "%s: metadata '%s'[%d] = '%.*s': dc runs %s "
-                            "and %s", L->w->path, full, i, (int)len, s, cross_name, plain_name);
+            return dc__fail(L->t.err, DC_ERR_FORMAT, "%s: metadata '%s'[%d] = '%.*s': dc runs %s "
+                            "and %s", L->t.w->path, full, i, (int)len, s, cross_name, plain_name);
     }
     return DC_OK;
 }
 
-dc_status dc__unet_build(dc__unet *m, const dc__weights *w, const char *prefix, dc_error *err)
+/* The per-block config that shapes the pools but is not kept in dc__unet */
+typedef struct {
+    int layers[DC_UNET_MAX_BLOCKS];         /* layers_per_block */
+    int tlayers[DC_UNET_MAX_BLOCKS];        /* transformer_layers_per_block */
+    int down_cross[DC_UNET_MAX_BLOCKS], up_cross[DC_UNET_MAX_BLOCKS]; /* CrossAttn* blocks */
+} unet_config;
+
+/* Reads and checks the metadata: hyper-parameters into L->m, the rest into c */
+static dc_status unet_read_config(unet_loader *L, unet_config *c)
 {
-    memset(m, 0, sizeof *m);
-    unet_loader L = {m, w, prefix, err};
-    int layers[DC_UNET_MAX_BLOCKS], tlayers[DC_UNET_MAX_BLOCKS], head_dim[DC_UNET_MAX_BLOCKS];
-    int down_cross[DC_UNET_MAX_BLOCKS], up_cross[DC_UNET_MAX_BLOCKS];
+    dc__unet *m = L->m;
+    const dc__weights *w = L->t.w;
+    dc_error *err = L->t.err;
+    int head_dim[DC_UNET_MAX_BLOCKS];
     dc_status st;
     const int big = 1 << 16;
-    if ((st = unet_meta_blocks(&L, "block_out_channels", m->ch, 1, big)) ||
-        (st = unet_meta_blocks(&L, "layers_per_block", layers, 1, DC_UNET_MAX_LAYERS)) ||
-        (st = unet_meta_blocks(&L, "transformer_layers_per_block", tlayers, 1, DC_UNET_MAX_TBLOCKS)) ||
-        (st = unet_meta_blocks(&L, "attention_head_dim", head_dim, 1, big)) ||
-        (st = unet_meta_types(&L, "down_block_types", down_cross, "CrossAttnDownBlock2D", "DownBlock2D")) ||
-        (st = unet_meta_types(&L, "up_block_types", up_cross, "CrossAttnUpBlock2D", "UpBlock2D")) ||
-        (st = unet_meta_int(&L, "in_channels", &m->in_ch, 1, big)) ||
-        (st = unet_meta_int(&L, "out_channels", &m->out_ch, 1, big)) ||
-        (st = unet_meta_int(&L, "norm_num_groups", &m->groups, 1, big)) ||
-        (st = unet_meta_int(&L, "cross_attention_dim", &m->cross_dim, 1, big)) ||
-        (st = unet_meta_int(&L, "time_embed_dim", &m->temb_dim, 1, big)) ||
-        (st = unet_meta_int(&L, "sample_size", &m->sample_size, 1, big)) ||
-        (st = unet_meta_int(&L, "use_linear_projection", &m->linear_proj, 0, 1)) ||
-        (st = unet_meta_int(&L, "upcast_attention", &m->upcast_attention, 0, 1)) ||
-        (st = unet_meta_int(&L, "flip_sin_to_cos", &m->flip_sin_to_cos, 0, 1)) ||
-        (st = unet_meta_int(&L, "center_input_sample", &m->center_input, 0, 1)) ||
-        (st = unet_meta_float(&L, "freq_shift", &m->freq_shift, -1e6, 1e6)) ||
-        (st = unet_meta_float(&L, "norm_eps", &m->norm_eps, 1e-30, 1.0)) ||
-        (st = unet_meta_float(&L, "mid_block_scale_factor", &m->mid_scale, 1e-6, 1e6)))
+    if ((st = unet_meta_blocks(L, "block_out_channels", m->ch, 1, big)) ||
+        (st = unet_meta_blocks(L, "layers_per_block", c->layers, 1, DC_UNET_MAX_LAYERS)) ||
+        (st = unet_meta_blocks(L, "transformer_layers_per_block", c->tlayers, 1, DC_UNET_MAX_TBLOCKS)) ||
+        (st = unet_meta_blocks(L, "attention_head_dim", head_dim, 1, big)) ||
+        (st = unet_meta_types(L, "down_block_types", c->down_cross, "CrossAttnDownBlock2D", "DownBlock2D")) ||
+        (st = unet_meta_types(L, "up_block_types", c->up_cross, "CrossAttnUpBlock2D", "UpBlock2D")) ||
+        (st = unet_meta_int(L, "in_channels", &m->in_ch, 1, big)) ||
+        (st = unet_meta_int(L, "out_channels", &m->out_ch, 1, big)) ||
+        (st = unet_meta_int(L, "norm_num_groups", &m->groups, 1, big)) ||
+        (st = unet_meta_int(L, "cross_attention_dim", &m->cross_dim, 1, big)) ||
+        (st = unet_meta_int(L, "time_embed_dim", &m->temb_dim, 1, big)) ||
+        (st = unet_meta_int(L, "sample_size", &m->sample_size, 1, big)) ||
+        (st = unet_meta_int(L, "use_linear_projection", &m->linear_proj, 0, 1)) ||
+        (st = unet_meta_int(L, "upcast_attention", &m->upcast_attention, 0, 1)) ||
+        (st = unet_meta_int(L, "flip_sin_to_cos", &m->flip_sin_to_cos, 0, 1)) ||
+        (st = unet_meta_int(L, "center_input_sample", &m->center_input, 0, 1)) ||
+        (st = unet_meta_float(L, "freq_shift", &m->freq_shift, -1e6, 1e6)) ||
+        (st = unet_meta_float(L, "norm_eps", &m->norm_eps, 1e-30, 1.0)) ||
+        (st = unet_meta_float(L, "mid_block_scale_factor", &m->mid_scale, 1e-6, 1e6)))
         return st;
     int B = m->blocks;
     /* heads per block: diffusers 0.25 passes `num_attention_heads or
        attention_head_dim` to the blocks as the number of heads */
     char key[160];
-    snprintf(key, sizeof key, "%snum_attention_heads", prefix);
+    snprintf(key, sizeof key, "%snum_attention_heads", L->t.prefix);
     if (dc__meta_find(w, key)) {
-        if ((st = unet_meta_blocks(&L, "num_attention_heads", m->heads, 1, big))) return st;
+        if ((st = unet_meta_blocks(L, "num_attention_heads", m->heads, 1, big))) return st;
     } else {
         memcpy(m->heads, head_dim, sizeof head_dim);
     }
@@ -314,164 +290,209 @@ dc_status dc__unet_build(dc__unet *m, const dc__weights *w, const char *prefix, 
     if ((float)half - m->freq_shift == 0.0f)
         return dc__fail(err, DC_ERR_FORMAT, "%s: freq_shift %g divides by zero in the timestep "
                         "embedding", w->path, m->freq_shift);
+    return DC_OK;
+}
 
-    int c0 = m->ch[0], Td = m->temb_dim;
-    if ((st = unet_pair(&L, "conv_in", &m->conv_in_w, &m->conv_in_b, 4, c0, m->in_ch, 3, 3)) ||
-        (st = unet_pair(&L, "time_embedding.linear_1", &m->t1_w, &m->t1_b, 2, Td, c0, 0, 0)) ||
-        (st = unet_pair(&L, "time_embedding.linear_2", &m->t2_w, &m->t2_b, 2, Td, Td, 0, 0)))
-        return st;
-
-    /* down path; skips[] tracks the channels of each kept activation */
-    int skips[UNET_MAX_SKIPS], nskip = 0, cin = c0;
-    skips[nskip++] = c0;
-    for (int i = 0; i < B; i++) {
-        dc__unet_block *blk = &m->down[i];
-        blk->cross = down_cross[i], blk->layers = layers[i], blk->cout = m->ch[i];
-        blk->resnet0 = m->n_resnets, blk->attn0 = m->n_transformers;
-        for (int j = 0; j < layers[i]; j++) {
-            int ti;
-            char rb[64], tb[64];
-            snprintf(rb, sizeof rb, "down_blocks.%d.resnets.%d", i, j);
-            snprintf(tb, sizeof tb, "down_blocks.%d.attentions.%d", i, j);
-            if ((st = unet_load_resnet(&L, j ? m->ch[i] : cin, m->ch[i], rb)) ||
-                (blk->cross &&
-                 (st = unet_load_transformer(&L, &ti, m->ch[i], m->heads[i], tlayers[i], tb))))
-                return st;
-            skips[nskip++] = m->ch[i];
-        }
-        if (i < B - 1) {
-            char b[96];
-            snprintf(b, sizeof b, "down_blocks.%d.downsamplers.0.conv", i);
-            if ((st = unet_pair(&L, b, &blk->resample_w, &blk->resample_b, 4, m->ch[i], m->ch[i], 3, 3)))
-                return st;
-            skips[nskip++] = m->ch[i];
-        }
-        cin = m->ch[i];
+/* Down block i: its resnets (+ transformers), then its downsampler; the
+   channels of every output are pushed on L->skips */
+static dc_status unet_load_down(unet_loader *L, const unet_config *cf, int i)
+{
+    dc__unet *m = L->m;
+    dc__unet_block *blk = &m->down[i];
+    int c = m->ch[i], cin = m->ch[i > 0 ? i - 1 : 0];
+    dc_status st;
+    blk->cross = cf->down_cross[i], blk->layers = cf->layers[i], blk->cout = c;
+    blk->resnet0 = m->n_resnets, blk->attn0 = m->n_transformers;
+    for (int j = 0; j < blk->layers; j++) {
+        int ti;
+        char rb[64], tb[64];
+        snprintf(rb, sizeof rb, "down_blocks.%d.resnets.%d", i, j);
+        snprintf(tb, sizeof tb, "down_blocks.%d.attentions.%d", i, j);
+        if ((st = unet_load_resnet(L, j ? c : cin, c, rb)) ||
+            (blk->cross && (st = unet_load_transformer(L, &ti, c, m->heads[i], cf->tlayers[i], tb))))
+            return st;
+        L->skips[L->nskip++] = c;
     }
-
-    /* mid block */
-    int C = m->ch[B - 1];
-    m->mid_resnet0 = m->n_resnets;
-    if ((st = unet_load_resnet(&L, C, C, "mid_block.resnets.0")) ||
-        (st = unet_load_transformer(&L, &m->mid_attn, C, m->heads[B - 1], tlayers[B - 1],
-                                    "mid_block.attentions.0")) ||
-        (st = unet_load_resnet(&L, C, C, "mid_block.resnets.1")))
-        return st;
-
-    /* up path: block i mirrors down block B-1-i and pops its skips */
-    int prev = C;
-    for (int i = 0; i < B; i++) {
-        int r = B - 1 - i, co = m->ch[r], ci = m->ch[r > 0 ? r - 1 : 0];
-        dc__unet_block *blk = &m->up[i];
-        blk->cross = up_cross[i], blk->layers = layers[r] + 1, blk->cout = co;
-        blk->resnet0 = m->n_resnets, blk->attn0 = m->n_transformers;
-        for (int j = 0; j < blk->layers; j++) {
-            /* diffusers' res_skip_channels; it always matches the skip the
-               down path left on top of the stack (block r's resnets, then
-               block r-1's downsampler or conv_in), whatever the layer counts */
-            int skip = j == blk->layers - 1 ? ci : co;
-            DC_ASSERT(nskip > 0 && skips[nskip - 1] == skip);
-            nskip--;
-            int ti;
-            char rb[64], tb[64];
-            snprintf(rb, sizeof rb, "up_blocks.%d.resnets.%d", i, j);
-            snprintf(tb, sizeof tb, "up_blocks.%d.attentions.%d", i, j);
-            if ((st = unet_load_resnet(&L, (j ? co : prev) + skip, co, rb)) ||
-                (blk->cross && (st = unet_load_transformer(&L, &ti, co, m->heads[r], tlayers[r], tb))))
-                return st;
-        }
-        if (i < B - 1) {
-            char b[96];
-            snprintf(b, sizeof b, "up_blocks.%d.upsamplers.0.conv", i);
-            if ((st = unet_pair(&L, b, &blk->resample_w, &blk->resample_b, 4, co, co, 3, 3)))
-                return st;
-        }
-        prev = co;
+    if (i < m->blocks - 1) {
+        if ((st = dc__load_conv(&L->t, &blk->resample_w, &blk->resample_b, c, c, 3,
+                                "down_blocks.%d.downsamplers.0.conv", i)))
+            return st;
+        L->skips[L->nskip++] = c;
     }
-    DC_ASSERT(nskip == 0); /* conv_in + sum(layers) + (B - 1) downsamplers were pushed */
+    return DC_OK;
+}
 
-    if ((st = unet_norm(&L, "conv_norm_out", &m->norm_out_w, &m->norm_out_b, c0)) ||
-        (st = unet_pair(&L, "conv_out", &m->conv_out_w, &m->conv_out_b, 4, m->out_ch, c0, 3, 3)))
+/* Up block i: mirrors down block r = B-1-i and pops its skips */
+static dc_status unet_load_up(unet_loader *L, const unet_config *cf, int i)
+{
+    dc__unet *m = L->m;
+    dc__unet_block *blk = &m->up[i];
+    int B = m->blocks, r = B - 1 - i, co = m->ch[r], ci = m->ch[r > 0 ? r - 1 : 0];
+    int prev = m->ch[i > 0 ? B - i : B - 1]; /* the previous up block's width, or the mid block's */
+    dc_status st;
+    blk->cross = cf->up_cross[i], blk->layers = cf->layers[r] + 1, blk->cout = co;
+    blk->resnet0 = m->n_resnets, blk->attn0 = m->n_transformers;
+    for (int j = 0; j < blk->layers; j++) {
+        /* diffusers' res_skip_channels; it always matches the skip the
+           down path left on top of the stack (block r's resnets, then
+           block r-1's downsampler or conv_in), whatever the layer counts */
+        int skip = j == blk->layers - 1 ? ci : co;
+        DC_ASSERT(L->nskip > 0 && L->skips[L->nskip - 1] == skip);
+        L->nskip--;
+        int ti;
+        char rb[64], tb[64];
+        snprintf(rb, sizeof rb, "up_blocks.%d.resnets.%d", i, j);
+        snprintf(tb, sizeof tb, "up_blocks.%d.attentions.%d", i, j);
+        if ((st = unet_load_resnet(L, (j ? co : prev) + skip, co, rb)) ||
+            (blk->cross && (st = unet_load_transformer(L, &ti, co, m->heads[r], cf->tlayers[r], tb))))
+            return st;
+    }
+    if (i < B - 1 && (st = dc__load_conv(&L->t, &blk->resample_w, &blk->resample_b, co, co, 3,
+                                         "up_blocks.%d.upsamplers.0.conv", i)))
         return st;
     return DC_OK;
 }
 
-/* ---- forward ---- */
+dc_status dc__unet_build(dc__unet *m, const dc__weights *w, const char *prefix, dc_error *err)
+{
+    memset(m, 0, sizeof *m);
+    unet_loader L = {m, {w, prefix, err, 0}, {0}, 0};
+    unet_config cf;
+    dc_status st = unet_read_config(&L, &cf);
+    if (st != DC_OK) return st;
+    int B = m->blocks, c0 = m->ch[0], C = m->ch[B - 1], Td = m->temb_dim;
+
+    if ((st = dc__load_conv(&L.t, &m->conv_in_w, &m->conv_in_b, c0, m->in_ch, 3, "conv_in")) ||
+        (st = dc__load_linear(&L.t, &m->t1_w, &m->t1_b, Td, c0, "time_embedding.linear_1")) ||
+        (st = dc__load_linear(&L.t, &m->t2_w, &m->t2_b, Td, Td, "time_embedding.linear_2")))
+        return st;
+    L.skips[L.nskip++] = c0;
+    for (int i = 0; i < B; i++)
+        if ((st = unet_load_down(&L, &cf, i))) return st;
+    m->mid_resnet0 = m->n_resnets;
+    if ((st = unet_load_resnet(&L, C, C, "mid_block.resnets.0")) ||
+        (st = unet_load_transformer(&L, &m->mid_attn, C, m->heads[B - 1], cf.tlayers[B - 1],
+                                    "mid_block.attentions.0")) ||
+        (st = unet_load_resnet(&L, C, C, "mid_block.resnets.1")))
+        return st;
+    for (int i = 0; i < B; i++)
+        if ((st = unet_load_up(&L, &cf, i))) return st;
+    DC_ASSERT(L.nskip == 0); /* conv_in + sum(layers) + (B - 1) downsamplers were pushed */
+    if ((st = unet_norm(&L, &m->norm_out_w, &m->norm_out_b, c0, "conv_norm_out", "")) ||
+        (st = dc__load_conv(&L.t, &m->conv_out_w, &m->conv_out_b, m->out_ch, c0, 3, "conv_out")))
+        return st;
+    m->decode_floats = L.t.decode_floats;
+    return DC_OK;
+}
+
+/* ---- forward: the state of one call ---- */
+
+/* The skips: every down-path output, kept (for all items) until the up path reads it */
+typedef struct {
+    float *x[UNET_MAX_SKIPS];
+    size_t per_item[UNET_MAX_SKIPS];    /* floats per item: c * h * w */
+    int c[UNET_MAX_SKIPS];
+    int n;
+} unet_skips;
 
 typedef struct {
     const dc__unet *m;
     dc__runner *r;
     dc__arena *a;
     int run;                /* 0: measuring pass: buffers are counted, nothing is computed */
-    int bad;                /* a size overflowed while measuring */
     int n, ctx_len;
     const float *context;   /* [n, ctx_len, cross_dim] */
     float *stemb;           /* SiLU(emb) [n, Td]: what every resnet's time_emb_proj reads */
-    /* the class-independent prefix (unet_share_prefix): while `shared`, ops
-       run on the n_unique distinct (sample, timestep) items only */
+    unet_skips skips;
+    /* the class-independent prefix (unet_share_prefix): while `shared`, the
+       layers run on the n distinct (sample, timestep) items only */
     int shared, n_all;
-    int *unique_of;         /* [n] item -> its distinct item's slot */
+    int *unique_of;         /* [n] item -> its distinct item's slot, then [n] scratch */
     float *stemb_all;
 } unet_run;
 
 static size_t unet_max(size_t a, size_t b) { return a > b ? a : b; }
 
-/* a * b * c floats from the arena (NULL while measuring) */
-static float *unet_buf(unet_run *u, size_t a, size_t b, size_t c)
+/* ---- forward: the class-independent prefix ----
+
+   Everything before the first cross-attention sees only the noised sample
+   and the timestep, not the prompt. The classifier sends every class at
+   one (timestep, noise) with the same sample and timestep, so the prefix
+   (conv_in and the resnets before the first transformer: for SD 1.x
+   conv_in and the first 320-channel resnet at full size, ~2% of the work)
+   runs once per distinct (sample, timestep) pair and is copied to the
+   other items. Items are compared bit for bit, so any caller gets the
+   same result as without sharing. The buffers are planned at full size. */
+
+/* Finds the distinct items; if some repeat, the layers from here to
+   unet_end_prefix run on those only (u->n of them, in first-seen order).
+   Returns the sample they read. */
+static const float *unet_share_prefix(unet_run *u, const float *sample, const float *timesteps, int H,
+                                      int W)
 {
-    size_t ab, abc, before = u->a->used;
-    if (!dc__mul_size(&ab, a, b) || !dc__mul_size(&abc, ab, c)) {
-        u->bad = 1;
-        return NULL;
+    int n = u->n, nu = 0, Td = u->m->temb_dim;
+    size_t per_item = (size_t)u->m->in_ch * H * W;
+    float *sample_u = dc__arena_take(u->a, n, per_item, 1), *stemb_u = dc__arena_take(u->a, n, Td, 1);
+    u->unique_of = (int *)dc__arena_take(u->a, n, 2, 1); /* float-sized slots hold ints */
+    u->n_all = n, u->stemb_all = u->stemb;
+    if (!u->run) return sample;
+    int *first = u->unique_of + n; /* [n] scratch: slot -> its first item */
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        while (k < nu && !(timesteps[first[k]] == timesteps[i] &&
+                           !memcmp(sample + (size_t)first[k] * per_item, sample + (size_t)i * per_item,
+                                   sizeof(float) * per_item)))
+            k++;
+        if (k == nu) first[nu++] = i;
+        u->unique_of[i] = k;
     }
-    float *p = dc__arena_floats(u->a, abc);
-    if (!u->run && u->a->used == before && abc) u->bad = 1; /* the running total overflowed */
-    if (u->run) DC_ASSERT(p != NULL);                        /* the plan covers every request */
-    return p;
+    if (nu == n) return sample;
+    for (int k = 0; k < nu; k++) {
+        memcpy(sample_u + (size_t)k * per_item, sample + (size_t)first[k] * per_item, sizeof(float) * per_item);
+        memcpy(stemb_u + (size_t)k * Td, u->stemb + (size_t)first[k] * Td, sizeof(float) * Td);
+    }
+    u->shared = 1;
+    u->n = nu;
+    u->stemb = stemb_u;
+    return sample_u;
 }
 
-/* An f32 view of weight t, decoded at float offset off of the runner's scratch if stored f16/q8 */
-static const float *unet_weight(unet_run *u, const dc__tensor *t, size_t off)
+/* End of the prefix: the skips so far hold the distinct items; spread
+   them to all n items in place. Item i needs slot unique_of[i] <= i (slots
+   are in first-seen order), so walking down from the last item never
+   overwrites a slot that is still to be read. */
+static void unet_end_prefix(unet_run *u)
 {
-    if (t->dtype == DC_F32) return (const float *)t->data;
-    dc__scratch s = {u->r->wbuf + off, u->r->wcap - off};
-    return dc__weight_f32(t, &s);
+    if (!u->shared) return;
+    const unet_skips *S = &u->skips;
+    u->shared = 0;
+    u->n = u->n_all;
+    u->stemb = u->stemb_all;
+    for (int k = 0; k < S->n; k++)
+        for (int i = u->n - 1; i >= 0; i--)
+            if (u->unique_of[i] != i)
+                memcpy(S->x[k] + (size_t)i * S->per_item[k], S->x[k] + (size_t)u->unique_of[i] * S->per_item[k],
+                       sizeof(float) * S->per_item[k]);
 }
 
-/* y[rows, out] = x[rows, in] . W^T + b, W [out, in] (or a 1x1 conv's [out, in, 1, 1]) */
-static void unet_linear(unet_run *u, float *y, const float *x, const dc__tensor *W,
-                        const dc__tensor *b, size_t rows)
-{
-    dc__linear_forward(y, x, unet_weight(u, W, 0), b ? (const float *)b->data : NULL, (int)rows,
-                       (int)(W->numel / W->shape[0]), (int)W->shape[0]);
-}
-
-/* The shape of a k x k conv (padding k/2) with weight W on x [n, cin, h, w] */
-static dc__conv2d_shape unet_conv_shape(const unet_run *u, const dc__tensor *W, int h, int w, int stride)
-{
-    int k = (int)W->shape[2], p = k / 2;
-    dc__conv2d_shape s = {u->n, (int)W->shape[1], h, w, (int)W->shape[0], k, k, stride, p, p, p, p};
-    return s;
-}
-
-static float *unet_conv_cols(unet_run *u, const dc__tensor *W, int h, int w, int stride)
-{
-    dc__conv2d_shape s = unet_conv_shape(u, W, h, w, stride);
-    return unet_buf(u, dc__conv2d_scratch_floats(&s), 1, 1);
-}
-
-static void unet_conv(unet_run *u, float *y, const float *x, const dc__tensor *W, const dc__tensor *b,
-                      int h, int w, int stride, float *cols)
-{
-    dc__conv2d_shape s = unet_conv_shape(u, W, h, w, stride);
-    dc__conv2d_forward(y, x, unet_weight(u, W, 0), (const float *)b->data, &s, cols);
-}
+/* ---- forward: the layers ---- */
 
 static void unet_group_norm(float *y, const float *x, const dc__tensor *g, const dc__tensor *b, int n,
                             int c, int hw, int groups, float eps, int silu)
 {
     dc__group_norm_forward(y, x, (const float *)g->data, (const float *)b->data, n, c, hw, groups,
                            eps, silu);
+}
+
+/* y = conv(x) with its own im2col scratch; W [cout, cin, k, k], padding k/2 */
+static void unet_conv(unet_run *u, float *y, const float *x, const dc__tensor *W, const dc__tensor *b,
+                      int h, int w, int stride)
+{
+    dc__conv2d_shape s = dc__conv2d_shape_of(W, u->n, h, w, stride);
+    size_t mark = dc__arena_mark(u->a);
+    float *cols = dc__arena_floats(u->a, dc__conv2d_scratch_floats(&s));
+    if (u->run) dc__conv2d(u->r, y, x, W, b, &s, cols);
+    dc__arena_reset(u->a, mark);
 }
 
 /* y [n, cout, h, w] = resnet(x [n, cin, h, w]); y must not alias x */
@@ -481,25 +502,27 @@ static void unet_resnet(unet_run *u, const dc__unet_resnet *rn, float *y, const 
     const dc__unet *m = u->m;
     int n = u->n, ci = rn->cin, co = rn->cout, hw = h * w;
     size_t mark = dc__arena_mark(u->a);
-    float *a = unet_buf(u, n, unet_max(ci, co), hw);   /* GN+SiLU of the input, then of h */
-    float *hb = unet_buf(u, n, co, hw);                /* conv1 output; later the shortcut */
-    float *tp = unet_buf(u, n, co, 1);                 /* time_emb_proj(SiLU(emb)) [n, co] */
+    float *a = dc__arena_take(u->a, n, unet_max(ci, co), hw);   /* GN+SiLU of the input, then of h */
+    float *hb = dc__arena_take(u->a, n, co, hw);                /* conv1 output; later the shortcut */
+    float *tp = dc__arena_take(u->a, n, co, 1);                 /* time_emb_proj(SiLU(emb)) [n, co] */
     /* conv1 and conv2 share one im2col region, the larger of the two */
-    dc__conv2d_shape s1 = unet_conv_shape(u, rn->conv1_w, h, w, 1);
-    dc__conv2d_shape s2 = unet_conv_shape(u, rn->conv2_w, h, w, 1);
-    float *cols = unet_buf(u, unet_max(dc__conv2d_scratch_floats(&s1), dc__conv2d_scratch_floats(&s2)), 1, 1);
+    dc__conv2d_shape s1 = dc__conv2d_shape_of(rn->conv1_w, n, h, w, 1);
+    dc__conv2d_shape s2 = dc__conv2d_shape_of(rn->conv2_w, n, h, w, 1);
+    float *cols = dc__arena_floats(u->a, unet_max(dc__conv2d_scratch_floats(&s1),
+                                                  dc__conv2d_scratch_floats(&s2)));
     if (u->run) {
         const dc__kernels *k = dc__kern();
         unet_group_norm(a, x, rn->norm1_w, rn->norm1_b, n, ci, hw, m->groups, m->norm_eps, 1);
-        unet_conv(u, hb, a, rn->conv1_w, rn->conv1_b, h, w, 1, cols);
-        unet_linear(u, tp, u->stemb, rn->temb_w, rn->temb_b, (size_t)n);
+        dc__conv2d(u->r, hb, a, rn->conv1_w, rn->conv1_b, &s1, cols);
+        dc__linear(u->r, tp, u->stemb, rn->temb_w, rn->temb_b, n);
 #pragma omp parallel for
         for (int i = 0; i < n * co; i++) /* h[s, c, :] += tp[s, c] */
             k->scale_shift(hb + (size_t)i * hw, hb + (size_t)i * hw, (size_t)hw, 1.0f, tp[i]);
         unet_group_norm(a, hb, rn->norm2_w, rn->norm2_b, n, co, hw, m->groups, m->norm_eps, 1);
-        unet_conv(u, y, a, rn->conv2_w, rn->conv2_b, h, w, 1, cols);
+        dc__conv2d(u->r, y, a, rn->conv2_w, rn->conv2_b, &s2, cols);
         if (rn->short_w) {
-            unet_conv(u, hb, x, rn->short_w, rn->short_b, h, w, 1, NULL); /* 1x1: no im2col */
+            dc__conv2d_shape s = dc__conv2d_shape_of(rn->short_w, n, h, w, 1);
+            dc__conv2d(u->r, hb, x, rn->short_w, rn->short_b, &s, NULL); /* 1x1: no im2col */
             dc__add_forward(y, y, hb, (size_t)n * co * hw);
         } else {
             dc__add_forward(y, y, x, (size_t)n * co * hw);
@@ -557,8 +580,8 @@ typedef struct {
 static void unet_tblock(unet_run *u, const dc__unet_transformer *tf, const dc__unet_tblock *b,
                         const unet_tbufs *t, int T)
 {
-    int n = u->n, D = tf->inner, L = u->ctx_len, F = 4 * D;
-    size_t rows = (size_t)n * T, nd = rows * D;
+    int n = u->n, D = tf->inner, L = u->ctx_len, F = 4 * D, rows = n * T;
+    size_t nd = (size_t)rows * D;
     float scale = 1.0f / sqrtf((float)tf->dh);
     /* heads are column slices of width dh in rows of D floats */
     dc__attn_shape self = {n, tf->heads, T, T, tf->dh, D, D, D, D, (size_t)T * D, (size_t)T * D,
@@ -567,33 +590,34 @@ static void unet_tblock(unet_run *u, const dc__unet_transformer *tf, const dc__u
                             (size_t)L * D, (size_t)T * D, scale, 0};
 
     /* self-attention: q, k, v from the same normalised tokens */
-    dc__layer_norm_forward(t->nrm, t->tok, b->norm1_w->data, b->norm1_b->data, (int)rows, D, UNET_LN_EPS);
-    unet_linear(u, t->q, t->nrm, b->q1, NULL, rows);
-    unet_linear(u, t->k, t->nrm, b->k1, NULL, rows);
-    unet_linear(u, t->v, t->nrm, b->v1, NULL, rows);
+    dc__layer_norm_forward(t->nrm, t->tok, b->norm1_w->data, b->norm1_b->data, rows, D, UNET_LN_EPS);
+    dc__linear(u->r, t->q, t->nrm, b->q1, NULL, rows);
+    dc__linear(u->r, t->k, t->nrm, b->k1, NULL, rows);
+    dc__linear(u->r, t->v, t->nrm, b->v1, NULL, rows);
     dc__attention_forward(t->o, t->q, t->k, t->v, &self, t->scores);
-    unet_linear(u, t->q, t->o, b->o1_w, b->o1_b, rows);
+    dc__linear(u->r, t->q, t->o, b->o1_w, b->o1_b, rows);
     dc__add_forward(t->tok, t->tok, t->q, nd);
 
     /* cross-attention: k, v from each sample's own context */
-    dc__layer_norm_forward(t->nrm, t->tok, b->norm2_w->data, b->norm2_b->data, (int)rows, D, UNET_LN_EPS);
-    unet_linear(u, t->q, t->nrm, b->q2, NULL, rows);
-    unet_linear(u, t->k, u->context, b->k2, NULL, (size_t)n * L);
-    unet_linear(u, t->v, u->context, b->v2, NULL, (size_t)n * L);
+    dc__layer_norm_forward(t->nrm, t->tok, b->norm2_w->data, b->norm2_b->data, rows, D, UNET_LN_EPS);
+    dc__linear(u->r, t->q, t->nrm, b->q2, NULL, rows);
+    dc__linear(u->r, t->k, u->context, b->k2, NULL, n * L);
+    dc__linear(u->r, t->v, u->context, b->v2, NULL, n * L);
     dc__attention_forward(t->o, t->q, t->k, t->v, &cross, t->scores);
-    unet_linear(u, t->q, t->o, b->o2_w, b->o2_b, rows);
+    dc__linear(u->r, t->q, t->o, b->o2_w, b->o2_b, rows);
     dc__add_forward(t->tok, t->tok, t->q, nd);
 
-    /* feed-forward, GEGLU: in chunks of rc rows, the hidden state never whole */
-    dc__layer_norm_forward(t->nrm, t->tok, b->norm3_w->data, b->norm3_b->data, (int)rows, D, UNET_LN_EPS);
-    const float *w1 = unet_weight(u, b->ff1_w, 0);
-    const float *w2 = unet_weight(u, b->ff2_w, b->ff1_w->dtype != DC_F32 ? (size_t)b->ff1_w->numel : 0);
+    /* feed-forward, GEGLU: in chunks of rc rows, the hidden state never
+       whole; both matrices are made ready once, side by side */
+    dc__layer_norm_forward(t->nrm, t->tok, b->norm3_w->data, b->norm3_b->data, rows, D, UNET_LN_EPS);
+    dc__matrix w1 = dc__matrix_of(u->r, b->ff1_w, 0);
+    dc__matrix w2 = dc__matrix_of(u->r, b->ff2_w, dc__decode_floats(b->ff1_w));
     float *hid = t->ff, *gated = t->ff + t->rc * 2 * F;
-    for (size_t r0 = 0; r0 < rows; r0 += t->rc) {
-        int rc = (int)(rows - r0 < t->rc ? rows - r0 : t->rc);
-        dc__linear_forward(hid, t->nrm + r0 * D, w1, b->ff1_b->data, rc, D, 2 * F);
-        dc__geglu_forward(gated, hid, rc, F);
-        dc__linear_forward(t->q + r0 * D, gated, w2, b->ff2_b->data, rc, F, D);
+    for (size_t r0 = 0; r0 < (size_t)rows; r0 += t->rc) {
+        int rc = (int)((size_t)rows - r0 < t->rc ? (size_t)rows - r0 : t->rc);
+        dc__matmul(hid, t->nrm + r0 * D, &w1, b->ff1_b->data, rc);        /* [rc, 8D] */
+        dc__geglu_forward(gated, hid, rc, F);                              /* [rc, 4D] */
+        dc__matmul(t->q + r0 * D, gated, &w2, b->ff2_b->data, rc);         /* [rc, D] */
     }
     dc__add_forward(t->tok, t->tok, t->q, nd);
 }
@@ -602,228 +626,193 @@ static void unet_tblock(unet_run *u, const dc__unet_transformer *tf, const dc__u
 static void unet_transformer(unet_run *u, const dc__unet_transformer *tf, float *x, int T)
 {
     const dc__unet *m = u->m;
-    int n = u->n, C = tf->c, D = tf->inner;
-    size_t rows = (size_t)n * T, cd = unet_max(C, D), kv = unet_max(T, u->ctx_len);
+    unet_end_prefix(u); /* cross-attention reads the prompt: from here every item is its own */
+    int n = u->n, C = tf->c, D = tf->inner, rows = n * T;
+    size_t cd = unet_max(C, D), kv = unet_max(T, u->ctx_len);
     size_t rc = UNET_FF_CHUNK_FLOATS / (12 * (size_t)D) / 64 * 64;
     if (rc < 64) rc = 64;
-    if (rc > rows) rc = rows;
+    if (rc > (size_t)rows) rc = rows;
     size_t mark = dc__arena_mark(u->a);
     unet_tbufs t;
-    t.tok = unet_buf(u, rows, D, 1);
-    t.nrm = unet_buf(u, rows, cd, 1);
-    t.q = unet_buf(u, rows, cd, 1);
-    t.k = unet_buf(u, n, kv, D);
-    t.v = unet_buf(u, n, kv, D);
-    t.o = unet_buf(u, rows, D, 1);
-    t.ff = unet_buf(u, rc, 12, D);
-    t.scores = unet_buf(u, dc__attention_scratch_floats((int)kv), 1, 1);
+    t.tok = dc__arena_take(u->a, rows, D, 1);
+    t.nrm = dc__arena_take(u->a, rows, cd, 1);
+    t.q = dc__arena_take(u->a, rows, cd, 1);
+    t.k = dc__arena_take(u->a, n, kv, D);
+    t.v = dc__arena_take(u->a, n, kv, D);
+    t.o = dc__arena_take(u->a, rows, D, 1);
+    t.ff = dc__arena_take(u->a, rc, 12, D);
+    t.scores = dc__arena_floats(u->a, dc__attention_scratch_floats((int)kv));
     t.rc = rc;
     if (u->run) {
         /* GN on NCHW (into q), to tokens, proj_in: a linear or 1x1 conv, the same map */
         unet_group_norm(t.q, x, tf->norm_w, tf->norm_b, n, C, T, m->groups, UNET_TF_GN_EPS, 0);
         unet_to_tokens(t.nrm, t.q, n, C, T);
-        unet_linear(u, t.tok, t.nrm, tf->proj_in_w, tf->proj_in_b, rows);
+        dc__linear(u->r, t.tok, t.nrm, tf->proj_in_w, tf->proj_in_b, rows);
         for (int l = 0; l < tf->layers; l++) unet_tblock(u, tf, &m->tblocks[tf->first + l], &t, T);
-        unet_linear(u, t.nrm, t.tok, tf->proj_out_w, tf->proj_out_b, rows); /* [rows, C] */
+        dc__linear(u->r, t.nrm, t.tok, tf->proj_out_w, tf->proj_out_b, rows); /* [rows, C] */
         unet_add_tokens(x, t.nrm, n, C, T);
     }
     dc__arena_reset(u->a, mark);
 }
 
-/* The class-independent prefix. Everything before the first cross-attention
-   sees only the noised sample and the timestep, not the prompt. The
-   classifier sends every class at one (timestep, noise) with the same sample
-   and timestep, so the prefix (conv_in and the resnets before the first
-   transformer: for SD 1.x conv_in and the first 320-channel resnet at full
-   size, ~2% of the work) runs once per distinct (sample, timestep) pair and
-   is copied to the other items. Items are compared bit for bit, so any
-   caller gets the same result as without sharing. Returns the number of
-   distinct items, packed into sample_u / stemb_u in first-seen order. */
-static int unet_share_prefix(unet_run *u, const float *sample, const float *timesteps, size_t per_item,
-                             float *sample_u, float *stemb_u)
-{
-    int n = u->n, nu = 0, Td = u->m->temb_dim;
-    int *first = u->unique_of + n; /* [n] scratch: slot -> its first item */
-    for (int i = 0; i < n; i++) {
-        int k = 0;
-        while (k < nu && !(timesteps[first[k]] == timesteps[i] &&
-                           !memcmp(sample + (size_t)first[k] * per_item, sample + (size_t)i * per_item,
-                                   sizeof(float) * per_item)))
-            k++;
-        if (k == nu) first[nu++] = i;
-        u->unique_of[i] = k;
-    }
-    for (int k = 0; k < nu; k++) {
-        memcpy(sample_u + (size_t)k * per_item, sample + (size_t)first[k] * per_item, sizeof(float) * per_item);
-        memcpy(stemb_u + (size_t)k * Td, u->stemb + (size_t)first[k] * Td, sizeof(float) * Td);
-    }
-    return nu;
-}
+/* ---- forward: the steps of the walk that are not a resnet or a transformer ---- */
 
-/* End of the prefix: skips 0..ns-1 hold n_unique items each; spread them to
-   all n items in place. Item i needs slot unique_of[i] <= i (slots are in
-   first-seen order), so walking down from the last item never overwrites a
-   slot that is still to be read. */
-static void unet_end_prefix(unet_run *u, float **skip, const size_t *skip_floats, int ns)
+/* stemb [n, Td] = SiLU(linear_2(SiLU(linear_1(sinusoid(t))))): lives to the end */
+static void unet_time_embedding(unet_run *u, const float *timesteps)
 {
-    if (!u->shared) return;
-    u->shared = 0;
-    u->n = u->n_all;
-    u->stemb = u->stemb_all;
+    const dc__unet *m = u->m;
+    int n = u->n, c0 = m->ch[0], Td = m->temb_dim;
+    float *freq = dc__arena_take(u->a, n, c0, 1), *t1 = dc__arena_take(u->a, n, Td, 1);
+    float *emb = dc__arena_take(u->a, n, Td, 1);
+    u->stemb = dc__arena_take(u->a, n, Td, 1);
     if (!u->run) return;
-    for (int k = 0; k < ns; k++)
-        for (int i = u->n - 1; i >= 0; i--)
-            if (u->unique_of[i] != i)
-                memcpy(skip[k] + (size_t)i * skip_floats[k], skip[k] + (size_t)u->unique_of[i] * skip_floats[k],
-                       sizeof(float) * skip_floats[k]);
+    dc__timestep_embedding(freq, timesteps, n, c0, m->flip_sin_to_cos, m->freq_shift, UNET_MAX_PERIOD);
+    dc__linear(u->r, t1, freq, m->t1_w, m->t1_b, n);
+    dc__act_forward(t1, t1, (size_t)n * Td, DC_ACT_SILU);
+    dc__linear(u->r, emb, t1, m->t2_w, m->t2_b, n);
+    dc__act_forward(u->stemb, emb, (size_t)n * Td, DC_ACT_SILU);
 }
 
-/* The whole network; with u->run == 0 it only sizes the arena. */
+/* The next skip [n_all, c, h, w], kept until the up path pops it */
+static float *unet_push_skip(unet_run *u, int c, int h, int w)
+{
+    unet_skips *S = &u->skips;
+    DC_ASSERT(S->n < UNET_MAX_SKIPS);
+    float *x = dc__arena_take(u->a, u->n_all, c, (size_t)h * w);
+    S->x[S->n] = x, S->c[S->n] = c, S->per_item[S->n] = (size_t)c * h * w;
+    S->n++;
+    return x;
+}
+
+/* skip 0 = conv_in(sample), the sample centred first (2 * sample - 1) if the config says so */
+static void unet_conv_in(unet_run *u, float *y, const float *sample, int H, int W)
+{
+    const dc__unet *m = u->m;
+    size_t mark = dc__arena_mark(u->a);
+    if (m->center_input) {
+        float *centered = dc__arena_take(u->a, u->n, m->in_ch, (size_t)H * W);
+        if (u->run)
+            dc__kern()->scale_shift(centered, sample, (size_t)u->n * m->in_ch * H * W, 2.0f, -1.0f);
+        sample = centered;
+    }
+    unet_conv(u, y, sample, m->conv_in_w, m->conv_in_b, H, W, 1);
+    dc__arena_reset(u->a, mark);
+}
+
+/* The up path's running state [n, per item]: as large as its largest activation */
+static float *unet_up_state(unet_run *u, int H, int W)
+{
+    const dc__unet *m = u->m;
+    int B = m->blocks;
+    size_t per_item = (size_t)m->ch[B - 1] * (H >> (B - 1)) * (W >> (B - 1));
+    for (int i = 0; i < B; i++) {
+        size_t hw = (size_t)(H >> (B - 1 - i)) * (W >> (B - 1 - i));
+        per_item = unet_max(per_item, m->up[i].cout * hw * (m->up[i].resample_w ? 4 : 1));
+    }
+    return dc__arena_take(u->a, u->n, per_item, 1);
+}
+
+/* x [n, c, h, w] = resnet(x), in place through a temporary */
+static void unet_resnet_inplace(unet_run *u, const dc__unet_resnet *rn, float *x, int h, int w,
+                                float out_scale)
+{
+    size_t mark = dc__arena_mark(u->a);
+    float *tmp = dc__arena_take(u->a, u->n, rn->cout, (size_t)h * w);
+    unet_resnet(u, rn, tmp, x, h, w, out_scale);
+    if (u->run) memcpy(x, tmp, sizeof(float) * (size_t)u->n * rn->cout * h * w);
+    dc__arena_reset(u->a, mark);
+}
+
+/* cur [n, cout, h, w] = resnet(concat(cur, the last skip)); pops the skip */
+static void unet_resnet_skip(unet_run *u, const dc__unet_resnet *rn, float *cur, int h, int w)
+{
+    unet_skips *S = &u->skips;
+    DC_ASSERT(S->n > 0);
+    int k = --S->n, cc = rn->cin - S->c[k], hw = h * w; /* cc: cur's channels */
+    DC_ASSERT(cc > 0);
+    size_t mark = dc__arena_mark(u->a);
+    float *cat = dc__arena_take(u->a, u->n, rn->cin, hw);
+    if (u->run) dc__concat_forward(cat, cur, S->x[k], u->n, cc, S->c[k], hw);
+    unet_resnet(u, rn, cur, cat, h, w, 1.0f);
+    dc__arena_reset(u->a, mark);
+}
+
+/* cur [n, c, h, w] -> [n, c, 2h, 2w]: nearest 2x, then the block's conv3x3 */
+static void unet_upsample(unet_run *u, const dc__unet_block *blk, float *cur, int h, int w)
+{
+    size_t mark = dc__arena_mark(u->a);
+    float *up = dc__arena_take(u->a, u->n, blk->cout, (size_t)4 * h * w);
+    if (u->run) dc__upsample2x_forward(up, cur, u->n, blk->cout, h, w);
+    unet_conv(u, cur, up, blk->resample_w, blk->resample_b, 2 * h, 2 * w, 1);
+    dc__arena_reset(u->a, mark);
+}
+
+/* out [n, out_ch, H, W] = conv_out(SiLU(GroupNorm(x))) */
+static void unet_conv_out(unet_run *u, float *out, const float *x, int H, int W)
+{
+    const dc__unet *m = u->m;
+    size_t mark = dc__arena_mark(u->a);
+    float *a = dc__arena_take(u->a, u->n, m->ch[0], (size_t)H * W);
+    if (u->run)
+        unet_group_norm(a, x, m->norm_out_w, m->norm_out_b, u->n, m->ch[0], H * W, m->groups,
+                        m->norm_eps, 1);
+    unet_conv(u, out, a, m->conv_out_w, m->conv_out_b, H, W, 1);
+    dc__arena_reset(u->a, mark);
+}
+
+/* ---- forward: the network ---- */
+
+/* The whole UNet. Every step takes its buffers from u->a and computes only
+   on the run pass, so with u->run == 0 this sizes the arena. Shapes are
+   per item: latent H x W, C = ch[B-1] at hl x wl = (H, W) / 2^(B-1). */
 static void unet_walk(unet_run *u, float *out, const float *sample, const float *timesteps, int H, int W)
 {
     const dc__unet *m = u->m;
-    int n = u->n, B = m->blocks, c0 = m->ch[0], Td = m->temb_dim;
+    int B = m->blocks, hl = H >> (B - 1), wl = W >> (B - 1);
+    unet_time_embedding(u, timesteps);                              /* stemb [Td] */
+    sample = unet_share_prefix(u, sample, timesteps, H, W);         /* distinct items only */
 
-    /* time embedding: lives until the end */
-    float *freq = unet_buf(u, n, c0, 1), *t1 = unet_buf(u, n, Td, 1), *emb = unet_buf(u, n, Td, 1);
-    u->stemb = unet_buf(u, n, Td, 1);
-    if (u->run) {
-        dc__timestep_embedding(freq, timesteps, n, c0, m->flip_sin_to_cos, m->freq_shift, UNET_MAX_PERIOD);
-        unet_linear(u, t1, freq, m->t1_w, m->t1_b, (size_t)n);
-        dc__act_forward(t1, t1, (size_t)n * Td, DC_ACT_SILU);
-        unet_linear(u, emb, t1, m->t2_w, m->t2_b, (size_t)n);
-        dc__act_forward(u->stemb, emb, (size_t)n * Td, DC_ACT_SILU);
-    }
-
-    /* the shared prefix's inputs (planned at full size, used when items repeat) */
-    size_t per_item = (size_t)m->in_ch * H * W;
-    float *sample_u = unet_buf(u, n, per_item, 1), *stemb_u = unet_buf(u, n, Td, 1);
-    u->unique_of = (int *)unet_buf(u, n, 2, 1); /* float-sized slots hold ints */
-    u->n_all = n, u->stemb_all = u->stemb;
-    if (u->run) {
-        int nu = unet_share_prefix(u, sample, timesteps, per_item, sample_u, stemb_u);
-        if (nu < n) { /* from here to unet_end_prefix, only the distinct items */
-            u->shared = 1;
-            u->n = n = nu;
-            u->stemb = stemb_u;
-            sample = sample_u;
-        }
-    }
-
-    /* conv_in -> skip 0. Each skip is taken from the arena as it is made and
-       kept until the up path has used it. */
-    float *skip[UNET_MAX_SKIPS];
-    size_t skip_floats[UNET_MAX_SKIPS]; /* per item */
-    int skip_c[UNET_MAX_SKIPS], ns = 0;
-    {
-        skip[ns] = unet_buf(u, u->n_all, c0, (size_t)H * W);
-        skip_c[ns] = c0, skip_floats[ns] = (size_t)c0 * H * W;
-        size_t mark = dc__arena_mark(u->a);
-        float *centered = m->center_input ? unet_buf(u, n, m->in_ch, (size_t)H * W) : NULL;
-        float *cols = unet_conv_cols(u, m->conv_in_w, H, W, 1);
-        if (u->run) {
-            const float *x = sample;
-            if (centered) { /* center_input_sample: 2 * sample - 1 */
-                dc__kern()->scale_shift(centered, sample, (size_t)n * m->in_ch * H * W, 2.0f, -1.0f);
-                x = centered;
-            }
-            unet_conv(u, skip[ns], x, m->conv_in_w, m->conv_in_b, H, W, 1, cols);
-        }
-        dc__arena_reset(u->a, mark);
-        ns++;
-    }
-
-    /* down path */
+    /* down path: every output is pushed as a skip */
+    float *x = unet_push_skip(u, m->ch[0], H, W);
+    unet_conv_in(u, x, sample, H, W);                               /* [ch0, H, W] */
     for (int i = 0; i < B; i++) {
         const dc__unet_block *blk = &m->down[i];
         int h = H >> i, w = W >> i;
-        for (int j = 0; j < blk->layers; j++) {
-            const dc__unet_resnet *rn = &m->resnets[blk->resnet0 + j];
-            skip[ns] = unet_buf(u, u->n_all, rn->cout, (size_t)h * w);
-            skip_c[ns] = rn->cout, skip_floats[ns] = (size_t)rn->cout * h * w;
-            unet_resnet(u, rn, skip[ns], skip[ns - 1], h, w, 1.0f);
-            if (blk->cross) { /* the first conditioning: the prefix ends here */
-                unet_end_prefix(u, skip, skip_floats, ns + 1);
-                unet_transformer(u, &m->transformers[blk->attn0 + j], skip[ns], h * w);
-            }
-            ns++;
+        for (int j = 0; j < blk->layers; j++) {                     /* [ch[i], h, w] */
+            float *y = unet_push_skip(u, blk->cout, h, w);
+            unet_resnet(u, &m->resnets[blk->resnet0 + j], y, x, h, w, 1.0f);
+            if (blk->cross) unet_transformer(u, &m->transformers[blk->attn0 + j], y, h * w);
+            x = y;
         }
-        if (blk->resample_w) {
-            skip[ns] = unet_buf(u, u->n_all, blk->cout, (size_t)(h / 2) * (w / 2));
-            skip_c[ns] = blk->cout, skip_floats[ns] = (size_t)blk->cout * (h / 2) * (w / 2);
-            size_t mark = dc__arena_mark(u->a);
-            float *cols = unet_conv_cols(u, blk->resample_w, h, w, 2);
-            if (u->run) unet_conv(u, skip[ns], skip[ns - 1], blk->resample_w, blk->resample_b, h, w, 2, cols);
-            dc__arena_reset(u->a, mark);
-            ns++;
+        if (blk->resample_w) {                                      /* [ch[i], h/2, w/2] */
+            float *y = unet_push_skip(u, blk->cout, h / 2, w / 2);
+            unet_conv(u, y, x, blk->resample_w, blk->resample_b, h, w, 2);
+            x = y;
         }
     }
+    unet_end_prefix(u); /* at the latest here, without cross-attention in the down path */
 
-    unet_end_prefix(u, skip, skip_floats, ns); /* a down path without cross-attention */
-    n = u->n;
-
-    /* the up path's running state: as large as its largest activation */
-    int hl = H >> (B - 1), wl = W >> (B - 1), C = m->ch[B - 1];
-    size_t cur_floats = (size_t)C * hl * wl;
-    for (int i = 0; i < B; i++) {
-        int h = H >> (B - 1 - i), w = W >> (B - 1 - i);
-        cur_floats = unet_max(cur_floats, (size_t)m->up[i].cout * h * w * (m->up[i].resample_w ? 4 : 1));
-    }
-    float *cur = unet_buf(u, n, cur_floats, 1);
-
-    /* mid block: resnet (last skip -> cur), transformer, resnet (via a temporary) */
-    unet_resnet(u, &m->resnets[m->mid_resnet0], cur, skip[ns - 1], hl, wl, m->mid_scale);
+    /* mid block, into the up path's running state */
+    float *cur = unet_up_state(u, H, W);
+    unet_resnet(u, &m->resnets[m->mid_resnet0], cur, x, hl, wl, m->mid_scale);  /* [C, hl, wl] */
     unet_transformer(u, &m->transformers[m->mid_attn], cur, hl * wl);
-    {
-        size_t mark = dc__arena_mark(u->a);
-        float *tmp = unet_buf(u, n, C, (size_t)hl * wl);
-        unet_resnet(u, &m->resnets[m->mid_resnet0 + 1], tmp, cur, hl, wl, m->mid_scale);
-        if (u->run) memcpy(cur, tmp, sizeof(float) * (size_t)n * C * hl * wl);
-        dc__arena_reset(u->a, mark);
-    }
+    unet_resnet_inplace(u, &m->resnets[m->mid_resnet0 + 1], cur, hl, wl, m->mid_scale);
 
     /* up path: each resnet reads concat(cur, the last skip) */
-    int cc = C;
     for (int i = 0; i < B; i++) {
         const dc__unet_block *blk = &m->up[i];
-        int h = H >> (B - 1 - i), w = W >> (B - 1 - i), hw = h * w;
-        for (int j = 0; j < blk->layers; j++) {
-            const dc__unet_resnet *rn = &m->resnets[blk->resnet0 + j];
-            ns--;
-            DC_ASSERT(ns >= 0 && rn->cin == cc + skip_c[ns]);
-            size_t mark = dc__arena_mark(u->a);
-            float *cat = unet_buf(u, n, rn->cin, hw);
-            if (u->run) dc__concat_forward(cat, cur, skip[ns], n, cc, skip_c[ns], hw);
-            unet_resnet(u, rn, cur, cat, h, w, 1.0f);
-            dc__arena_reset(u->a, mark);
-            cc = rn->cout;
-            if (blk->cross) unet_transformer(u, &m->transformers[blk->attn0 + j], cur, hw);
+        int h = H >> (B - 1 - i), w = W >> (B - 1 - i);
+        for (int j = 0; j < blk->layers; j++) {                     /* [cout, h, w] */
+            unet_resnet_skip(u, &m->resnets[blk->resnet0 + j], cur, h, w);
+            if (blk->cross) unet_transformer(u, &m->transformers[blk->attn0 + j], cur, h * w);
         }
-        if (blk->resample_w) { /* nearest 2x, then conv3x3 */
-            size_t mark = dc__arena_mark(u->a);
-            float *up = unet_buf(u, n, cc, (size_t)4 * hw);
-            float *cols = unet_conv_cols(u, blk->resample_w, 2 * h, 2 * w, 1);
-            if (u->run) {
-                dc__upsample2x_forward(up, cur, n, cc, h, w);
-                unet_conv(u, cur, up, blk->resample_w, blk->resample_b, 2 * h, 2 * w, 1, cols);
-            }
-            dc__arena_reset(u->a, mark);
-        }
+        if (blk->resample_w) unet_upsample(u, blk, cur, h, w);      /* [cout, 2h, 2w] */
     }
-    DC_ASSERT(ns == 0);
-
-    /* conv_out(SiLU(GroupNorm(x))) */
-    {
-        size_t mark = dc__arena_mark(u->a);
-        float *a = unet_buf(u, n, c0, (size_t)H * W);
-        float *cols = unet_conv_cols(u, m->conv_out_w, H, W, 1);
-        if (u->run) {
-            unet_group_norm(a, cur, m->norm_out_w, m->norm_out_b, n, c0, H * W, m->groups, m->norm_eps, 1);
-            unet_conv(u, out, a, m->conv_out_w, m->conv_out_b, H, W, 1, cols);
-        }
-        dc__arena_reset(u->a, mark);
-    }
+    DC_ASSERT(u->skips.n == 0);
+    unet_conv_out(u, out, cur, H, W);                               /* [out_ch, H, W] */
 }
+
+/* ---- forward: planning and the entry point ---- */
 
 static dc_status unet_check_sizes(const dc__unet *m, int n, int h, int w, int ctx_len, dc_error *err)
 {
@@ -842,22 +831,22 @@ static dc_status unet_check_sizes(const dc__unet *m, int n, int h, int w, int ct
     return DC_OK;
 }
 
-/* The arena's peak for these sizes (measuring pass); 0 on overflow */
-static size_t unet_plan(const dc__unet *m, int n, int h, int w, int ctx_len)
+/* The measuring pass: the walk on a measuring arena */
+static void unet_plan(dc__arena *plan, const dc__unet *m, int n, int h, int w, int ctx_len)
 {
-    dc__arena plan;
-    dc__arena_measure(&plan);
     unet_run u;
     memset(&u, 0, sizeof u);
-    u.m = m, u.a = &plan, u.n = n, u.ctx_len = ctx_len;
+    dc__arena_measure(plan);
+    u.m = m, u.a = plan, u.n = n, u.ctx_len = ctx_len;
     unet_walk(&u, NULL, NULL, NULL, h, w);
-    return u.bad ? 0 : plan.peak;
 }
 
 size_t dc__unet_arena_bytes(const dc__unet *m, int n, int h, int w, int ctx_len)
 {
+    dc__arena plan;
     if (unet_check_sizes(m, n, h, w, ctx_len, NULL) != DC_OK) return 0;
-    return unet_plan(m, n, h, w, ctx_len);
+    unet_plan(&plan, m, n, h, w, ctx_len);
+    return plan.overflow ? 0 : plan.peak;
 }
 
 dc_status dc__unet_forward(const dc__unet *m, dc__runner *r, float *out, const float *sample,
@@ -868,11 +857,9 @@ dc_status dc__unet_forward(const dc__unet *m, dc__runner *r, float *out, const f
         return dc__fail(err, DC_ERR_INVALID, "UNet: NULL argument");
     dc_status st = unet_check_sizes(m, n, h, w, ctx_len, err);
     if (st != DC_OK) return st;
-    size_t bytes = unet_plan(m, n, h, w, ctx_len);
-    if (!bytes)
-        return dc__fail(err, DC_ERR_NOMEM, "UNet: batch %d of %d x %d latents needs more memory "
-                        "than can be addressed", n, h, w);
-    if ((st = dc__runner_reserve(r, bytes, m->decode_floats, err)) != DC_OK) return st;
+    dc__arena plan;
+    unet_plan(&plan, m, n, h, w, ctx_len);
+    if ((st = dc__runner_reserve_plan(r, &plan, m->decode_floats, err)) != DC_OK) return st;
     unet_run u;
     memset(&u, 0, sizeof u);
     u.m = m, u.r = r, u.a = &r->arena, u.run = 1, u.n = n, u.ctx_len = ctx_len, u.context = context;

@@ -44,16 +44,6 @@
 
 /* ---- build ---- */
 
-static dc_status vae_get(const dc__weights *w, const char *prefix, const char *name,
-                         const dc__tensor **t, int ndim, int64_t d0, int64_t d1, int64_t d2,
-                         int64_t d3, dc_error *err)
-{
-    char full[320];
-    int64_t shape[4] = {d0, d1, d2, d3};
-    snprintf(full, sizeof full, "%s%s", prefix, name);
-    return dc__tensor_get(w, full, ndim, shape, t, err);
-}
-
 static dc_status vae_meta_int(const dc__weights *w, const char *prefix, const char *key, int *v,
                               int lo, int hi, dc_error *err)
 {
@@ -62,93 +52,26 @@ static dc_status vae_meta_int(const dc__weights *w, const char *prefix, const ch
     return dc__meta_int_in(w, full, v, lo, hi, err);
 }
 
-/* a conv's weight and bias: name.weight [co, ci, k, k], name.bias [co] */
-static dc_status vae_get_conv(const dc__weights *w, const char *prefix, const char *name,
-                              const dc__tensor **wt, const dc__tensor **bt, int co, int ci, int k,
-                              dc_error *err)
+/* ResnetBlock2D `name` from cin to cout channels */
+static dc_status vae_load_resnet(dc__loader *L, dc__vae_resnet *r, int cin, int cout, const char *name)
 {
-    char n[256];
-    dc_status st;
-    snprintf(n, sizeof n, "%s.weight", name);
-    if ((st = vae_get(w, prefix, n, wt, 4, co, ci, k, k, err))) return st;
-    snprintf(n, sizeof n, "%s.bias", name);
-    return vae_get(w, prefix, n, bt, 1, co, 0, 0, 0, err);
-}
-
-/* weight [c] and bias [c] of a norm, or of a linear layer when rows > 0 ([rows, c]) */
-static dc_status vae_get_pair(const dc__weights *w, const char *prefix, const char *name,
-                              const dc__tensor **wt, const dc__tensor **bt, int c, int rows,
-                              dc_error *err)
-{
-    char n[256];
-    dc_status st;
-    snprintf(n, sizeof n, "%s.weight", name);
-    st = rows > 0 ? vae_get(w, prefix, n, wt, 2, rows, c, 0, 0, err)
-                  : vae_get(w, prefix, n, wt, 1, c, 0, 0, 0, err);
-    if (st) return st;
-    snprintf(n, sizeof n, "%s.bias", name);
-    return vae_get(w, prefix, n, bt, 1, rows > 0 ? rows : c, 0, 0, 0, err);
-}
-
-static dc_status vae_get_resnet(const dc__weights *w, const char *prefix, const char *name,
-                                dc__vae_resnet *r, int cin, int cout, dc_error *err)
-{
-    char n[256];
     dc_status st;
     memset(r, 0, sizeof *r);
     r->cin = cin, r->cout = cout;
-    snprintf(n, sizeof n, "%s.norm1", name);
-    if ((st = vae_get_pair(w, prefix, n, &r->norm1_w, &r->norm1_b, cin, 0, err))) return st;
-    snprintf(n, sizeof n, "%s.conv1", name);
-    if ((st = vae_get_conv(w, prefix, n, &r->conv1_w, &r->conv1_b, cout, cin, 3, err))) return st;
-    snprintf(n, sizeof n, "%s.norm2", name);
-    if ((st = vae_get_pair(w, prefix, n, &r->norm2_w, &r->norm2_b, cout, 0, err))) return st;
-    snprintf(n, sizeof n, "%s.conv2", name);
-    if ((st = vae_get_conv(w, prefix, n, &r->conv2_w, &r->conv2_b, cout, cout, 3, err))) return st;
-    if (cin != cout) {
-        snprintf(n, sizeof n, "%s.conv_shortcut", name);
-        if ((st = vae_get_conv(w, prefix, n, &r->short_w, &r->short_b, cout, cin, 1, err))) return st;
-    }
+    if ((st = dc__load_norm(L, &r->norm1_w, &r->norm1_b, cin, "%s.norm1", name)) ||
+        (st = dc__load_conv(L, &r->conv1_w, &r->conv1_b, cout, cin, 3, "%s.conv1", name)) ||
+        (st = dc__load_norm(L, &r->norm2_w, &r->norm2_b, cout, "%s.norm2", name)) ||
+        (st = dc__load_conv(L, &r->conv2_w, &r->conv2_b, cout, cout, 3, "%s.conv2", name)))
+        return st;
+    if (cin != cout)
+        return dc__load_conv(L, &r->short_w, &r->short_b, cout, cin, 1, "%s.conv_shortcut", name);
     return DC_OK;
 }
 
-/* Norm weights and every bias are used as f32 in place; weights of two or
-   more dimensions may be f16/q8 (decoded per layer: note the largest). */
-static dc_status vae_check_dtype(dc__vae *m, const dc__weights *w, const dc__tensor *t,
-                                 dc_error *err)
+/* Reads and checks prefix + the metadata into m */
+static dc_status vae_read_config(dc__vae *m, const dc__weights *w, const char *prefix, dc_error *err)
 {
-    if (!t) return DC_OK;
-    if (t->ndim == 1) {
-        if (t->dtype != DC_F32)
-            return dc__fail(err, DC_ERR_FORMAT, "%s: tensor '%.*s' must be f32 (norms and biases "
-                            "are not quantised)", w->path, t->name_len, t->name);
-    } else if (t->dtype != DC_F32 && (size_t)t->numel > m->decode_floats) {
-        m->decode_floats = (size_t)t->numel;
-    }
-    return DC_OK;
-}
-
-static dc_status vae_check_resnet(dc__vae *m, const dc__weights *w, const dc__vae_resnet *r,
-                                  dc_error *err)
-{
-    const dc__tensor *ts[] = {r->norm1_w, r->norm1_b, r->conv1_w, r->conv1_b, r->norm2_w,
-                              r->norm2_b, r->conv2_w, r->conv2_b, r->short_w, r->short_b};
-    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) {
-        dc_status st = vae_check_dtype(m, w, ts[i], err);
-        if (st) return st;
-    }
-    return DC_OK;
-}
-
-dc_status dc__vae_build(dc__vae *m, const dc__weights *w, const char *prefix, dc_error *err)
-{
-    memset(m, 0, sizeof *m);
     dc_status st;
-    if (!prefix) prefix = "";
-    if (strlen(prefix) > 64)
-        return dc__fail(err, DC_ERR_INVALID, "VAE: tensor prefix '%.64s...' is too long", prefix);
-
-    /* metadata */
     char key[320];
     int64_t ch[DC_VAE_MAX_BLOCKS];
     uint32_t nch = 0;
@@ -177,62 +100,49 @@ dc_status dc__vae_build(dc__vae *m, const dc__weights *w, const char *prefix, dc
                             m->groups);
         m->ch[i] = (int)ch[i];
     }
+    return DC_OK;
+}
+
+dc_status dc__vae_build(dc__vae *m, const dc__weights *w, const char *prefix, dc_error *err)
+{
+    memset(m, 0, sizeof *m);
+    dc_status st;
+    if (!prefix) prefix = "";
+    if (strlen(prefix) > 64)
+        return dc__fail(err, DC_ERR_INVALID, "VAE: tensor prefix '%.64s...' is too long", prefix);
+    if ((st = vae_read_config(m, w, prefix, err))) return st;
 
     /* tensors, in forward order */
     int C = m->ch[m->blocks - 1], L2 = 2 * m->latent_ch;
+    dc__loader L = {w, prefix, err, 0};
     char n[256];
-    if ((st = vae_get_conv(w, prefix, "encoder.conv_in", &m->conv_in_w, &m->conv_in_b, m->ch[0],
-                           m->in_ch, 3, err)))
+    if ((st = dc__load_conv(&L, &m->conv_in_w, &m->conv_in_b, m->ch[0], m->in_ch, 3, "encoder.conv_in")))
         return st;
     for (int i = 0; i < m->blocks; i++) {
         for (int j = 0; j < m->layers; j++) {
             int cin = j == 0 ? m->ch[i > 0 ? i - 1 : 0] : m->ch[i];
             snprintf(n, sizeof n, "encoder.down_blocks.%d.resnets.%d", i, j);
-            if ((st = vae_get_resnet(w, prefix, n, &m->down[i][j], cin, m->ch[i], err))) return st;
+            if ((st = vae_load_resnet(&L, &m->down[i][j], cin, m->ch[i], n))) return st;
         }
-        if (i < m->blocks - 1) {
-            snprintf(n, sizeof n, "encoder.down_blocks.%d.downsamplers.0.conv", i);
-            if ((st = vae_get_conv(w, prefix, n, &m->down_w[i], &m->down_b[i], m->ch[i], m->ch[i], 3,
-                                   err)))
-                return st;
-        }
-    }
-    if ((st = vae_get_resnet(w, prefix, "encoder.mid_block.resnets.0", &m->mid[0], C, C, err)) ||
-        (st = vae_get_pair(w, prefix, "encoder.mid_block.attentions.0.group_norm", &m->attn_norm_w,
-                           &m->attn_norm_b, C, 0, err)) ||
-        (st = vae_get_pair(w, prefix, "encoder.mid_block.attentions.0.to_q", &m->q_w, &m->q_b, C, C,
-                           err)) ||
-        (st = vae_get_pair(w, prefix, "encoder.mid_block.attentions.0.to_k", &m->k_w, &m->k_b, C, C,
-                           err)) ||
-        (st = vae_get_pair(w, prefix, "encoder.mid_block.attentions.0.to_v", &m->v_w, &m->v_b, C, C,
-                           err)) ||
-        (st = vae_get_pair(w, prefix, "encoder.mid_block.attentions.0.to_out.0", &m->o_w, &m->o_b, C,
-                           C, err)) ||
-        (st = vae_get_resnet(w, prefix, "encoder.mid_block.resnets.1", &m->mid[1], C, C, err)) ||
-        (st = vae_get_pair(w, prefix, "encoder.conv_norm_out", &m->norm_out_w, &m->norm_out_b, C, 0,
-                           err)) ||
-        (st = vae_get_conv(w, prefix, "encoder.conv_out", &m->conv_out_w, &m->conv_out_b, L2, C, 3,
-                           err)) ||
-        (st = vae_get_conv(w, prefix, "quant_conv", &m->quant_w, &m->quant_b, L2, L2, 1, err)))
-        return st;
-
-    /* dtypes, and the largest weight to decode */
-    const dc__tensor *ts[] = {m->conv_in_w, m->conv_in_b, m->attn_norm_w, m->attn_norm_b, m->q_w,
-                              m->q_b, m->k_w, m->k_b, m->v_w, m->v_b, m->o_w, m->o_b,
-                              m->norm_out_w, m->norm_out_b, m->conv_out_w, m->conv_out_b,
-                              m->quant_w, m->quant_b};
-    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
-        if ((st = vae_check_dtype(m, w, ts[i], err))) return st;
-    for (int i = 0; i < m->blocks; i++) {
-        for (int j = 0; j < m->layers; j++)
-            if ((st = vae_check_resnet(m, w, &m->down[i][j], err))) return st;
-        if ((st = vae_check_dtype(m, w, m->down_w[i], err)) ||
-            (st = vae_check_dtype(m, w, m->down_b[i], err)))
+        if (i < m->blocks - 1 &&
+            (st = dc__load_conv(&L, &m->down_w[i], &m->down_b[i], m->ch[i], m->ch[i], 3,
+                                "encoder.down_blocks.%d.downsamplers.0.conv", i)))
             return st;
     }
-    if ((st = vae_check_resnet(m, w, &m->mid[0], err)) ||
-        (st = vae_check_resnet(m, w, &m->mid[1], err)))
+#define VAE_ATTN "encoder.mid_block.attentions.0."
+    if ((st = vae_load_resnet(&L, &m->mid[0], C, C, "encoder.mid_block.resnets.0")) ||
+        (st = dc__load_norm(&L, &m->attn_norm_w, &m->attn_norm_b, C, VAE_ATTN "group_norm")) ||
+        (st = dc__load_linear(&L, &m->q_w, &m->q_b, C, C, VAE_ATTN "to_q")) ||
+        (st = dc__load_linear(&L, &m->k_w, &m->k_b, C, C, VAE_ATTN "to_k")) ||
+        (st = dc__load_linear(&L, &m->v_w, &m->v_b, C, C, VAE_ATTN "to_v")) ||
+        (st = dc__load_linear(&L, &m->o_w, &m->o_b, C, C, VAE_ATTN "to_out.0")) ||
+        (st = vae_load_resnet(&L, &m->mid[1], C, C, "encoder.mid_block.resnets.1")) ||
+        (st = dc__load_norm(&L, &m->norm_out_w, &m->norm_out_b, C, "encoder.conv_norm_out")) ||
+        (st = dc__load_conv(&L, &m->conv_out_w, &m->conv_out_b, L2, C, 3, "encoder.conv_out")) ||
+        (st = dc__load_conv(&L, &m->quant_w, &m->quant_b, L2, L2, 1, "quant_conv")))
         return st;
+#undef VAE_ATTN
+    m->decode_floats = L.decode_floats;
     return DC_OK;
 }
 
@@ -323,22 +233,12 @@ size_t dc__vae_arena_bytes(const dc__vae *m, int h, int w)
 
 /* ---- layers ---- */
 
-/* y = conv(x) with a weight of any dtype (f16/q8 decoded into the runner's scratch) */
+/* y = conv(x) on one image, W [cout, cin, k, k] padded k/2: the size is kept */
 static void vae_conv(dc__runner *r, float *y, const float *x, const dc__tensor *W,
-                     const dc__tensor *bias, int cin, int h, int w, int stride, int pad_t,
-                     int pad_b, int pad_l, int pad_r, float *cols)
+                     const dc__tensor *bias, int h, int w, float *cols)
 {
-    dc__scratch s = {r->wbuf, r->wcap};
-    int k = (int)W->shape[2];
-    dc__conv2d_shape cs = {1, cin, h, w, (int)W->shape[0], k, k, stride, pad_t, pad_b, pad_l, pad_r};
-    dc__conv2d_forward(y, x, dc__weight_f32(W, &s), bias->data, &cs, cols);
-}
-
-/* 3x3, stride 1, padding 1: the spatial size is kept */
-static void vae_conv3(dc__runner *r, float *y, const float *x, const dc__tensor *W,
-                      const dc__tensor *bias, int cin, int h, int w, float *cols)
-{
-    vae_conv(r, y, x, W, bias, cin, h, w, 1, 1, 1, 1, 1, cols);
+    dc__conv2d_shape s = dc__conv2d_shape_of(W, 1, h, w, 1);
+    dc__conv2d(r, y, x, W, bias, &s, cols);
 }
 
 static void vae_gn_silu(const dc__vae *m, float *y, const float *x, const dc__tensor *g,
@@ -353,16 +253,26 @@ static void vae_resnet(const dc__vae *m, dc__runner *r, const dc__vae_resnet *rn
 {
     int hw = h * w;
     vae_gn_silu(m, b->B, b->A, rn->norm1_w, rn->norm1_b, rn->cin, hw);   /* B [cin, hw] */
-    vae_conv3(r, b->C, b->B, rn->conv1_w, rn->conv1_b, rn->cin, h, w, b->cols); /* C [cout, hw] */
+    vae_conv(r, b->C, b->B, rn->conv1_w, rn->conv1_b, h, w, b->cols);    /* C [cout, hw] */
     vae_gn_silu(m, b->C, b->C, rn->norm2_w, rn->norm2_b, rn->cout, hw);  /* in place */
-    vae_conv3(r, b->B, b->C, rn->conv2_w, rn->conv2_b, rn->cout, h, w, b->cols); /* B [cout, hw] */
+    vae_conv(r, b->B, b->C, rn->conv2_w, rn->conv2_b, h, w, b->cols);    /* B [cout, hw] */
     size_t n = (size_t)rn->cout * hw;
     if (rn->short_w) {
-        vae_conv(r, b->C, b->A, rn->short_w, rn->short_b, rn->cin, h, w, 1, 0, 0, 0, 0, b->cols);
+        vae_conv(r, b->C, b->A, rn->short_w, rn->short_b, h, w, b->cols); /* 1x1 */
         dc__add_forward(b->A, b->C, b->B, n);                            /* A [cout, hw] */
     } else {
         dc__add_forward(b->A, b->A, b->B, n);
     }
+}
+
+/* Downsample2D: A [c, h, w] -> A [c, h/2, w/2], a 3x3 stride-2 conv of A
+   padded right and bottom by one, through B */
+static void vae_downsample(const dc__vae *m, dc__runner *r, int i, vae_bufs *b, int h, int w)
+{
+    dc__conv2d_shape s = dc__conv2d_shape_of(m->down_w[i], 1, h, w, 2);
+    s.pad_t = s.pad_l = 0, s.pad_b = s.pad_r = 1;
+    dc__conv2d(r, b->B, b->A, m->down_w[i], m->down_b[i], &s, b->cols);
+    memcpy(b->A, b->B, sizeof(float) * (size_t)m->ch[i] * (h / 2) * (w / 2));
 }
 
 /* dst [cols, rows] = src [rows, cols]^T, in 32x32 tiles */
@@ -378,14 +288,6 @@ static void vae_transpose(float *dst, const float *src, int rows, int cols)
     }
 }
 
-static void vae_linear(dc__runner *r, float *y, const float *x, const dc__tensor *W,
-                       const dc__tensor *bias, int n)
-{
-    dc__scratch s = {r->wbuf, r->wcap};
-    int c = (int)W->shape[0];
-    dc__linear_forward(y, x, dc__weight_f32(W, &s), bias->data, n, (int)W->shape[1], c);
-}
-
 /* The mid block's self-attention on A [C, hw], in place: one head of width
    C over the hw positions, group norm first, residual. */
 static void vae_attention(const dc__vae *m, dc__runner *r, vae_bufs *b, int hw)
@@ -394,18 +296,41 @@ static void vae_attention(const dc__vae *m, dc__runner *r, vae_bufs *b, int hw)
     dc__group_norm_forward(b->v, b->A, m->attn_norm_w->data, m->attn_norm_b->data, 1, C, hw,
                            m->groups, VAE_EPS, 0);                  /* v [C, hw] */
     vae_transpose(b->tok, b->v, C, hw);                              /* tok [hw, C] */
-    vae_linear(r, b->q, b->tok, m->q_w, m->q_b, hw);                 /* [hw, C] each */
-    vae_linear(r, b->k, b->tok, m->k_w, m->k_b, hw);
-    vae_linear(r, b->v, b->tok, m->v_w, m->v_b, hw);
+    dc__linear(r, b->q, b->tok, m->q_w, m->q_b, hw);                 /* [hw, C] each */
+    dc__linear(r, b->k, b->tok, m->k_w, m->k_b, hw);
+    dc__linear(r, b->v, b->tok, m->v_w, m->v_b, hw);
     size_t bs = (size_t)hw * C;
     dc__attn_shape as = {1, 1, hw, hw, C, C, C, C, C, bs, bs, bs, bs, 1.0f / sqrtf((float)C), 0};
     dc__attention_forward(b->tok, b->q, b->k, b->v, &as, b->S);     /* tok [hw, C] */
-    vae_linear(r, b->q, b->tok, m->o_w, m->o_b, hw);                 /* q [hw, C] */
+    dc__linear(r, b->q, b->tok, m->o_w, m->o_b, hw);                 /* q [hw, C] */
     vae_transpose(b->v, b->q, hw, C);                                /* v [C, hw] */
     dc__add_forward(b->A, b->A, b->v, bs);
 }
 
 /* ---- encode ---- */
+
+/* One image [in_ch, h, w] -> moments [2L, h/f, w/f], left in B */
+static void vae_encode_one(const dc__vae *m, dc__runner *r, vae_bufs *b, const float *image, int h,
+                           int w)
+{
+    int C = m->ch[m->blocks - 1];
+    vae_conv(r, b->A, image, m->conv_in_w, m->conv_in_b, h, w, b->cols);    /* A [ch0, h, w] */
+    for (int i = 0; i < m->blocks; i++) {
+        for (int j = 0; j < m->layers; j++) vae_resnet(m, r, &m->down[i][j], b, h, w);
+        if (i < m->blocks - 1) {                                             /* A [ch[i], h/2, w/2] */
+            vae_downsample(m, r, i, b, h, w);
+            h /= 2, w /= 2;
+        }
+    }
+    /* mid block (the attention's buffers overlay B and C) */
+    vae_resnet(m, r, &m->mid[0], b, h, w);
+    vae_attention(m, r, b, h * w);
+    vae_resnet(m, r, &m->mid[1], b, h, w);
+    /* head: moments = quant_conv(conv_out(SiLU(GN(A)))) */
+    vae_gn_silu(m, b->B, b->A, m->norm_out_w, m->norm_out_b, C, h * w);
+    vae_conv(r, b->C, b->B, m->conv_out_w, m->conv_out_b, h, w, b->cols);
+    vae_conv(r, b->B, b->C, m->quant_w, m->quant_b, h, w, b->cols);         /* B [2L, h, w] */
+}
 
 dc_status dc__vae_encode(const dc__vae *m, dc__runner *r, float *mean, float *std_or_null,
                          const float *image, int n, int h, int w, dc_error *err)
@@ -420,40 +345,17 @@ dc_status dc__vae_encode(const dc__vae *m, dc__runner *r, float *mean, float *st
         return dc__fail(err, DC_ERR_NOMEM, "VAE: a %dx%d image needs more memory than size_t "
                         "counts", h, w);
 
-    /* plan, then allocate */
+    /* plan, then allocate: vae_layout measures, then hands out the memory */
     dc__arena plan;
     vae_bufs b;
     dc__arena_measure(&plan);
     vae_layout(&plan, &s, &b);
-    if ((st = dc__runner_reserve(r, plan.peak, m->decode_floats, err))) return st;
+    if ((st = dc__runner_reserve_plan(r, &plan, m->decode_floats, err))) return st;
     vae_layout(&r->arena, &s, &b);
-    DC_ASSERT(b.A && b.B && b.C && b.tok && b.v && b.S && (b.cols || !s.cols));
 
-    int L = m->latent_ch, C = m->ch[m->blocks - 1], hwl = s.hl * s.wl;
-    size_t img = (size_t)m->in_ch * h * w, lat = (size_t)L * hwl;
+    size_t img = (size_t)m->in_ch * h * w, lat = (size_t)m->latent_ch * s.hl * s.wl;
     for (int i = 0; i < n; i++) {
-        /* stem and down blocks */
-        int hh = h, ww = w;
-        vae_conv3(r, b.A, image + i * img, m->conv_in_w, m->conv_in_b, m->in_ch, hh, ww, b.cols);
-        for (int bi = 0; bi < m->blocks; bi++) {
-            for (int j = 0; j < m->layers; j++) vae_resnet(m, r, &m->down[bi][j], &b, hh, ww);
-            if (bi < m->blocks - 1) {
-                /* Downsample2D: pad right and bottom by one, 3x3 stride 2 -> B, back to A */
-                vae_conv(r, b.B, b.A, m->down_w[bi], m->down_b[bi], m->ch[bi], hh, ww, 2, 0, 1, 0, 1,
-                         b.cols);
-                hh /= 2, ww /= 2;
-                memcpy(b.A, b.B, sizeof(float) * (size_t)m->ch[bi] * hh * ww);
-            }
-        }
-        DC_ASSERT(hh == s.hl && ww == s.wl);
-        /* mid block (the attention's buffers overlay B and C) */
-        vae_resnet(m, r, &m->mid[0], &b, hh, ww);
-        vae_attention(m, r, &b, hwl);
-        vae_resnet(m, r, &m->mid[1], &b, hh, ww);
-        /* head: moments [2L, hwl] in B */
-        vae_gn_silu(m, b.B, b.A, m->norm_out_w, m->norm_out_b, C, hwl);
-        vae_conv3(r, b.C, b.B, m->conv_out_w, m->conv_out_b, C, hh, ww, b.cols);
-        vae_conv(r, b.B, b.C, m->quant_w, m->quant_b, 2 * L, hh, ww, 1, 0, 0, 0, 0, b.cols);
+        vae_encode_one(m, r, &b, image + i * img, h, w);
         memcpy(mean + i * lat, b.B, sizeof(float) * lat);
         if (std_or_null) {
             const float *lv = b.B + lat;
