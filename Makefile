@@ -45,12 +45,12 @@ B = build/$(VARIANT)
 # the library, in the order the single-file build concatenates it
 NN_SRC = nn/core.c nn/kernels.c nn/kernels_avx512.c nn/kernels_avx2.c nn/kernels_neon.c \
          nn/cpu.c nn/npy.c nn/weights.c nn/linear.c nn/conv.c nn/norm.c nn/ops.c nn/attn.c \
-         nn/dit.c nn/tokenizer.c nn/clip.c nn/vae.c nn/unet.c \
+         nn/dit.c nn/tokenizer.c nn/clip.c nn/vae.c nn/unet.c nn/model.c nn/forward.c nn/stats.c \
          nn/image.c nn/stb_impl.c
 LIB_SRC = $(NN_SRC) dc.c
 LIB_OBJ = $(LIB_SRC:%.c=$(B)/%.o)
-HEADERS = dc.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h nn/tokenizer.h nn/clip.h nn/vae.h \
-          nn/unet.h nn/dit.h
+HEADERS = dc.h dc_internal.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h nn/tokenizer.h nn/clip.h \
+          nn/vae.h nn/unet.h nn/dit.h nn/model.h
 TEST_SRC = $(wildcard tests/test_*.c) tests/main.c
 BENCH_SRC = bench/conv_bench.c
 

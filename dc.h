@@ -221,13 +221,6 @@ typedef struct {
 } dc_result;
 void dc_result_free(dc_result *r);
 
-/* Classifies one latent z [C, H, W] of a class-conditional model (DiT)
-   among the given class ids (NULL = all of the model's classes, n_classes =
-   0). The result's class indices are positions in class_ids (= class ids
-   when class_ids is NULL). */
-dc_status dc_classify_latent(dc_ctx *c, const float *z, const int *class_ids, int n_classes,
-                             const dc_classify_opts *o, dc_result *res, dc_error *err);
-
 /* Candidate classes, encoded once per model and reused for every image:
    class ids for a class-conditional model (names matched against the
    model's class names, case-insensitively, or given as numbers), text
@@ -252,6 +245,13 @@ dc_status dc_classify_image(dc_ctx *c, const dc_classes *cl, const char *image_p
 /* The same for pixels in memory: rgb [h, w, 3], 8 bits per channel. */
 dc_status dc_classify_rgb(dc_ctx *c, const dc_classes *cl, const unsigned char *rgb, int w, int h,
                           const dc_classify_opts *o, dc_result *res, dc_error *err);
+/* The loop alone, for a latent already made: z [C, h, w] is the VAE's
+   mean times the model's scaling factor, as dc_classify_rgb makes it
+   (C: the denoiser's input channels). A DiT takes its own latent size;
+   a UNet any side of 1..4096 that its downsampling divides. Works for
+   both families; result class indices are positions in cl. */
+dc_status dc_classify_latent(dc_ctx *c, const dc_classes *cl, const float *z, int h, int w,
+                             const dc_classify_opts *o, dc_result *res, dc_error *err);
 
 /* ---- runtime ---- */
 

@@ -1,6 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
-/* nn/core.c - errors, checked size math, aligned memory, the activation
-   arena and the thread count: the small things every other file uses. */
+/* nn/core.c - the version, errors, checked size math, aligned memory, the
+   activation arena and the thread count: the small things every other
+   file uses. */
 #include "nn.h"
 
 #include <stdarg.h>
@@ -9,6 +10,22 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+const char *dc_version(void) { return DC_VERSION_STRING; }
+
+const char *dc_status_name(dc_status s)
+{
+    switch (s) {
+    case DC_OK: return "ok";
+    case DC_ERR_IO: return "i/o error";
+    case DC_ERR_FORMAT: return "bad format";
+    case DC_ERR_NOMEM: return "out of memory";
+    case DC_ERR_INVALID: return "invalid argument";
+    case DC_ERR_MISSING: return "missing";
+    case DC_ERR_UNSUPPORTED: return "unsupported";
+    }
+    return "unknown status";
+}
 
 dc_status dc__fail(dc_error *err, dc_status status, const char *fmt, ...)
 {
@@ -116,6 +133,22 @@ int dc__num_threads(void)
     return 1;
 #endif
 }
+
+/* OpenBLAS's own setter (declared here: not every cblas.h has it) */
+void openblas_set_num_threads(int num_threads);
+
+void dc_set_threads(int n)
+{
+    if (n <= 0) return;
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+    /* the OpenMP build of OpenBLAS shares our pool; this keeps the pthread
+       build (if linked instead) at the same count */
+    openblas_set_num_threads(n);
+}
+
+int dc_get_threads(void) { return dc__num_threads(); }
 
 /* MemAvailable from /proc/meminfo in bytes, or 0 where there is none. */
 static size_t available_memory(void)

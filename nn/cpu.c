@@ -4,11 +4,17 @@
    cpuid at start-up. On CPUs newer than the build it can fall back to old
    ones (a current Xeon gets "Prescott", SSE3: sgemm 4-6x slower). The user
    can override that with OPENBLAS_CORETYPE, but only before OpenBLAS
-   starts; so here we only decide, and the driver re-executes itself. */
+   starts; so here we only decide (dc_blas_check, at the end, is the
+   public face), and the driver re-executes itself. */
 #include "nn.h"
 
 #include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* OpenBLAS's own query (declared here: not every cblas.h has it) */
+char *openblas_get_corename(void);
 
 const char *dc__cpu_level(void)
 {
@@ -54,4 +60,17 @@ const char *dc__blas_better_core(const char *corename, const char *cpu_level)
         !in_list(corename, avx2_cores))
         return "Haswell";
     return NULL;
+}
+
+void dc_blas_check(dc_blas_info *info)
+{
+    memset(info, 0, sizeof *info);
+    const char *core = openblas_get_corename();
+    snprintf(info->core, sizeof info->core, "%s", core ? core : "unknown");
+    snprintf(info->cpu_level, sizeof info->cpu_level, "%s", dc__cpu_level());
+    const char *env = getenv("OPENBLAS_CORETYPE");
+    info->user_set = env && *env;
+    const char *better = dc__blas_better_core(info->core, info->cpu_level);
+    if (better) snprintf(info->better, sizeof info->better, "%s", better);
+    if (better && !info->user_set) snprintf(info->suggest, sizeof info->suggest, "%s", better);
 }

@@ -8,7 +8,7 @@
    noise prediction.
 
    Tensor names are the original checkpoint's (DiT-XL-2-256x256.pt), which
-   are dc's canonical DiT names (no prefix); tools/convert.py writes them
+   are dc's canonical DiT names (no prefix); tools/convert/convert.py writes them
    and the metadata.
 
        dc__dit dit;

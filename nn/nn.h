@@ -440,46 +440,8 @@ dc_status dc__preprocess_sd(float *out, const dc__image *img, int size, dc_error
 /* DiT / ADM center_crop_arr, then [-1, 1]; out [3, size, size] */
 dc_status dc__preprocess_adm(float *out, const dc__image *img, int size, dc_error *err);
 
-/* ---- the classifier's internals (dc.c), exposed for the tests ---- */
+/* ---- statistics (nn/stats.c) ---- */
 
-/* Most candidate classes in one classification (ImageNet has 1000). */
-#define DC_MAX_CLASSES 100000
-
-/* The noise schedule: alphas_cumprod[t] for t < T, in double. */
-#define DC_MAX_T 4096
-typedef struct {
-    int T;
-    int v_prediction;               /* target v = sqrt(a) eps - sqrt(1-a) z0 */
-    double alphas_cumprod[DC_MAX_T];
-} dc__schedule;
-/* kind "linear" (ADM/DiT) or "scaled_linear" (SD), betas from beta_start to beta_end */
-dc_status dc__schedule_make(dc__schedule *s, const char *kind, double beta_start, double beta_end,
-                            int T, dc_error *err);
-
-/* What the classifier needs from a model: predict the target for n noised
-   latents zt [n, L] at integer timesteps t [n] under conditions cls [n]
-   (indices into the caller's class list). */
-typedef struct {
-    dc_status (*predict)(void *self, float *out, const float *zt, const int *t, const int *cls,
-                         int n, dc_error *err);
-    void *self;
-    int latent;                     /* L = C*H*W */
-    int max_batch;                  /* most items per predict call */
-    const dc__schedule *schedule;
-} dc__denoiser;
-
-dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classes,
-                            const dc_classify_opts *o, dc_result *res, dc_error *err);
-
-/* The grid of the official code: start = T / max_n / 2, step T / max_n,
-   max_n points. Returns the count written to grid (<= cap). */
-int dc__timestep_grid(int *grid, int cap, int T, int max_n);
-/* Stage subset: grid[len/n/2 :: len/n][:n] as grid indices. Returns count. */
-int dc__stage_subset(int *idx, int cap, int grid_len, int n);
-
-/* Seeded portable standard normal noise for (seed, stream): n floats.
-   A counter-based generator, so any stream is reachable without the others. */
-void dc__normal_noise(float *out, size_t n, uint64_t seed, uint64_t stream);
 /* One-sided p-value P(T > t) of Student's t with df degrees of freedom. */
 double dc__student_t_sf(double t, double df);
 

@@ -1,7 +1,8 @@
 /* nn/npy.c - reading and writing NumPy .npy files (format versions 1-3).
 
    dc's `forward` command and the tests exchange tensors with numpy and
-   torch this way. Only what those need: little-endian f32, f64, i32, i64
+   torch this way (dc_tensor_load_npy / dc_tensor_save_npy, at the end,
+   are the public face). Only what those need: little-endian f32, f64, i32, i64
    in C order. Anything else (big-endian, Fortran order, objects, other
    dtypes) is refused with a message that says which. */
 #include "nn.h"
@@ -229,4 +230,42 @@ dc_status dc__npy_save(const char *path, int dtype, int ndim, const int64_t *sha
     if (fclose(f) != 0) ok = 0;
     if (!ok) return dc__fail(err, DC_ERR_IO, "%s: write failed", path);
     return DC_OK;
+}
+
+/* ---- the public face: .npy files as dc_tensor (dc.h) ---- */
+
+dc_status dc_tensor_load_npy(dc_tensor *t, const char *path, dc_error *err)
+{
+    dc__ok(err);
+    memset(t, 0, sizeof *t);
+    dc__npy a;
+    dc_status st = dc__npy_load(&a, path, err);
+    if (st != DC_OK) return st;
+    t->ndim = a.ndim;
+    memcpy(t->shape, a.shape, sizeof a.shape);
+    if (a.dtype == DC_NPY_F32) {
+        t->f32 = a.data;
+    } else if (a.dtype == DC_NPY_I64) {
+        t->i64 = a.data;
+    } else if (a.dtype == DC_NPY_I32) {
+        t->i64 = malloc(sizeof(int64_t) * (size_t)(a.numel ? a.numel : 1));
+        if (!t->i64) {
+            dc__npy_free(&a);
+            return dc__fail(err, DC_ERR_NOMEM, "%s: out of memory", path);
+        }
+        for (int64_t i = 0; i < a.numel; i++) t->i64[i] = ((int32_t *)a.data)[i];
+        dc__npy_free(&a);
+    } else {
+        dc__npy_free(&a);
+        return dc__fail(err, DC_ERR_FORMAT, "%s: float64 data; dc computes in float32: save it "
+                        "with .astype(np.float32)", path);
+    }
+    return DC_OK;
+}
+
+dc_status dc_tensor_save_npy(const dc_tensor *t, const char *path, dc_error *err)
+{
+    dc__ok(err);
+    if (t->f32) return dc__npy_save(path, DC_NPY_F32, t->ndim, t->shape, t->f32, err);
+    return dc__npy_save(path, DC_NPY_I64, t->ndim, t->shape, t->i64, err);
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include "../dc.h"
 #include "../nn/nn.h"
+#include "../dc_internal.h"
 
 typedef struct {
     const char *data;     /* tests/data */

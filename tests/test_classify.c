@@ -3,8 +3,11 @@
    algorithm can be checked without a trained model: the official timestep
    grid and stage subsets, evaluation counts, pairing of the noise across
    classes, the planted best class winning, sequential pruning, seeds and
-   thread counts; plus the noise generator, Student's t and the schedules. */
+   thread counts; plus the noise generator, Student's t and the schedules;
+   and the public latent entry point on a fixture DiT and the shipped
+   models of both families. */
 #include "test.h"
+#include "../nn/model.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -501,31 +504,125 @@ static void dit_model_should_classify_a_latent_end_to_end(void)
     fclose(f);
     dc_model *m = NULL;
     dc_ctx *c = NULL;
+    dc_classes *all = NULL, *some = NULL, *bad = NULL;
     dc_error err;
-    if (dc_model_load(&m, t_path(T.tmp, "dit_st_f32.dcw"), NULL, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK) {
+    const char *names[4] = {"2", "5", "7", "9"};
+    if (dc_model_load(&m, t_path(T.tmp, "dit_st_f32.dcw"), NULL, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK ||
+        dc_classes_new(&all, c, NULL, 0, NULL, &err) != DC_OK || dc_classes_new(&some, c, names, 4, NULL, &err) != DC_OK) {
         CHECK(0, "%s", err.msg);
-        dc_model_free(m);
-        return;
+        goto done;
     }
     float z[4 * 8 * 8];
     dc__normal_noise(z, 256, 1, 1);
     dc_classify_opts o;
     dc_classify_opts_default(&o);
     o.samples[0] = 10, o.samples[1] = 50, o.keep[0] = 3;
-    dc_result r1, r2;
-    int ids[4] = {2, 5, 7, 9};
-    CHECK(dc_classify_latent(c, z, NULL, 0, &o, &r1, &err) == DC_OK, "%s", err.msg);
+    dc_result r1, r2, r3;
+    CHECK(dc_classify_latent(c, all, z, 8, 8, &o, &r1, &err) == DC_OK, "%s", err.msg);
     CHECK(r1.n_classes == 10 && r1.n_evals == 10 * 10 + 3 * 40, "%d classes, %ld evaluations", r1.n_classes, r1.n_evals);
-    CHECK(dc_classify_latent(c, z, ids, 4, &o, &r2, &err) == DC_OK, "%s", err.msg);
+    CHECK(dc_classify_latent(c, some, z, 8, 8, &o, &r2, &err) == DC_OK, "%s", err.msg);
     CHECK(r2.n_classes == 4 && r2.n_evals == 4 * 10 + 3 * 40, "subset: %ld evaluations", r2.n_evals);
-    ids[1] = 10;
-    dc_result r3;
-    CHECK(dc_classify_latent(c, z, ids, 4, &o, &r3, &err) == DC_ERR_INVALID && strstr(err.msg, "class id 10"),
+    CHECK(dc_classify_latent(c, all, z, 4, 4, &o, &r3, &err) == DC_ERR_INVALID && strstr(err.msg, "8 x 8"),
+          "wrong latent size: %s", err.msg);
+    names[1] = "10";
+    CHECK(dc_classes_new(&bad, c, names, 4, NULL, &err) == DC_ERR_INVALID && strstr(err.msg, "'10'"),
           "bad id: %s", err.msg);
     dc_result_free(&r1);
     dc_result_free(&r2);
+done:
+    dc_classes_free(all);
+    dc_classes_free(some);
+    dc_classes_free(bad);
     dc_ctx_free(c);
     dc_model_free(m);
+}
+
+/* dc_classify_latent is the loop dc_classify_image runs after the VAE:
+   given the latent that path makes (preprocessed and encoded here as it
+   does), it returns the same result to the bit, for the class-conditional
+   and the text-conditional shipped model alike; and it refuses a class
+   list made by a model of the other family. */
+typedef struct {
+    dc_model *m;
+    dc_ctx *c;
+    dc_classes *cl;
+} loaded;
+
+static int load_shipped(loaded *l, const char *name)
+{
+    dc_error err;
+    memset(l, 0, sizeof *l);
+    if (dc_model_load(&l->m, t_path(T.data, "../../data/models/%s", name), NULL, &err) != DC_OK ||
+        dc_ctx_new(&l->c, l->m, &err) != DC_OK || dc_classes_new(&l->cl, l->c, NULL, 0, NULL, &err) != DC_OK) {
+        CHECK(0, "%s: %s", name, err.msg);
+        return 0;
+    }
+    return 1;
+}
+
+static void unload(loaded *l)
+{
+    dc_classes_free(l->cl);
+    dc_ctx_free(l->c);
+    dc_model_free(l->m);
+}
+
+static void latent_path_should_equal_the_image_path_for_both_families(void)
+{
+    const char *image = t_path(T.data, "../../data/samples/bag_0018.png");
+    FILE *f = fopen(t_path(T.data, "../../data/models/fmnist-sd.dcw"), "rb");
+    if (!f) SKIP("no shipped models in data/models (make train)");
+    fclose(f);
+    loaded dit, sd;
+    int ok_dit = load_shipped(&dit, "fmnist-dit.dcw"), ok_sd = load_shipped(&sd, "fmnist-sd.dcw");
+    dc__image img = {0, 0, NULL, 0};
+    dc_error err;
+    CHECK(dc__image_load(&img, image, &err) == DC_OK, "%s", err.msg);
+    for (int k = 0; k < 2 && img.rgb; k++) {
+        loaded *l = k ? &sd : &dit;
+        if (!(k ? ok_sd : ok_dit)) continue;
+        const dc_model *m = l->m;
+        int fct = 1 << (m->vae->blocks - 1);
+        int size = m->dit ? m->dit->input_size * fct : (m->unet->sample_size > 0 ? m->unet->sample_size * fct : 512);
+        int ls = size / fct;
+        size_t L = (size_t)m->vae->latent_ch * ls * ls;
+        float *pix = malloc(sizeof(float) * 3 * (size_t)size * size), *z = malloc(sizeof(float) * L);
+        dc_status st = m->dit ? dc__preprocess_adm(pix, &img, size, &err) : dc__preprocess_sd(pix, &img, size, &err);
+        if (st == DC_OK) st = dc__vae_encode(m->vae, &l->c->runner, z, NULL, pix, 1, size, size, &err);
+        CHECK(st == DC_OK, "%s: %s", dc_model_family(m), err.msg);
+        for (size_t i = 0; st == DC_OK && i < L; i++) z[i] *= m->vae->scaling_factor;
+        dc_classify_opts o;
+        dc_classify_opts_default(&o);
+        o.samples[0] = 10, o.samples[1] = 30, o.keep[0] = 2;
+        dc_result ri, rl;
+        memset(&ri, 0, sizeof ri), memset(&rl, 0, sizeof rl);
+        if (st == DC_OK) {
+            CHECK(dc_classify_image(l->c, l->cl, image, &o, &ri, &err) == DC_OK, "%s", err.msg);
+            CHECK(dc_classify_latent(l->c, l->cl, z, ls, ls, &o, &rl, &err) == DC_OK, "%s", err.msg);
+        }
+        int same = ri.n_classes == rl.n_classes && ri.n_classes > 0 && ri.n_evals == rl.n_evals &&
+                   ri.n_timesteps == rl.n_timesteps;
+        for (int i = 0; same && i < ri.n_classes; i++)
+            same = ri.ranking[i] == rl.ranking[i] && ri.mean_error[i] == rl.mean_error[i] &&
+                   ri.n_scored[i] == rl.n_scored[i];
+        same = same && !memcmp(ri.timesteps, rl.timesteps, sizeof(int) * (size_t)ri.n_timesteps) &&
+               !memcmp(ri.errors, rl.errors, sizeof(float) * (size_t)ri.n_classes * ri.n_timesteps);
+        printf("  %s: %s via the image, %ld evaluations; via the latent: %s\n", dc_model_family(m),
+               ri.n_classes ? dc_classes_name(l->cl, ri.ranking[0]) : "-", ri.n_evals, same ? "the same" : "different");
+        CHECK(same, "%s: the latent path differs from the image path", dc_model_family(m));
+        dc_result_free(&ri);
+        dc_result_free(&rl);
+        if (ok_dit && ok_sd && st == DC_OK) { /* the other family's class list */
+            CHECK(dc_classify_latent(l->c, (k ? &dit : &sd)->cl, z, ls, ls, &o, &rl, &err) == DC_ERR_INVALID &&
+                      strstr(err.msg, "another model"),
+                  "%s with the other's classes: %s", dc_model_family(m), err.msg);
+        }
+        free(pix);
+        free(z);
+    }
+    dc__image_free(&img);
+    unload(&dit);
+    unload(&sd);
 }
 
 void suite_classify(void)
@@ -544,4 +641,5 @@ void suite_classify(void)
     RUN(student_t_should_match_closed_forms);
     RUN(schedules_should_match_the_reference_fixtures);
     RUN(dit_model_should_classify_a_latent_end_to_end);
+    RUN(latent_path_should_equal_the_image_path_for_both_families);
 }
