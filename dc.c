@@ -41,6 +41,10 @@
 
 /* ---- the timestep grid and stages of the official code ---- */
 
+/* The timesteps a classification may visit: max_n of the T training
+   timesteps, evenly spaced. The adaptive schedule's stages take evenly
+   strided subsets of this grid; the sequential rules visit it point by
+   point. */
 int dc__timestep_grid(int *grid, int cap, int T, int max_n)
 {
     /* start = T // max_n // 2; t = start, start + T // max_n, ... (< T), first max_n */
@@ -94,6 +98,8 @@ dc_status dc__schedule_make(dc__schedule *s, const char *kind, double beta_start
     return DC_OK;
 }
 
+/* The model's schedule (schedule.* metadata): its betas, and whether the
+   denoiser predicts the noise or v. */
 static dc_status model_schedule(const dc__weights *w, dc__schedule *s, dc_error *err)
 {
     char kind[32], pred[32];
@@ -411,6 +417,7 @@ static double van_der_corput(unsigned i)
     for (; i; i >>= 1, f *= 0.5) u += (i & 1) * f;
     return u;
 }
+
 /* Calibrated stopping: the same test on an importance sample of timesteps.
    The decision is the mean error over the grid. A t-test on timesteps
    visited in plain order estimates it from an even sample; visiting the
@@ -483,6 +490,9 @@ static double now_seconds(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* One latent among n_classes conditions of the denoiser: the options are
+   checked, the state allocated, the stopping rule run; the result keeps
+   the ranking, each class's mean error and its error per timestep. */
 dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classes,
                             const dc_classify_opts *o, dc_result *res, dc_error *err)
 {
@@ -882,10 +892,10 @@ static void model_denoiser_free(model_denoiser *d)
 /* The model has a denoiser, and cl holds its kind of conditioning. */
 static dc_status check_classes(const dc_model *m, const dc_classes *cl, dc_error *err)
 {
-    if (!m->dit && !m->unet) return dc__fail(err, DC_ERR_UNSUPPORTED, "model family '%s' cannot classify", m->family);
-    int fits = 1;
-    for (int i = 0; m->dit && fits && i < cl->n; i++) fits = cl->ids && cl->ids[i] >= 0 && cl->ids[i] < m->dit->num_classes;
-    if (!m->dit) fits = cl->context && cl->ctx_dim == m->unet->cross_dim;
+    if (!m->dit && !m->unet)
+        return dc__fail(err, DC_ERR_UNSUPPORTED, "model family '%s' cannot classify", m->family);
+    int fits = m->dit ? cl->ids != NULL : cl->context && cl->ctx_dim == m->unet->cross_dim;
+    for (int i = 0; m->dit && fits && i < cl->n; i++) fits = cl->ids[i] >= 0 && cl->ids[i] < m->dit->num_classes;
     if (!fits)
         return dc__fail(err, DC_ERR_INVALID, "the class list was made for another model (dc_classes_new with "
                         "this model's context)");

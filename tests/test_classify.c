@@ -507,29 +507,30 @@ static void dit_model_should_classify_a_latent_end_to_end(void)
     dc_classes *all = NULL, *some = NULL, *bad = NULL;
     dc_error err;
     const char *names[4] = {"2", "5", "7", "9"};
-    if (dc_model_load(&m, t_path(T.tmp, "dit_st_f32.dcw"), NULL, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK ||
-        dc_classes_new(&all, c, NULL, 0, NULL, &err) != DC_OK || dc_classes_new(&some, c, names, 4, NULL, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        goto done;
+    int loaded = dc_model_load(&m, t_path(T.tmp, "dit_st_f32.dcw"), NULL, &err) == DC_OK &&
+                 dc_ctx_new(&c, m, &err) == DC_OK && dc_classes_new(&all, c, NULL, 0, NULL, &err) == DC_OK &&
+                 dc_classes_new(&some, c, names, 4, NULL, &err) == DC_OK;
+    CHECK(loaded, "%s", err.msg);
+    if (loaded) {
+        float z[4 * 8 * 8];
+        dc__normal_noise(z, 256, 1, 1);
+        dc_classify_opts o;
+        dc_classify_opts_default(&o);
+        o.samples[0] = 10, o.samples[1] = 50, o.keep[0] = 3;
+        dc_result r1, r2, r3;
+        CHECK(dc_classify_latent(c, all, z, 8, 8, &o, &r1, &err) == DC_OK, "%s", err.msg);
+        CHECK(r1.n_classes == 10 && r1.n_evals == 10 * 10 + 3 * 40, "%d classes, %ld evaluations", r1.n_classes,
+              r1.n_evals);
+        CHECK(dc_classify_latent(c, some, z, 8, 8, &o, &r2, &err) == DC_OK, "%s", err.msg);
+        CHECK(r2.n_classes == 4 && r2.n_evals == 4 * 10 + 3 * 40, "subset: %ld evaluations", r2.n_evals);
+        CHECK(dc_classify_latent(c, all, z, 4, 4, &o, &r3, &err) == DC_ERR_INVALID && strstr(err.msg, "8 x 8"),
+              "wrong latent size: %s", err.msg);
+        names[1] = "10";
+        CHECK(dc_classes_new(&bad, c, names, 4, NULL, &err) == DC_ERR_INVALID && strstr(err.msg, "'10'"),
+              "bad id: %s", err.msg);
+        dc_result_free(&r1);
+        dc_result_free(&r2);
     }
-    float z[4 * 8 * 8];
-    dc__normal_noise(z, 256, 1, 1);
-    dc_classify_opts o;
-    dc_classify_opts_default(&o);
-    o.samples[0] = 10, o.samples[1] = 50, o.keep[0] = 3;
-    dc_result r1, r2, r3;
-    CHECK(dc_classify_latent(c, all, z, 8, 8, &o, &r1, &err) == DC_OK, "%s", err.msg);
-    CHECK(r1.n_classes == 10 && r1.n_evals == 10 * 10 + 3 * 40, "%d classes, %ld evaluations", r1.n_classes, r1.n_evals);
-    CHECK(dc_classify_latent(c, some, z, 8, 8, &o, &r2, &err) == DC_OK, "%s", err.msg);
-    CHECK(r2.n_classes == 4 && r2.n_evals == 4 * 10 + 3 * 40, "subset: %ld evaluations", r2.n_evals);
-    CHECK(dc_classify_latent(c, all, z, 4, 4, &o, &r3, &err) == DC_ERR_INVALID && strstr(err.msg, "8 x 8"),
-          "wrong latent size: %s", err.msg);
-    names[1] = "10";
-    CHECK(dc_classes_new(&bad, c, names, 4, NULL, &err) == DC_ERR_INVALID && strstr(err.msg, "'10'"),
-          "bad id: %s", err.msg);
-    dc_result_free(&r1);
-    dc_result_free(&r2);
-done:
     dc_classes_free(all);
     dc_classes_free(some);
     dc_classes_free(bad);
