@@ -3,8 +3,11 @@
 #   make setup        install the Debian packages dc needs (as root; idempotent)
 #   make              build ./dc and libdc.a
 #   make test         every test: normal, single-file, portable and ASan+UBSan builds
+#                     (and ./dc and libdc.a, as make does)
 #   make bench        sgemm and conv2d throughput (bench/README.md)
-#   make single       write build/single/dc_single.c + dc.h (the one-file library)
+#   make single       write build/single/dc.h: the whole library as one header in
+#                     the stb manner (the implementation where DC_IMPLEMENTATION is
+#                     defined; nothing but the public API exported)
 #   make PORTABLE=1   scalar kernels only (no SIMD)
 #   make SANITIZE=1   ASan + UBSan build
 #   make CC=clang     any C99 compiler with OpenMP (gcc and clang are tested)
@@ -46,15 +49,15 @@ B = build/$(VARIANT)
 NN_SRC = nn/core.c nn/kernels.c nn/kernels_avx512.c nn/kernels_avx2.c nn/kernels_neon.c \
          nn/cpu.c nn/npy.c nn/weights.c nn/linear.c nn/conv.c nn/norm.c nn/ops.c nn/attn.c \
          nn/dit.c nn/tokenizer.c nn/clip.c nn/vae.c nn/unet.c nn/model.c nn/forward.c nn/stats.c \
-         nn/image.c nn/stb_impl.c
+         nn/image.c
 LIB_SRC = $(NN_SRC) dc.c
 LIB_OBJ = $(LIB_SRC:%.c=$(B)/%.o)
 HEADERS = dc.h dc_internal.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h nn/tokenizer.h nn/clip.h \
-          nn/vae.h nn/unet.h nn/dit.h nn/model.h
+          nn/vae.h nn/unet.h nn/dit.h nn/model.h nn/stb_impl.h
 TEST_SRC = $(wildcard tests/test_*.c) tests/main.c
 BENCH_SRC = bench/conv_bench.c
 
-.PHONY: all setup test test-one test-single test-tools test-valgrind bench single clean train ship
+.PHONY: all setup test test-one test-single test-embed test-tools test-valgrind bench single clean train ship
 
 all: dc libdc.a
 
@@ -71,7 +74,8 @@ $(B)/libdc.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-DRIVER_SRC = tools/driver/dc_main.c tools/driver/dc_eval.c tools/driver/dc_match.c tools/driver/driver.c tools/driver/plot.c
+DRIVER_SRC = tools/driver/dc_main.c tools/driver/dc_eval.c tools/driver/dc_match.c tools/driver/driver.c \
+             tools/driver/plot.c tools/driver/stb_zlib.c
 $(B)/dc: $(DRIVER_SRC:%.c=$(B)/%.o) $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 
@@ -79,17 +83,24 @@ $(B)/run_tests: $(TEST_SRC:%.c=$(B)/%.o) $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 
 # ---- single-file library ----
-single: build/single/dc_single.c
-build/single/dc_single.c: $(LIB_SRC) $(HEADERS) tools/bundle.py
+# build/single/dc.h: dc.h, then behind DC_IMPLEMENTATION the LIB_SRC files in
+# this order, internals static (tools/bundle.py). The driver and the test
+# runner are built from it as an embedder builds: one file defines
+# DC_IMPLEMENTATION and includes it; the runner's test files are included
+# into that same file, since they call the (static) internals.
+single: build/single/dc.h
+build/single/dc.h: $(LIB_SRC) $(HEADERS) tools/bundle.py Makefile
 	@mkdir -p build/single
-	$(PYTHON) tools/bundle.py -o $@ $(LIB_SRC)
-	cp dc.h build/single/dc.h
-$(B)/single/dc: build/single/dc_single.c $(DRIVER_SRC) tools/driver/driver.h
+	$(PYTHON) tools/bundle.py -o $@ dc.h $(LIB_SRC)
+SINGLE_IMPL = printf '\#define DC_IMPLEMENTATION\n\#include "dc.h"\n'
+$(B)/single/dc: build/single/dc.h $(DRIVER_SRC) tools/driver/driver.h
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Ibuild/single build/single/dc_single.c $(DRIVER_SRC) $(LDLIBS) -o $@
-$(B)/single/run_tests: build/single/dc_single.c $(TEST_SRC)
+	$(SINGLE_IMPL) > $(B)/single/dc_impl.c
+	$(CC) -Ibuild/single $(ALL_CFLAGS) $(B)/single/dc_impl.c $(DRIVER_SRC) $(LDLIBS) -o $@
+$(B)/single/run_tests: build/single/dc.h $(TEST_SRC) tests/test.h
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DDC_TEST_SINGLE build/single/dc_single.c $(TEST_SRC) $(LDLIBS) -o $@
+	{ $(SINGLE_IMPL); for f in $(TEST_SRC); do echo "#include \"$$f\""; done; } > $(B)/single/run_tests.c
+	$(CC) -Ibuild/single $(ALL_CFLAGS) $(B)/single/run_tests.c $(LDLIBS) -o $@
 
 # ---- tests ----
 # test-one: one build variant's suite (the variables above pick it)
@@ -101,6 +112,10 @@ test-single: $(B)/single/run_tests $(B)/single/dc
 	@mkdir -p $(B)/tmp
 	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp ../shared/fixtures
 	$(B)/single/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/single/dc --fixtures ../shared/fixtures
+# test-embed: a program with its own stb_image embeds the single file; only
+# dc_ API symbols are exported, and it classifies a sample as ./dc does
+test-embed: build/single/dc.h $(B)/dc
+	CC="$(CC)" CFLAGS="$(ALL_CFLAGS)" LDLIBS="$(LDLIBS)" sh tests/embed.sh $(B)/embed $(B)/dc
 test-tools:
 	$(PYTHON) tools/convert/test_tools.py
 # test-valgrind: the library's suite under valgrind's memcheck (slow: not in
@@ -115,7 +130,8 @@ test-valgrind: $(B)/run_tests $(B)/dc
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell DC_KERNELS=avx2 \
 	  $(VALGRIND) $(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures ../shared/fixtures $(VG_FILTER)
 
-# make test: all suites, then one summary line ("N passed, M failed")
+# make test: ./dc and libdc.a (as make builds them, so the README's commands
+# work after it), then all suites and one summary line ("N passed, M failed")
 test: all
 	@PYTHON="$(PYTHON)" MAKE="$(MAKE)" CC="$(CC)" sh tests/run.sh
 

@@ -7,8 +7,10 @@
    the error.
 
    USING IT
-     Build libdc.a with `make`, or drop the single-file build (`make single`:
-     dc_single.c + this header) into your project and compile it with
+     Build libdc.a with `make`, or embed the single-file build: `make
+     single` writes build/single/dc.h, this header with the whole library
+     behind DC_IMPLEMENTATION. One .c file of yours holds
+     `#define DC_IMPLEMENTATION` then `#include "dc.h"`; compile with
      -fopenmp (optional) and link -lopenblas -lm.
 
        dc_error err;

@@ -12,7 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stb/stb_image.h>
+#include "stb_impl.h" /* stb_image, static in this file */
 
 /* ---- guards for stb_image 2.27 (Debian's) ----
    Fuzzing (fuzz/, docs/robustness.md) found inputs on which that version
@@ -20,7 +20,7 @@
    with more than 256 codes, JPEG scans using a table the file never
    defined, 16-bit PNM (a heap over-read even on valid files) and PNM
    header numbers that overflow. Such files are refused here, before stb
-   sees them; everything else goes to stb unchanged. (nn/stb_impl.c also
+   sees them; everything else goes to stb unchanged. (nn/stb_impl.h also
    gives stb zeroed memory, so a table the checks below miss is all zeros,
    not heap garbage.) */
 

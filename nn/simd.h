@@ -10,14 +10,18 @@
 
    Define DC_SIMD_AVX512, DC_SIMD_AVX2 or DC_SIMD_NEON before including,
    and include nn/simd_end.h after the kernels, so that the single-file
-   build can hold several instruction sets in one translation unit. */
+   build can hold several instruction sets in one translation unit (hence
+   the vector types: one typedef name per instruction set, vf and vi
+   macros for whichever is current). */
 
 #if defined(DC_SIMD_AVX512)
 #include <immintrin.h>
 #define VW 16
 #define DC_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
-typedef __m512 vf;
-typedef __m512i vi;
+typedef __m512 dc__vf_avx512;
+typedef __m512i dc__vi_avx512;
+#define vf dc__vf_avx512
+#define vi dc__vi_avx512
 #define vld(p) _mm512_loadu_ps(p)
 #define vst(p, v) _mm512_storeu_ps((p), (v))
 #define vset(s) _mm512_set1_ps(s)
@@ -41,8 +45,10 @@ typedef __m512i vi;
 #include <immintrin.h>
 #define VW 8
 #define DC_TARGET __attribute__((target("avx2,fma,f16c")))
-typedef __m256 vf;
-typedef __m256i vi;
+typedef __m256 dc__vf_avx2;
+typedef __m256i dc__vi_avx2;
+#define vf dc__vf_avx2
+#define vi dc__vi_avx2
 #define vld(p) _mm256_loadu_ps(p)
 #define vst(p, v) _mm256_storeu_ps((p), (v))
 #define vset(s) _mm256_set1_ps(s)
@@ -80,8 +86,10 @@ DC_TARGET static inline float dc__avx2_hmax(vf v)
 #include <arm_neon.h>
 #define VW 4
 #define DC_TARGET
-typedef float32x4_t vf;
-typedef int32x4_t vi;
+typedef float32x4_t dc__vf_neon;
+typedef int32x4_t dc__vi_neon;
+#define vf dc__vf_neon
+#define vi dc__vi_neon
 #define vld(p) vld1q_f32(p)
 #define vst(p, v) vst1q_f32((p), (v))
 #define vset(s) vdupq_n_f32(s)

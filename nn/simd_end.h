@@ -1,6 +1,11 @@
 /* nn/simd_end.h - forgets nn/simd.h's vocabulary, so the next instruction
    set can define it afresh (the single-file build holds them all). */
+#undef DC_SIMD_AVX512
+#undef DC_SIMD_AVX2
+#undef DC_SIMD_NEON
 #undef VW
+#undef vf
+#undef vi
 #undef DC_TARGET
 #undef vld
 #undef vst

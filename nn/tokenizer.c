@@ -468,6 +468,8 @@ void dc__tokenizer_free(dc__tokenizer *t)
 dc_status dc__tokenizer_piece(const dc__tokenizer *t, int64_t id, const uint8_t **bytes,
                               int *len, int *eow, dc_error *err)
 {
+    *bytes = NULL; /* set on every path, so no caller reads garbage */
+    *len = *eow = 0;
     if (id < 0 || id >= t->n_vocab)
         return dc__fail(err, DC_ERR_INVALID, "token id %lld is outside the vocabulary [0, %d)",
                         (long long)id, t->n_vocab);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/run.sh - `make test`: every suite, each in its own build, then one
 # summary line. Suites: the Python tools; the normal build; the driver and
-# tests built from the single-file library; the scalar-only PORTABLE build;
+# tests built from the single-file library; a program that embeds the single
+# file beside its own stb_image (tests/embed.sh); the scalar-only PORTABLE build;
 # the ASan+UBSan build; and a warning-free check with clang.
 # A suite that fails to build counts as one failure.
 : "${MAKE:=make}" "${PYTHON:=python3}" "${CC:=cc}"
@@ -47,6 +48,7 @@ suite tools $MAKE -s test-tools PYTHON="$PYTHON"
 suite release $MAKE -s test-one PYTHON="$PYTHON" CC="$CC"
 suite sd_single $PYTHON tests/test_sd_single.py --dc build/release/dc
 suite single $MAKE -s test-single PYTHON="$PYTHON" CC="$CC"
+suite embed $MAKE -s test-embed PYTHON="$PYTHON" CC="$CC"
 suite portable $MAKE -s test-one PORTABLE=1 PYTHON="$PYTHON" CC="$CC"
 suite sanitize env ASAN_OPTIONS=detect_leaks=1 $MAKE -s test-one SANITIZE=1 PYTHON="$PYTHON" CC="$CC"
 suite clang clang_check

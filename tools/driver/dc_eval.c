@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <stb/stb_image.h> /* its zlib inflater reads .gz IDX files (compiled into libdc) */
+#include <stb/stb_image.h> /* its zlib inflater reads .gz IDX files (stb_zlib.c) */
 
 static const char *eval_help =
     "usage: dc eval [-m MODEL] DATASET [LABELS] [OPTIONS]\n"
