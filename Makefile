@@ -57,7 +57,7 @@ TEST_SRC = $(wildcard tests/test_*.c) tests/main.c
 BENCH_SRC = bench/conv_bench.c
 
 .PHONY: all setup test test-one test-single test-tools test-python test-install test-valgrind bench single clean \
-        train ship shared pc install uninstall FORCE
+        train ship shared pc man install uninstall FORCE
 
 all: dc libdc.a
 
@@ -191,7 +191,7 @@ $(B)/pic/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
 # every function declared at the start of a line in dc.h
-$(B)/libdc.map: dc.h
+$(B)/libdc.map: dc.h Makefile
 	@mkdir -p $(dir $@)
 	{ echo '{ global:'; sed -n 's/^[a-z][^(]*[ *]\(dc_[a-z0-9_]*\)(.*/    \1;/p' dc.h; echo '  local: *; };'; } > $@
 $(B)/libdc.so.$(VERSION): $(PIC_OBJ) $(B)/libdc.map
@@ -211,18 +211,24 @@ $(B)/inst/dc: $(filter-out %/driver.o,$(DRIVER_SRC:%.c=$(B)/%.o)) $(B)/inst/driv
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 
 pc: $(B)/dc.pc
+under_prefix = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 $(B)/dc.pc: FORCE
 	@mkdir -p $(dir $@)
-	@{ echo 'prefix=$(PREFIX)'; echo 'libdir=$(LIBDIR)'; echo 'includedir=$(INCLUDEDIR)'; \
-	  echo 'datadir=$(DATADIR)'; echo; \
+	@{ echo 'prefix=$(PREFIX)'; echo 'libdir=$(call under_prefix,$(LIBDIR))'; \
+	  echo 'includedir=$(call under_prefix,$(INCLUDEDIR))'; echo 'datadir=$(call under_prefix,$(DATADIR))'; echo; \
 	  echo 'Name: dc'; echo 'Description: diffusion models as zero-shot image classifiers'; \
 	  echo 'Version: $(VERSION)'; echo 'Libs: -L$${libdir} -ldc'; \
 	  echo 'Libs.private: $(BLAS_LIBS) -lm -fopenmp'; echo 'Cflags: -I$${includedir}'; } > $@.tmp
 	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 
+# the man page with the data folder's real path in it
+man: $(B)/dc.1
+$(B)/dc.1: docs/dc.1 $(B)/inst/datadir
+	sed 's|@DATADIR@|$(DATADIR)|g' docs/dc.1 > $@
+
 INSTALL_DATA = $(wildcard data/presets/*.txt data/classes/*.txt)
 INSTALL_MODELS = $(filter-out data/models/default.dcw,$(wildcard data/models/*.dcw))
-install: $(B)/inst/dc $(B)/libdc.a $(B)/libdc.so $(B)/dc.pc
+install: $(B)/inst/dc $(B)/libdc.a $(B)/libdc.so $(B)/dc.pc $(B)/dc.1
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
 	  $(DESTDIR)$(DATADIR)/models $(DESTDIR)$(DATADIR)/presets $(DESTDIR)$(DATADIR)/classes $(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(B)/inst/dc $(DESTDIR)$(BINDIR)/dc
@@ -236,7 +242,7 @@ install: $(B)/inst/dc $(B)/libdc.a $(B)/libdc.so $(B)/dc.pc
 	ln -sf $$(readlink data/models/default.dcw) $(DESTDIR)$(DATADIR)/models/default.dcw
 	install -m 644 $(filter data/presets/%,$(INSTALL_DATA)) $(DESTDIR)$(DATADIR)/presets/
 	install -m 644 $(filter data/classes/%,$(INSTALL_DATA)) $(DESTDIR)$(DATADIR)/classes/
-	install -m 644 docs/dc.1 $(DESTDIR)$(MANDIR)/man1/dc.1
+	install -m 644 $(B)/dc.1 $(DESTDIR)$(MANDIR)/man1/dc.1
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then $(LDCONFIG) || true; fi
 
 uninstall:
@@ -249,8 +255,8 @@ uninstall:
 
 # test-install: install into a temporary prefix, use it as a C program and a user would;
 # test-python: the Python module on build/release/libdc.so against the driver
-test-install: $(B)/dc
-	$(PYTHON) tests/test_install.py --make "$(MAKE)" --dc $(B)/dc
+test-install:
+	$(PYTHON) tests/test_install.py --make "$(MAKE)"
 test-python: $(B)/libdc.so $(B)/dc
 	DC_LIBRARY=$(B)/libdc.so $(PYTHON) python/tests/run.py --dc $(B)/dc
 
