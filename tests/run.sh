@@ -2,7 +2,8 @@
 # tests/run.sh - `make test`: every suite, each in its own build, then one
 # summary line. Suites: the Python tools; the normal build; the driver and
 # tests built from the single-file library; the scalar-only PORTABLE build;
-# the ASan+UBSan build; and a warning-free check with clang.
+# the ASan+UBSan build; a warning-free check with clang; `make install` into
+# a temporary prefix; and the Python module against the driver.
 # A suite that fails to build counts as one failure.
 : "${MAKE:=make}" "${PYTHON:=python3}" "${CC:=cc}"
 log=build/test-logs
@@ -50,6 +51,8 @@ suite single $MAKE -s test-single PYTHON="$PYTHON" CC="$CC"
 suite portable $MAKE -s test-one PORTABLE=1 PYTHON="$PYTHON" CC="$CC"
 suite sanitize env ASAN_OPTIONS=detect_leaks=1 $MAKE -s test-one SANITIZE=1 PYTHON="$PYTHON" CC="$CC"
 suite clang clang_check
+suite install $MAKE -s test-install PYTHON="$PYTHON" CC="$CC"
+suite python $MAKE -s test-python PYTHON="$PYTHON" CC="$CC"
 
 echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]

@@ -2,7 +2,8 @@
 """tests/test_install.py - `make install` as a user meets it: install into a
 temporary prefix, then build, link and run a C program with nothing but
 `pkg-config --cflags --libs dc`, run the installed driver from elsewhere
-(it must find its default model and presets under share/dc), check that
+(it must find its default model and presets under share/dc) and the
+Python module installed by Debian's pip, offline, check that
 libdc.so exports exactly the functions dc.h declares, that the man page
 names every option the driver's --help texts name, and that `make
 uninstall` (also with DESTDIR) leaves no file behind.
@@ -247,6 +248,27 @@ def man_page_should_render_without_warnings():
         return
     p = run(["groff", "-man", "-Tutf8", "-ww", "-z", os.path.join(PREFIX, "share/man/man1/dc.1")])
     assert not p.stderr.strip(), p.stderr
+
+
+@test
+def python_package_should_install_offline_and_find_the_installed_library():
+    py = "/usr/bin/python3"
+    if run([py, "-m", "pip", "--version"], check=False).returncode:
+        print("  Debian's pip (python3-pip) not installed: not checked")
+        return
+    site = os.path.join(TMP, "site")
+    run([py, "-m", "pip", "install", "--quiet", "--no-build-isolation", "--no-deps", "--target", site,
+         os.path.join(ROOT, "python")], env=dict(os.environ, PIP_NO_INDEX="1"))
+    env = {k: v for k, v in os.environ.items() if k not in ("DC_LIBRARY", "DC_DATA")}
+    env.update(PYTHONPATH=site, LD_LIBRARY_PATH=os.path.join(PREFIX, "lib"))
+    code = ("import dc; m = dc.Model(); r = m.classify(%r, samples=[4], keep=[1]); "
+            "print(dc.__file__, dc.LIBRARY, m.path, r.prediction, r.evals)" % SAMPLE)
+    out = run([py, "-c", code], env=env, cwd=TMP).stdout.split()
+    print(f"  module {out[0]}, library {out[1]}, model {out[2]}")
+    assert out[0].startswith(site), out
+    assert out[1] == os.path.realpath(os.path.join(PREFIX, "lib", f"libdc.so.{version_from_header()}")), out
+    assert out[2] == os.path.join(PREFIX, "share", "dc", "models", "default.dcw"), out
+    assert out[4] == "40", out
 
 
 @test
