@@ -378,19 +378,18 @@ int plot_confusion(const char *path, const long *conf, int n, const name_list *n
     int labels = n <= 60, lh = (GLYPH_H + 2) * scale;
     int name_w = labels ? maxname * ADVANCE * scale : 0;
     int acc_w = labels ? 60 * scale + 12 * ADVANCE * scale : 0;
-    int gx = 24 + lh + 8 + name_w + 8, gy = 16 + 2 * lh + 8 + lh + 8 + name_w + 6;
+    /* the title (2x) and a key line (1x) on top, then the axis names and the class names */
+    int gx = 16 + lh + 8 + name_w + 8, gy = 52 + lh + 6 + name_w + 6;
     int W = gx + n * cell + 16 + acc_w + 16, H = gy + n * cell + 24;
     if (W < 480) W = 480;
     canvas cv;
     if (!canvas_new(&cv, W, H)) return 0;
     char buf[256], nm[32];
     text(&cv, 16, 12, title, 2, black);
-    text(&cv, 16, 12 + lh + 4, "rows: true class, columns: predicted; blue: right, red: confused, darker: more of the row", 1, dark);
-    if (labels) {
-        text(&cv, gx + n * cell / 2 - text_width("predicted", scale) / 2, gy - name_w - 6 - lh - 6, "predicted",
-             scale, black);
-        text_at(&cv, 16, gy + n * cell / 2 + text_width("true class", scale) / 2, "true class", scale, black, 1);
-    }
+    text(&cv, 16, 36, "rows: true class, columns: predicted; blue: right, red: confused, darker: more of the row", 1, dark);
+    text(&cv, gx + n * cell / 2 - text_width("predicted", scale) / 2, gy - name_w - 6 - lh, "predicted", scale,
+         black);
+    text_at(&cv, 16, gy + n * cell / 2 + text_width("true class", scale) / 2, "true class", scale, black, 1);
     for (int a = 0; a < n; a++) {
         long row = 0;
         for (int b = 0; b < n; b++) row += conf[(size_t)a * n + b];
@@ -421,7 +420,8 @@ int plot_confusion(const char *path, const long *conf, int n, const name_list *n
         text(&cv, bx + bw + 6, gy + a * cell + (cell - GLYPH_H * scale) / 2 + scale, buf, scale, black);
     }
     if (labels) text(&cv, gx + n * cell + 16, gy - lh - 4, "accuracy", scale, black);
-    for (int i = 0; i <= n && cell >= 6; i++) { /* cell borders */
+    for (int i = 0; i <= n; i++) { /* cell borders; only the frame around cells too small for text */
+        if (!labels && i && i < n) continue;
         line(&cv, gx + i * cell, gy, gx + i * cell, gy + n * cell, i == 0 || i == n ? grey : light);
         line(&cv, gx, gy + i * cell, gx + n * cell, gy + i * cell, i == 0 || i == n ? grey : light);
     }
