@@ -8,6 +8,8 @@
 #   make single       write build/single/dc.h: the whole library as one header in
 #                     the stb manner (the implementation where DC_IMPLEMENTATION is
 #                     defined; nothing but the public API exported)
+#   make shared       build/release/libdc.so (what the Python module loads)
+#   make install      driver, libraries, dc.h, dc.pc, models, man page (PREFIX, DESTDIR)
 #   make PORTABLE=1   scalar kernels only (no SIMD)
 #   make SANITIZE=1   ASan + UBSan build
 #   make CC=clang     any C99 compiler with OpenMP (gcc and clang are tested)
@@ -57,7 +59,8 @@ HEADERS = dc.h dc_internal.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h nn
 TEST_SRC = $(wildcard tests/test_*.c) tests/main.c
 BENCH_SRC = bench/conv_bench.c
 
-.PHONY: all setup test test-one test-single test-embed test-tools test-valgrind bench single clean train ship
+.PHONY: all setup test test-one test-single test-embed test-tools test-python test-install test-valgrind bench \
+        single clean train ship shared pc man install uninstall FORCE
 
 all: dc libdc.a
 
@@ -182,9 +185,100 @@ ship: dc
 	$(SD_CONVERT) --calibration data/calibration/fmnist-sd.txt
 	ln -sf fmnist-sd.dcw data/models/default.dcw
 
+# ---- install: driver, static and shared library, header, pkg-config, data, man page ----
+# make install PREFIX=/usr/local [DESTDIR=/staging]; make uninstall with the same.
+# libdc.so exports the functions dc.h declares and nothing else (a version
+# script made from dc.h: the library's internals, dc__*, and stb stay local).
+VERSION := $(shell sed -n 's/.*DC_VERSION_STRING "\(.*\)".*/\1/p' dc.h)
+SOVERSION := $(firstword $(subst ., ,$(VERSION)))
+SONAME = libdc.so.$(SOVERSION)
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR ?= $(PREFIX)/share/dc
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+LDCONFIG ?= ldconfig
+PIC_OBJ = $(LIB_SRC:%.c=$(B)/pic/%.o)
+
+shared: $(B)/libdc.so
+$(B)/pic/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+# every function declared at the start of a line in dc.h
+$(B)/libdc.map: dc.h Makefile
+	@mkdir -p $(dir $@)
+	{ echo '{ global:'; sed -n 's/^[a-z][^(]*[ *]\(dc_[a-z0-9_]*\)(.*/    \1;/p' dc.h; echo '  local: *; };'; } > $@
+$(B)/libdc.so.$(VERSION): $(PIC_OBJ) $(B)/libdc.map
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script,$(B)/libdc.map -Wl,-z,defs \
+	  $(PIC_OBJ) $(LDLIBS) -o $@
+$(B)/libdc.so: $(B)/libdc.so.$(VERSION)
+	ln -sf libdc.so.$(VERSION) $(B)/$(SONAME)
+	ln -sf libdc.so.$(VERSION) $@
+
+# the installed driver finds its data in DATADIR; the stamp rebuilds it when DATADIR changes
+$(B)/inst/datadir: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(DATADIR)' | cmp -s - $@ || echo '$(DATADIR)' > $@
+$(B)/inst/driver.o: tools/driver/driver.c tools/driver/driver.h dc.h $(B)/inst/datadir
+	$(CC) $(ALL_CFLAGS) -DDC_DATADIR='"$(DATADIR)"' -c $< -o $@
+$(B)/inst/dc: $(filter-out %/driver.o,$(DRIVER_SRC:%.c=$(B)/%.o)) $(B)/inst/driver.o $(B)/libdc.a
+	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
+
+pc: $(B)/dc.pc
+under_prefix = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+$(B)/dc.pc: FORCE
+	@mkdir -p $(dir $@)
+	@{ echo 'prefix=$(PREFIX)'; echo 'libdir=$(call under_prefix,$(LIBDIR))'; \
+	  echo 'includedir=$(call under_prefix,$(INCLUDEDIR))'; echo 'datadir=$(call under_prefix,$(DATADIR))'; echo; \
+	  echo 'Name: dc'; echo 'Description: diffusion models as zero-shot image classifiers'; \
+	  echo 'Version: $(VERSION)'; echo 'Libs: -L$${libdir} -ldc'; \
+	  echo 'Libs.private: $(BLAS_LIBS) -lm -fopenmp'; echo 'Cflags: -I$${includedir}'; } > $@.tmp
+	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
+
+# the man page with the data folder's real path in it
+man: $(B)/dc.1
+$(B)/dc.1: docs/dc.1 $(B)/inst/datadir
+	sed 's|@DATADIR@|$(DATADIR)|g' docs/dc.1 > $@
+
+INSTALL_DATA = $(wildcard data/presets/*.txt data/classes/*.txt)
+INSTALL_MODELS = $(filter-out data/models/default.dcw,$(wildcard data/models/*.dcw))
+install: $(B)/inst/dc $(B)/libdc.a $(B)/libdc.so $(B)/dc.pc $(B)/dc.1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	  $(DESTDIR)$(DATADIR)/models $(DESTDIR)$(DATADIR)/presets $(DESTDIR)$(DATADIR)/classes $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(B)/inst/dc $(DESTDIR)$(BINDIR)/dc
+	install -m 644 $(B)/libdc.a $(DESTDIR)$(LIBDIR)/libdc.a
+	install -m 755 $(B)/libdc.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libdc.so.$(VERSION)
+	ln -sf libdc.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libdc.so
+	install -m 644 dc.h $(DESTDIR)$(INCLUDEDIR)/dc.h
+	install -m 644 $(B)/dc.pc $(DESTDIR)$(PKGCONFIGDIR)/dc.pc
+	install -m 644 $(INSTALL_MODELS) $(DESTDIR)$(DATADIR)/models/
+	ln -sf $$(readlink data/models/default.dcw) $(DESTDIR)$(DATADIR)/models/default.dcw
+	install -m 644 $(filter data/presets/%,$(INSTALL_DATA)) $(DESTDIR)$(DATADIR)/presets/
+	install -m 644 $(filter data/classes/%,$(INSTALL_DATA)) $(DESTDIR)$(DATADIR)/classes/
+	install -m 644 $(B)/dc.1 $(DESTDIR)$(MANDIR)/man1/dc.1
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then $(LDCONFIG) || true; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/dc $(DESTDIR)$(LIBDIR)/libdc.a $(DESTDIR)$(LIBDIR)/libdc.so \
+	  $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libdc.so.$(VERSION) $(DESTDIR)$(INCLUDEDIR)/dc.h \
+	  $(DESTDIR)$(PKGCONFIGDIR)/dc.pc $(DESTDIR)$(MANDIR)/man1/dc.1
+	rm -f $(addprefix $(DESTDIR)$(DATADIR)/,$(INSTALL_MODELS:data/%=%) models/default.dcw $(INSTALL_DATA:data/%=%))
+	-rmdir $(DESTDIR)$(DATADIR)/models $(DESTDIR)$(DATADIR)/presets $(DESTDIR)$(DATADIR)/classes $(DESTDIR)$(DATADIR)
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then $(LDCONFIG) || true; fi
+
+# test-install: install into a temporary prefix, use it as a C program and a user would;
+# test-python: the Python module on build/release/libdc.so against the driver
+test-install:
+	$(PYTHON) tests/test_install.py --make "$(MAKE)"
+test-python: $(B)/libdc.so $(B)/dc
+	DC_LIBRARY=$(B)/libdc.so $(PYTHON) python/tests/run.py --dc $(B)/dc
+
 # ---- setup: Debian packages only ----
 DEB_PACKAGES = gcc make libc6-dev libopenblas-openmp-dev libstb-dev python3 python3-numpy \
-               dataset-fashion-mnist clang libomp-dev libclang-rt-14-dev
+               dataset-fashion-mnist clang libomp-dev libclang-rt-14-dev pkg-config
 # training and reference generators only (not needed by make test): python3-torch python3-pil
 setup:
 	@if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \

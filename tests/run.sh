@@ -3,7 +3,8 @@
 # summary line. Suites: the Python tools; the normal build; the driver and
 # tests built from the single-file library; a program that embeds the single
 # file beside its own stb_image (tests/embed.sh); the scalar-only PORTABLE build;
-# the ASan+UBSan build; and a warning-free check with clang.
+# the ASan+UBSan build; a warning-free check with clang; `make install` into
+# a temporary prefix; and the Python module against the driver.
 # A suite that fails to build counts as one failure.
 : "${MAKE:=make}" "${PYTHON:=python3}" "${CC:=cc}"
 log=build/test-logs
@@ -52,6 +53,8 @@ suite embed $MAKE -s test-embed PYTHON="$PYTHON" CC="$CC"
 suite portable $MAKE -s test-one PORTABLE=1 PYTHON="$PYTHON" CC="$CC"
 suite sanitize env ASAN_OPTIONS=detect_leaks=1 $MAKE -s test-one SANITIZE=1 PYTHON="$PYTHON" CC="$CC"
 suite clang clang_check
+suite install $MAKE -s test-install PYTHON="$PYTHON" CC="$CC"
+suite python $MAKE -s test-python PYTHON="$PYTHON" CC="$CC"
 
 echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]

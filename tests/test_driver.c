@@ -197,6 +197,55 @@ static void match_should_score_captions_and_winoground(void)
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "at least two captions"), "one caption: %s", out);
 }
 
+/* Pixels of colour c (each channel within 12) in a decoded picture. */
+static long count_colour(const dc__image *im, int r, int g, int b)
+{
+    long n = 0;
+    for (long i = 0; i < (long)im->w * im->h; i++) {
+        const unsigned char *p = im->rgb + 3 * i;
+        n += abs(p[0] - r) <= 12 && abs(p[1] - g) <= 12 && abs(p[2] - b) <= 12;
+    }
+    return n;
+}
+
+static void eval_plot_should_draw_the_confusion_matrix(void)
+{
+    /* three classes: "alpha" always right (dark blue diagonal), "beta" half
+       taken for "gamma" (a full-red cell), "gamma" right */
+    const char *res = t_path(T.tmp, "plot_results.jsonl"), *png = t_path(T.tmp, "confusion.png");
+    FILE *f = fopen(res, "w");
+    if (!f) {
+        CHECK(0, "cannot write %s", res);
+        return;
+    }
+    fprintf(f, "{\"dc_eval\": 1, \"model\": \"m\", \"dataset\": \"d\", \"stop\": \"adaptive\", \"n_classes\": 3, "
+               "\"classes\": [\"alpha\", \"beta\", \"gamma\"]}\n");
+    static const int rows[][2] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}, {1, 1}, {1, 2}, {2, 2}, {2, 2}};
+    for (int i = 0; i < 8; i++)
+        fprintf(f, "{\"index\": %d, \"label\": %d, \"top\": [%d], \"evals\": 10, \"seconds\": 0.1}\n", i, rows[i][0],
+                rows[i][1]);
+    fclose(f);
+    remove(png);
+    char args[2400];
+    snprintf(args, sizeof args, "eval --merge '%s' --plot '%s'", res, png);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "plot: ") && strstr(out, "top-1: 0.8750"),
+          "eval --plot: %s", out);
+    dc__image im;
+    dc_error err;
+    if (dc__image_load(&im, png, &err) != DC_OK) {
+        CHECK(0, "the plot does not decode: %s", err.msg);
+        return;
+    }
+    long blue = count_colour(&im, 8, 69, 148), red = count_colour(&im, 200, 20, 30), ink = count_colour(&im, 0, 0, 0);
+    printf("  %dx%d picture: %ld dark blue, %ld red, %ld black pixels\n", im.w, im.h, blue, red, ink);
+    CHECK(im.w >= 400 && im.h >= 200, "a %dx%d picture", im.w, im.h);
+    CHECK(blue >= 2 * 900 && red >= 900, "cells missing: %ld dark blue, %ld red pixels", blue, red);
+    CHECK(ink >= 1000, "no text: %ld black pixels", ink);
+    dc__image_free(&im);
+    snprintf(args, sizeof args, "eval --merge '%s' --plot '%s'", res, t_path(T.tmp, "no/such/dir/c.png"));
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "cannot write"), "unwritable plot: %s", out);
+}
+
 static void eval_should_resume_shard_and_merge(void)
 {
     FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
@@ -344,6 +393,7 @@ void suite_driver(void)
     RUN(shipped_default_sd_model_should_classify_the_shipped_samples);
     RUN(match_should_score_captions_and_winoground);
     RUN(eval_should_resume_shard_and_merge);
+    RUN(eval_plot_should_draw_the_confusion_matrix);
     RUN(classify_should_run_a_text_conditional_pipeline);
     RUN(tokenize_should_print_77_ids_per_prompt);
     RUN(classify_should_print_rankings_as_text_json_and_csv);

@@ -360,7 +360,7 @@ static double fit_temperature(const results *r, double *before, double *after)
 
 /* ---- the report ---- */
 
-static void report(const results *r, int n_classes, const name_list *names, int json, int fit)
+static void report(const results *r, int n_classes, const name_list *names, int json, int fit, const char *plot)
 {
     if (!r->n) die("%s", "eval: no results to report");
     long top1 = 0, top5 = 0, evals = 0;
@@ -395,6 +395,12 @@ static void report(const results *r, int n_classes, const name_list *names, int 
             printf("\n");
         }
     }
+    if (plot) {
+        char title[160];
+        snprintf(title, sizeof title, "%d images: top-1 %.3f, mean per-class %.3f", r->n, (double)top1 / r->n, mpc);
+        if (!plot_confusion(plot, conf, n_classes, names, title)) die("eval: --plot: cannot write '%s'", plot);
+        printf("plot: %s (the confusion matrix)\n", plot);
+    }
     double T = 0, nll0 = 0, nll1 = 0;
     if (fit) {
         T = fit_temperature(r, &nll0, &nll1);
@@ -413,7 +419,7 @@ static void report(const results *r, int n_classes, const name_list *names, int 
     free(hit);
 }
 
-static int cmd_merge(int argc, char **argv, int json, int fit)
+static int cmd_merge(int argc, char **argv, int json, int fit, const char *plot)
 {
     results r = {0};
     int n_classes = 0;
@@ -429,7 +435,7 @@ static int cmd_merge(int argc, char **argv, int json, int fit)
         if (!seen[r.rows[i].index]) seen[r.rows[i].index] = 1, r.rows[k++] = r.rows[i];
         else free(r.rows[i].err);
     r.n = k;
-    report(&r, n_classes, &names, json, fit);
+    report(&r, n_classes, &names, json, fit, plot);
     for (int i = 0; i < r.n; i++) free(r.rows[i].err);
     free(seen);
     free(r.rows);
@@ -532,7 +538,7 @@ int cmd_eval(int argc, char **argv)
     common_opts co;
     common_opts_init(&co);
     name_list pos = {0};
-    const char *subset = NULL, *results_path = "eval-results.jsonl", *calibrate = NULL;
+    const char *subset = NULL, *results_path = "eval-results.jsonl", *calibrate = NULL, *plot = NULL;
     long limit = -1;
     int shard_i = 0, shard_n = 1, merge = 0, fit = 0;
     for (int i = 0; i < argc; i++) {
@@ -547,6 +553,7 @@ int cmd_eval(int argc, char **argv)
         else if (!strcmp(a, "--limit") && i + 1 < argc) limit = parse_long(a, argv[++i], 0, 1L << 30);
         else if (!strcmp(a, "--results") && i + 1 < argc) results_path = argv[++i];
         else if (!strcmp(a, "--calibrate") && i + 1 < argc) calibrate = argv[++i];
+        else if (!strcmp(a, "--plot") && i + 1 < argc) plot = argv[++i];
         else if (!strcmp(a, "--shard") && i + 1 < argc) {
             const char *v = argv[++i];
             if (sscanf(v, "%d/%d", &shard_i, &shard_n) != 2 || shard_n < 1 || shard_i < 0 || shard_i >= shard_n)
@@ -556,7 +563,7 @@ int cmd_eval(int argc, char **argv)
     }
     if (merge) {
         if (!pos.n) die("%s", "eval --merge: which result files?");
-        int rc = cmd_merge(pos.n, pos.names, co.json, fit);
+        int rc = cmd_merge(pos.n, pos.names, co.json, fit, plot);
         names_free(&pos);
         names_free(&co.classes);
         return rc;
@@ -705,7 +712,7 @@ int cmd_eval(int argc, char **argv)
     }
     name_list names = {0};
     for (int i = 0; i < n_classes; i++) names_add(&names, dc_classes_name(cl, i), strlen(dc_classes_name(cl, i)));
-    if (mine.n) report(&mine, n_classes, &names, co.json, fit);
+    if (mine.n) report(&mine, n_classes, &names, co.json, fit, plot);
     names_free(&names);
     for (int i = copied; i < mine.n; i++) free(mine.rows[i].err);
     for (int i = 0; i < done.n; i++) free(done.rows[i].err);

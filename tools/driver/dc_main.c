@@ -368,7 +368,7 @@ static int cmd_classify(int argc, char **argv)
             const char *dot = strrchr(plot, '.');
             if (images.n == 1 || !dot) snprintf(path, sizeof path, "%s", plot);
             else snprintf(path, sizeof path, "%.*s-%d%s", (int)(dot - plot), plot, i + 1, dot);
-            if (!plot_result(path, &r, cl, co.top)) {
+            if (!plot_result(path, images.names[i], &r, cl, co.top)) {
                 fprintf(stderr, "dc: --plot: cannot write '%s'\n", path);
                 rc = 1;
             }

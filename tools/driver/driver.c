@@ -84,7 +84,17 @@ void read_names(FILE *f, name_list *l, const char *what)
     }
 }
 
-/* data/ beside the executable (or $DC_DATA) */
+/* Where the shipped data (models, presets) is, the first found of: $DC_DATA;
+   DC_DATADIR, compiled into the installed driver by `make install`; data/
+   beside the executable (the repository's ./dc); the repository's data/
+   two levels up (build/<variant>/dc); ../share/dc beside the executable (an
+   installed tree moved elsewhere); else data/ under the working directory. */
+static int readable(char *buf, size_t cap, const char *dir, const char *sub, const char *rel)
+{
+    int len = snprintf(buf, cap, "%s/%s%s", dir, sub, rel);
+    return len > 0 && (size_t)len < cap && access(buf, R_OK) == 0;
+}
+
 void data_path(char *buf, size_t cap, const char *rel)
 {
     const char *env = getenv("DC_DATA");
@@ -92,17 +102,18 @@ void data_path(char *buf, size_t cap, const char *rel)
         snprintf(buf, cap, "%s/%s", env, rel);
         return;
     }
+#ifdef DC_DATADIR
+    if (readable(buf, cap, DC_DATADIR, "", rel)) return;
+#endif
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
         exe[n] = 0;
         char *slash = strrchr(exe, '/');
         if (slash) *slash = 0;
-        int len = snprintf(buf, cap, "%s/data/%s", exe, rel);
-        if (len > 0 && (size_t)len < cap && access(buf, R_OK) == 0) return;
-        /* build/<variant>/dc: the repository is two levels up */
-        len = snprintf(buf, cap, "%s/../../data/%s", exe, rel);
-        if (len > 0 && (size_t)len < cap && access(buf, R_OK) == 0) return;
+        if (readable(buf, cap, exe, "data/", rel) || readable(buf, cap, exe, "../../data/", rel) ||
+            readable(buf, cap, exe, "../share/dc/", rel))
+            return;
     }
     snprintf(buf, cap, "data/%s", rel);
 }

@@ -23,7 +23,7 @@ int parse_list(const char *opt, const char *s, int *out, int cap);
 long parse_long(const char *opt, const char *s, long lo, long hi);
 /* class names, one per line; blank lines and # comments skipped */
 void read_names(FILE *f, name_list *l, const char *what);
-/* buf = data/<rel> beside the executable (or under $DC_DATA) */
+/* buf = <data>/<rel>: $DC_DATA, the installed share/dc, or the repository's data/ */
 void data_path(char *buf, size_t cap, const char *rel);
 /* a preset (data/presets/NAME.txt or a path): template, schedule, classes */
 void load_preset(const char *name, dc_classify_opts *o, name_list *classes, char *tmpl, size_t tcap);
@@ -77,7 +77,11 @@ const char *stop_name(dc_stop stop);
 
 int cmd_eval(int argc, char **argv);
 int cmd_match(int argc, char **argv);
-/* tools/driver/plot.c: error against timestep for the top classes, as a PNG; 1 on success */
-int plot_result(const char *path, const dc_result *r, const dc_classes *cl, int max_classes);
+/* tools/driver/plot.c, PNG pictures; 1 on success.
+   plot_result: error against timestep for an image's top classes.
+   plot_confusion: the confusion matrix conf [n, n] (rows true, columns
+   predicted) with each class's accuracy, under a title line. */
+int plot_result(const char *path, const char *image, const dc_result *r, const dc_classes *cl, int max_classes);
+int plot_confusion(const char *path, const long *conf, int n, const name_list *names, const char *title);
 
 #endif
