@@ -8,6 +8,8 @@
 #   make PORTABLE=1   scalar kernels only (no SIMD)
 #   make SANITIZE=1   ASan + UBSan build
 #   make CC=clang     any C99 compiler with OpenMP (gcc and clang are tested)
+#   make MPI=1        build/mpi/dc, for `mpirun -n N build/mpi/dc eval ...` (Open MPI)
+#   make test-mpi     dc eval over 2 MPI ranks against one process (tests/mpi_test.sh)
 
 CC ?= cc
 # a Python with numpy (the first python3 on PATH may lack Debian's packages)
@@ -37,6 +39,13 @@ endif
 ifneq ($(findstring clang,$(CC)),)
   VARIANT := $(VARIANT)-clang
 endif
+# MPI=1: the driver built with mpicc; `dc eval` then spreads over MPI ranks
+ifeq ($(MPI),1)
+  MPICC ?= mpicc
+  CC := $(MPICC)
+  CFLAGS_BASE += -DDC_MPI
+  VARIANT := $(if $(filter release,$(VARIANT)),mpi,$(VARIANT)-mpi)
+endif
 CFLAGS ?= $(OPT)
 ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS)
 
@@ -56,14 +65,19 @@ BENCH_SRC = bench/conv_bench.c
 
 .PHONY: all setup test test-one test-single test-tools test-valgrind bench single clean train ship
 
+ifeq ($(MPI),1)
+all: $(B)/dc
+else
 all: dc libdc.a
+endif
 
 dc: $(B)/dc
 	cp $< $@
 libdc.a: $(B)/libdc.a
 	cp $< $@
 
-$(B)/%.o: %.c $(HEADERS) tests/test.h tools/driver/driver.h
+DRIVER_H = tools/driver/driver.h tools/driver/durable.h tools/driver/par.h
+$(B)/%.o: %.c $(HEADERS) tests/test.h $(DRIVER_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -71,7 +85,8 @@ $(B)/libdc.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-DRIVER_SRC = tools/driver/dc_main.c tools/driver/dc_eval.c tools/driver/dc_match.c tools/driver/driver.c tools/driver/plot.c
+DRIVER_SRC = tools/driver/dc_main.c tools/driver/dc_eval.c tools/driver/dc_match.c tools/driver/driver.c tools/driver/plot.c \
+             tools/driver/durable.c tools/driver/par.c
 $(B)/dc: $(DRIVER_SRC:%.c=$(B)/%.o) $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 
@@ -84,7 +99,7 @@ build/single/dc_single.c: $(LIB_SRC) $(HEADERS) tools/bundle.py
 	@mkdir -p build/single
 	$(PYTHON) tools/bundle.py -o $@ $(LIB_SRC)
 	cp dc.h build/single/dc.h
-$(B)/single/dc: build/single/dc_single.c $(DRIVER_SRC) tools/driver/driver.h
+$(B)/single/dc: build/single/dc_single.c $(DRIVER_SRC) $(DRIVER_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Ibuild/single build/single/dc_single.c $(DRIVER_SRC) $(LDLIBS) -o $@
 $(B)/single/run_tests: build/single/dc_single.c $(TEST_SRC)

@@ -1,8 +1,10 @@
 /* tools/driver/driver.c - helpers shared by the driver's commands (tools/driver/driver.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "driver.h"
+#include "par.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,7 +15,18 @@ void die(const char *fmt, const char *arg)
     fprintf(stderr, "dc: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n");
-    exit(2);
+    par_exit(2);
+}
+
+void die_code(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "dc: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    par_exit(code);
 }
 
 
@@ -213,6 +226,7 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) co->model = VALUE();
     else if (!strcmp(a, "--class")) {
         const char *v = VALUE();
+        if (!v[strspn(v, " \t\r\n")]) die("--class '%s': a class needs a name", v);
         names_add(&co->classes, v, strlen(v));
     } else if (!strcmp(a, "--classes")) co->classes_file = VALUE();
     else if (!strcmp(a, "--preset")) {

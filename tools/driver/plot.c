@@ -1,7 +1,8 @@
 /* tools/driver/plot.c - `dc classify --plot OUT.png`: each class's error against
    the timestep, the picture the paper uses to show where classes separate.
-   Drawn by hand into an RGB buffer and written with stb_image_write; no
-   font, so the colours are listed on stdout instead of in a legend. */
+   Drawn by hand into an RGB buffer, encoded by stb_image_write in memory
+   and written whole (durable.h), every write checked; no font, so the
+   colours are listed on stdout instead of in a legend. */
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -16,6 +17,7 @@
 #pragma GCC diagnostic pop
 #endif
 #include "driver.h"
+#include "durable.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -28,6 +30,39 @@
 static const unsigned char palette[10][3] = {{228, 26, 28}, {55, 126, 184}, {77, 175, 74}, {152, 78, 163},
                                              {255, 127, 0}, {166, 86, 40}, {247, 129, 191}, {153, 153, 153},
                                              {23, 190, 207}, {188, 189, 34}};
+
+typedef struct {
+    unsigned char *p;
+    size_t n, cap;
+    int failed;
+} png_buf;
+
+static void png_append(void *user, void *data, int size)
+{
+    png_buf *b = user;
+    if (b->failed || size <= 0) return;
+    if (b->n + (size_t)size > b->cap) {
+        size_t cap = 2 * (b->n + (size_t)size);
+        unsigned char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->p = p, b->cap = cap;
+    }
+    memcpy(b->p + b->n, data, (size_t)size);
+    b->n += (size_t)size;
+}
+
+int write_png(const char *path, int w, int h, const unsigned char *rgb, char *msg, size_t cap)
+{
+    png_buf b = {NULL, 0, 0, 0};
+    int ok = stbi_write_png_to_func(png_append, &b, w, h, 3, rgb, w * 3) && !b.failed;
+    if (!ok) snprintf(msg, cap, "cannot encode '%s': out of memory", path);
+    else ok = write_file_replace(path, b.p, b.n, msg, cap);
+    free(b.p);
+    return ok;
+}
 
 static void put(unsigned char *img, int x, int y, const unsigned char *c)
 {
@@ -93,8 +128,10 @@ int plot_result(const char *path, const dc_result *r, const dc_classes *cl, int 
             for (int dx = 0; dx < 10; dx++) put(img, PW - MARGIN - 14 * (nshow - j) + dx, 10 + dy, palette[j]);
     }
     free(order);
-    int ok = stbi_write_png(path, PW, PH, 3, img, PW * 3);
+    char msg[4400];
+    int ok = write_png(path, PW, PH, img, msg, sizeof msg);
     free(img);
+    if (!ok) fprintf(stderr, "dc: --plot: %s\n", msg);
     if (ok) {
         static const char *names[10] = {"red", "blue", "green", "purple", "orange", "brown", "pink", "grey", "cyan",
                                         "olive"};
