@@ -63,7 +63,7 @@ HEADERS = dc.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h nn/tokenizer.h n
 TEST_SRC = $(wildcard tests/test_*.c) tests/main.c
 BENCH_SRC = bench/conv_bench.c
 
-.PHONY: all setup test test-one test-single test-tools test-valgrind bench single clean train ship
+.PHONY: all setup test test-one test-single test-tools test-mpi test-valgrind bench single clean train ship
 
 ifeq ($(MPI),1)
 all: $(B)/dc
@@ -118,6 +118,10 @@ test-single: $(B)/single/run_tests $(B)/single/dc
 	$(B)/single/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/single/dc --fixtures ../shared/fixtures
 test-tools:
 	$(PYTHON) tools/test_tools.py
+# test-mpi: dc eval over 2 MPI ranks on localhost against one process
+test-mpi:
+	$(MAKE) -s MPI=1 build/mpi/dc
+	sh tests/mpi_test.sh build/mpi/dc build/mpi/tmp
 # test-valgrind: the library's suite under valgrind's memcheck (slow: not in
 # make test). One thread, AVX2 kernels for both dc and OpenBLAS (valgrind
 # 3.19 cannot run AVX-512); the dc subprocesses of the driver tests run
@@ -183,7 +187,7 @@ ship: dc
 
 # ---- setup: Debian packages only ----
 DEB_PACKAGES = gcc make libc6-dev libopenblas-openmp-dev libstb-dev python3 python3-numpy \
-               dataset-fashion-mnist clang libomp-dev libclang-rt-14-dev
+               dataset-fashion-mnist clang libomp-dev libclang-rt-14-dev libopenmpi-dev openmpi-bin
 # training and reference generators only (not needed by make test): python3-torch python3-pil
 setup:
 	@if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \

@@ -2,7 +2,8 @@
 # tests/run.sh - `make test`: every suite, each in its own build, then one
 # summary line. Suites: the Python tools; the normal build; the driver and
 # tests built from the single-file library; the scalar-only PORTABLE build;
-# the ASan+UBSan build; and a warning-free check with clang.
+# the ASan+UBSan build; a warning-free check with clang; and `dc eval` over
+# two MPI ranks (the `make MPI=1` build), where Open MPI is installed.
 # A suite that fails to build counts as one failure.
 : "${MAKE:=make}" "${PYTHON:=python3}" "${CC:=cc}"
 log=build/test-logs
@@ -43,6 +44,13 @@ clang_check() { # warning-free under clang, -Werror (when clang and its OpenMP a
     fi
 }
 
+mpi_check() { # make MPI=1 and mpirun -n 2 against one process (when Open MPI is here)
+    if ! command -v mpicc >/dev/null 2>&1 || ! command -v mpirun >/dev/null 2>&1; then
+        echo "Open MPI not installed (make setup installs it)"; echo "0 passed, 0 failed, 1 skipped"; return 0
+    fi
+    $MAKE -s test-mpi
+}
+
 suite tools $MAKE -s test-tools PYTHON="$PYTHON"
 suite release $MAKE -s test-one PYTHON="$PYTHON" CC="$CC"
 suite sd_single $PYTHON tests/test_sd_single.py --dc build/release/dc
@@ -50,6 +58,7 @@ suite single $MAKE -s test-single PYTHON="$PYTHON" CC="$CC"
 suite portable $MAKE -s test-one PORTABLE=1 PYTHON="$PYTHON" CC="$CC"
 suite sanitize env ASAN_OPTIONS=detect_leaks=1 $MAKE -s test-one SANITIZE=1 PYTHON="$PYTHON" CC="$CC"
 suite clang clang_check
+suite mpi mpi_check
 
 echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]
