@@ -184,7 +184,7 @@ static void load_folder(dataset *d, const char *root)
                 names_add(&files, full, strlen(full));
             }
         closedir(dir);
-        qsort(files.names, (size_t)files.n, sizeof(char *), cmp_str);
+        if (files.n > 1) qsort(files.names, (size_t)files.n, sizeof(char *), cmp_str);
         for (int i = 0; i < files.n; i++) {
             names_add(&d->files, files.names[i], strlen(files.names[i]));
             if (d->files.n > cap) {
@@ -408,7 +408,7 @@ static int cmp_row_index(const void *a, const void *b)
    were dropped, keeping the first. Leaves the rows in index order. */
 static int results_dedupe(results *r)
 {
-    qsort(r->rows, (size_t)r->n, sizeof *r->rows, cmp_row_index);
+    if (r->n > 1) qsort(r->rows, (size_t)r->n, sizeof *r->rows, cmp_row_index);
     int k = 0;
     for (int i = 0; i < r->n; i++)
         if (k && r->rows[k - 1].index == r->rows[i].index) row_free(&r->rows[i]);
@@ -1002,7 +1002,7 @@ int cmd_eval(int argc, char **argv)
             }
         }
         /* the selection's order: the calibration adds the same numbers in the same order however the images ran */
-        qsort(s.mine.rows, (size_t)s.mine.n, sizeof *s.mine.rows, cmp_selection);
+        if (s.mine.n > 1) qsort(s.mine.rows, (size_t)s.mine.n, sizeof *s.mine.rows, cmp_selection);
         if (calibrate) {
             calibration cb;
             cb.sum = calloc(CALIB_MAX_T, sizeof(double)), cb.sq = calloc(CALIB_MAX_T, sizeof(double));

@@ -1,7 +1,6 @@
 /* tools/driver/driver.c - helpers shared by the driver's commands (tools/driver/driver.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "driver.h"
-#include "par.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -10,12 +9,27 @@
 #include <time.h>
 #include <unistd.h>
 
+/* par.c sets this while the process is one rank of an MPI job, so that an
+   error ends the whole job instead of leaving the other ranks waiting */
+static void (*exit_hook)(int code);
+
+void driver_exit_hook(void (*hook)(int code))
+{
+    exit_hook = hook;
+}
+
+static void leave(int code)
+{
+    if (exit_hook) exit_hook(code);
+    exit(code);
+}
+
 void die(const char *fmt, const char *arg)
 {
     fprintf(stderr, "dc: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n");
-    par_exit(2);
+    leave(2);
 }
 
 void die_code(int code, const char *fmt, ...)
@@ -26,7 +40,7 @@ void die_code(int code, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
-    par_exit(code);
+    leave(code);
 }
 
 

@@ -13,9 +13,11 @@ void die(const char *fmt, const char *arg);
 /* The same with any printf arguments and exit code. */
 void die_code(int code, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3), noreturn))
+    __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* hook(code) runs instead of exit(code) in die and die_code (NULL: exit) */
+void driver_exit_hook(void (*hook)(int code));
 
 typedef struct {
     char **names;

@@ -108,8 +108,15 @@ static const char *kind_of(mode_t m)
 static int dlog_sync(dlog *l, char *msg, size_t cap)
 {
     double t0 = wall();
-    if (fdatasync(l->fd) != 0 && errno != EINVAL && errno != EROFS) /* EINVAL: a file system that cannot sync */
-        return failf(msg, cap, "cannot sync '%s' to disk: %s", l->path, strerror(errno));
+    if (!l->cannot_sync && fdatasync(l->fd) != 0) {
+        int e = errno;
+        if (e != EINVAL && e != ENOSYS && e != ENOTSUP)
+            return failf(msg, cap, "cannot sync '%s' to disk: %s", l->path, strerror(e));
+        /* a file system without sync: rows still survive a killed process */
+        fprintf(stderr, "dc: warning: '%s' cannot be synced to disk (%s): a power loss may lose the last rows\n",
+                l->path, strerror(e));
+        l->cannot_sync = 1;
+    }
     double t1 = wall();
     l->syncs++;
     l->sync_seconds += t1 - t0;

@@ -23,6 +23,7 @@ typedef struct {
     int dirty;            /* lines written since the last sync */
     double last_sync;     /* wall() of the last sync */
     double interval;      /* seconds until the next sync is due */
+    int cannot_sync;      /* the file system refuses fdatasync (warned once) */
     long syncs;           /* statistics, for the run's last line and the bench */
     double sync_seconds, write_seconds;
     long holder;          /* dlog_open refused: another process holds the lock (its pid, or -1) */

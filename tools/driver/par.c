@@ -51,6 +51,7 @@ int par_start(int *argc, char ***argv, int *rank)
     /* only the main thread calls MPI; OpenMP threads compute */
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     P.mpi = 1;
+    driver_exit_hook(par_exit);
     MPI_Comm_size(MPI_COMM_WORLD, &P.size);
     MPI_Comm_rank(MPI_COMM_WORLD, &P.rank);
     *rank = P.rank;
@@ -64,6 +65,7 @@ void par_stop(void)
     if (P.mpi) MPI_Finalize();
 #endif
     P.mpi = 0;
+    driver_exit_hook(NULL);
 }
 
 void par_exit(int code)
