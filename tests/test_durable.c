@@ -77,6 +77,7 @@ static int run(const char *args, long fsize)
     close(fds[0]);
     int st = -1;
     if (pid < 0 || waitpid(pid, &st, 0) != pid) return -1;
+    if (WIFSIGNALED(st)) snprintf(out + n, sizeof out - n, "(dc killed by signal %d)", WTERMSIG(st));
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
