@@ -13,6 +13,8 @@
 #   make PORTABLE=1   scalar kernels only (no SIMD)
 #   make SANITIZE=1   ASan + UBSan build
 #   make CC=clang     any C99 compiler with OpenMP (gcc and clang are tested)
+#   make MPI=1        build/mpi/dc, for `mpirun -n N build/mpi/dc eval ...` (Open MPI)
+#   make test-mpi     dc eval over 2 MPI ranks against one process (tests/mpi_test.sh)
 
 CC ?= cc
 # a Python with numpy (the first python3 on PATH may lack Debian's packages)
@@ -42,6 +44,13 @@ endif
 ifneq ($(findstring clang,$(CC)),)
   VARIANT := $(VARIANT)-clang
 endif
+# MPI=1: the driver built with mpicc; `dc eval` then spreads over MPI ranks
+ifeq ($(MPI),1)
+  MPICC ?= mpicc
+  CC := $(MPICC)
+  CFLAGS_BASE += -DDC_MPI
+  VARIANT := $(if $(filter release,$(VARIANT)),mpi,$(VARIANT)-mpi)
+endif
 CFLAGS ?= $(OPT)
 ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS)
 
@@ -59,17 +68,22 @@ HEADERS = dc.h dc_internal.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h nn
 TEST_SRC = $(wildcard tests/test_*.c) tests/main.c
 BENCH_SRC = bench/conv_bench.c
 
-.PHONY: all setup test test-one test-single test-embed test-tools test-python test-install test-valgrind bench \
+.PHONY: all setup test test-one test-single test-embed test-tools test-python test-install test-mpi test-valgrind bench \
         single clean train ship shared pc man install uninstall FORCE
 
+ifeq ($(MPI),1)
+all: $(B)/dc
+else
 all: dc libdc.a
+endif
 
 dc: $(B)/dc
 	cp $< $@
 libdc.a: $(B)/libdc.a
 	cp $< $@
 
-$(B)/%.o: %.c $(HEADERS) tests/test.h tools/driver/driver.h
+DRIVER_H = tools/driver/driver.h tools/driver/durable.h tools/driver/par.h
+$(B)/%.o: %.c $(HEADERS) tests/test.h $(DRIVER_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -78,7 +92,7 @@ $(B)/libdc.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 DRIVER_SRC = tools/driver/dc_main.c tools/driver/dc_eval.c tools/driver/dc_match.c tools/driver/driver.c \
-             tools/driver/plot.c tools/driver/stb_zlib.c
+             tools/driver/plot.c tools/driver/stb_zlib.c tools/driver/durable.c tools/driver/par.c
 $(B)/dc: $(DRIVER_SRC:%.c=$(B)/%.o) $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 
@@ -96,7 +110,7 @@ build/single/dc.h: $(LIB_SRC) $(HEADERS) tools/bundle.py Makefile
 	@mkdir -p build/single
 	$(PYTHON) tools/bundle.py -o $@ dc.h $(LIB_SRC)
 SINGLE_IMPL = printf '\#define DC_IMPLEMENTATION\n\#include "dc.h"\n'
-$(B)/single/dc: build/single/dc.h $(DRIVER_SRC) tools/driver/driver.h
+$(B)/single/dc: build/single/dc.h $(DRIVER_SRC) $(DRIVER_H)
 	@mkdir -p $(dir $@)
 	$(SINGLE_IMPL) > $(B)/single/dc_impl.c
 	$(CC) -Ibuild/single $(ALL_CFLAGS) $(B)/single/dc_impl.c $(DRIVER_SRC) $(LDLIBS) -o $@
@@ -121,6 +135,10 @@ test-embed: build/single/dc.h $(B)/dc
 	CC="$(CC)" CFLAGS="$(ALL_CFLAGS)" LDLIBS="$(LDLIBS)" sh tests/embed.sh $(B)/embed $(B)/dc
 test-tools:
 	$(PYTHON) tools/convert/test_tools.py
+# test-mpi: dc eval over 2 MPI ranks on localhost against one process
+test-mpi:
+	$(MAKE) -s MPI=1 build/mpi/dc
+	sh tests/mpi_test.sh build/mpi/dc build/mpi/tmp
 # test-valgrind: the library's suite under valgrind's memcheck (slow: not in
 # make test). One thread, AVX2 kernels for both dc and OpenBLAS (valgrind
 # 3.19 cannot run AVX-512); the dc subprocesses of the driver tests run
@@ -278,7 +296,8 @@ test-python: $(B)/libdc.so $(B)/dc
 
 # ---- setup: Debian packages only ----
 DEB_PACKAGES = gcc make libc6-dev libopenblas-openmp-dev libstb-dev python3 python3-numpy \
-               dataset-fashion-mnist clang libomp-dev libclang-rt-14-dev pkg-config
+               dataset-fashion-mnist clang libomp-dev libclang-rt-14-dev pkg-config \
+               libopenmpi-dev openmpi-bin
 # training and reference generators only (not needed by make test): python3-torch python3-pil
 setup:
 	@if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \

@@ -766,6 +766,10 @@ static dc_status classes_for_text(dc_classes *cl, dc_ctx *c, const char *const *
     dc_status st = DC_OK;
     if (!cl->names || !ids || !cl->context) st = dc__fail(err, DC_ERR_NOMEM, "out of memory for %d prompts", n);
     for (int i = 0; st == DC_OK && i < n; i++) {
+        if (!names[i][strspn(names[i], " \t\r\n")]) { /* the prompt would name no class */
+            st = dc__fail(err, DC_ERR_INVALID, "class %d has an empty name", i + 1);
+            break;
+        }
         for (int j = 0; j < i; j++)
             if (!strcmp(names[i], names[j])) {
                 st = dc__fail(err, DC_ERR_INVALID, "class '%s' is listed twice", names[i]);

@@ -7,11 +7,13 @@
    pipelines resize with Pillow: torchvision's Resize + CenterCrop for
    Stable Diffusion, ADM's center_crop_arr for DiT. A classifier that sees
    slightly different pixels sees a slightly different latent. */
+#define _POSIX_C_SOURCE 200809L /* fileno */
 #include "nn.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "stb_impl.h" /* stb_image, static in this file */
 
 /* ---- guards for stb_image 2.27 (Debian's) ----
@@ -175,6 +177,12 @@ dc_status dc__image_load(dc__image *img, const char *path, dc_error *err)
     /* the whole file once: checked, then decoded from memory */
     FILE *f = fopen(path, "rb");
     if (!f) return dc__fail(err, DC_ERR_IO, "%s: cannot open", path);
+    struct stat sb; /* a folder opens as a file on some systems and "reads" as huge or empty */
+    if (fstat(fileno(f), &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return dc__fail(err, DC_ERR_IO, "%s: %s, not an image file", path,
+                        S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
+    }
     long size = -1;
     if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
     if (size < 0 || size > DC_IMAGE_MAX_FILE) {

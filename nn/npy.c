@@ -4,11 +4,18 @@
    torch this way (dc_tensor_load_npy / dc_tensor_save_npy, at the end,
    are the public face). Only what those need: little-endian f32, f64, i32, i64
    in C order. Anything else (big-endian, Fortran order, objects, other
-   dtypes) is refused with a message that says which. */
+   dtypes) is refused with a message that says which. A file is written
+   under a temporary name and renamed into place when whole, so a failed
+   write (a full disk) leaves no truncated .npy that numpy would misread. */
+#define _POSIX_C_SOURCE 200809L /* getpid */
 #include "nn.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const struct { const char *descr; int dtype; int size; } npy_types[] = {
     {"<f4", DC_NPY_F32, 4}, {"<f8", DC_NPY_F64, 8},
@@ -218,8 +225,15 @@ dc_status dc__npy_save(const char *path, int dtype, int ndim, const int64_t *sha
     /* pad with spaces so that magic + len + header + '\n' is a multiple of 64 */
     int total = 10 + len + 1;
     int pad = (64 - total % 64) % 64;
-    FILE *f = fopen(path, "wb");
-    if (!f) return dc__fail(err, DC_ERR_IO, "%s: cannot open for writing", path);
+    /* a regular file (or a new one) is replaced whole; a device or pipe
+       (/dev/stdout) is written in place */
+    struct stat sb;
+    int in_place = stat(path, &sb) == 0 && !S_ISREG(sb.st_mode);
+    char tmp[4200];
+    if (!in_place && (size_t)snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= sizeof tmp)
+        return dc__fail(err, DC_ERR_IO, "%s: file name too long", path);
+    FILE *f = fopen(in_place ? path : tmp, "wb");
+    if (!f) return dc__fail(err, DC_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
     unsigned hl = (unsigned)(len + pad + 1);
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hl & 0xff),
                              (unsigned char)(hl >> 8)};
@@ -227,8 +241,14 @@ dc_status dc__npy_save(const char *path, int dtype, int ndim, const int64_t *sha
     int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(dict, 1, (size_t)len, f) == (size_t)len;
     for (int i = 0; ok && i < pad; i++) ok = fputc(' ', f) != EOF;
     ok = ok && fputc('\n', f) != EOF && fwrite(data, 1, nbytes, f) == nbytes;
-    if (fclose(f) != 0) ok = 0;
-    if (!ok) return dc__fail(err, DC_ERR_IO, "%s: write failed", path);
+    ok = ok && fflush(f) == 0;
+    int e = errno;
+    if (fclose(f) != 0 && ok) ok = 0, e = errno;
+    if (ok && !in_place && rename(tmp, path) != 0) ok = 0, e = errno;
+    if (!ok) {
+        if (!in_place) remove(tmp);
+        return dc__fail(err, DC_ERR_IO, "%s: write failed: %s", path, strerror(e));
+    }
     return DC_OK;
 }
 

@@ -128,6 +128,7 @@ int main(int argc, char **argv)
     suite_docs();
     suite_threads();
     suite_driver();
+    suite_durable();
     printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;
 }

@@ -4,7 +4,8 @@
 # tests built from the single-file library; a program that embeds the single
 # file beside its own stb_image (tests/embed.sh); the scalar-only PORTABLE build;
 # the ASan+UBSan build; a warning-free check with clang; `make install` into
-# a temporary prefix; and the Python module against the driver.
+# a temporary prefix; the Python module against the driver; and `dc eval` over
+# two MPI ranks (the `make MPI=1` build), where Open MPI is installed.
 # A suite that fails to build counts as one failure.
 : "${MAKE:=make}" "${PYTHON:=python3}" "${CC:=cc}"
 log=build/test-logs
@@ -45,6 +46,13 @@ clang_check() { # warning-free under clang, -Werror (when clang and its OpenMP a
     fi
 }
 
+mpi_check() { # make MPI=1 and mpirun -n 2 against one process (when Open MPI is here)
+    if ! command -v mpicc >/dev/null 2>&1 || ! command -v mpirun >/dev/null 2>&1; then
+        echo "Open MPI not installed (make setup installs it)"; echo "0 passed, 0 failed, 1 skipped"; return 0
+    fi
+    $MAKE -s test-mpi
+}
+
 suite tools $MAKE -s test-tools PYTHON="$PYTHON"
 suite release $MAKE -s test-one PYTHON="$PYTHON" CC="$CC"
 suite sd_single $PYTHON tests/test_sd_single.py --dc build/release/dc
@@ -55,6 +63,7 @@ suite sanitize env ASAN_OPTIONS=detect_leaks=1 $MAKE -s test-one SANITIZE=1 PYTH
 suite clang clang_check
 suite install $MAKE -s test-install PYTHON="$PYTHON" CC="$CC"
 suite python $MAKE -s test-python PYTHON="$PYTHON" CC="$CC"
+suite mpi mpi_check
 
 echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]

@@ -51,6 +51,7 @@ void suite_npy(void);
 void suite_weights(void);
 void suite_cpu(void);
 void suite_driver(void);
+void suite_durable(void);
 void suite_dit(void);
 void suite_tokenizer(void);
 void suite_clip(void);

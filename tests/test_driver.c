@@ -131,6 +131,12 @@ static void classify_should_name_each_bad_input(void)
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "no images"), "no images: %s", out);
     snprintf(args, sizeof args, "classify -m '%s' --classes /dev/null '%s'", m, img);
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "lists no class"), "empty list: %s", out);
+    snprintf(args, sizeof args, "classify -m '%s' --class '' --class 3 '%s'", m, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "--class '': a class needs a name"),
+          "empty class: %s", out);
+    snprintf(args, sizeof args, "classify -m '%s' --quiet '%s' '%s'", m, T.data, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, ": is a directory, not an image file") &&
+          !strstr(out, "too large") && strstr(out, "rgb_45x31.png: "), "a folder as an image: %s", out);
 }
 
 static void tokenize_should_print_77_ids_per_prompt(void)
@@ -175,6 +181,12 @@ static void classify_should_run_a_text_conditional_pipeline(void)
     CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "needs a class list"), "no classes: %s", out);
     snprintf(args, sizeof args, "classify -m '%s' --class cat --class cat --quiet '%s'", m, img);
     CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "listed twice"), "duplicate: %s", out);
+    /* a name of blanks only reaches the library (the class file keeps tabs): refused there */
+    const char *blank = t_path(T.tmp, "blank_class.txt");
+    FILE *bf = fopen(blank, "w");
+    if (bf) fputs("cat\n\t\n", bf), fclose(bf);
+    snprintf(args, sizeof args, "classify -m '%s' --classes '%s' --quiet '%s'", m, blank, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "class 2 has an empty name"), "blank: %s", out);
     snprintf(args, sizeof args, "classify -m '%s' --class cat --class dog --size 60 --quiet '%s'", m, img);
     CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "multiple of"), "size: %s", out);
 }

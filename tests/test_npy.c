@@ -1,7 +1,12 @@
 /* tests/test_npy.c - .npy reading and writing, and refusals. */
+#define _POSIX_C_SOURCE 200809L
 #include "test.h"
 
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static void write_bytes(const char *path, const void *p, size_t n)
 {
@@ -93,10 +98,42 @@ static void npy_should_refuse_bad_files_with_clear_messages(void)
           strstr(err.msg, "cannot open"), "missing file: %s", err.msg);
 }
 
+/* A write that fails (a full disk; a file-size limit stands in for one)
+   is reported, and leaves the file that was there whole. */
+static void npy_save_should_fail_whole_and_keep_the_old_file(void)
+{
+    dc_error err;
+    float v[1024] = {0};
+    int64_t one[1] = {2}, big[1] = {1024};
+    v[0] = 7, v[1] = 8;
+    dc_status st = dc__npy_save("/dev/full", DC_NPY_F32, 1, big, v, &err);
+    CHECK(st == DC_ERR_IO && strstr(err.msg, "/dev/full: write failed: No space left"), "got %d: %s", st, err.msg);
+    char p[1024];
+    snprintf(p, sizeof p, "%s", t_path(T.tmp, "keep.npy"));
+    CHECK(dc__npy_save(p, DC_NPY_F32, 1, one, v, &err) == DC_OK, "%s", err.msg);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) { /* 4 kB of data under a 1 kB limit */
+        struct rlimit rl = {1000, 1000};
+        signal(SIGXFSZ, SIG_IGN);
+        setrlimit(RLIMIT_FSIZE, &rl);
+        dc_status s2 = dc__npy_save(p, DC_NPY_F32, 1, big, v, &err);
+        _exit(s2 == DC_ERR_IO && strstr(err.msg, "File too large") ? 0 : 1);
+    }
+    int status = -1;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "the save under a 1 kB limit did not fail with EFBIG (status %d)", status);
+    dc__npy a;
+    CHECK(dc__npy_load_f32(&a, p, &err) == DC_OK && a.numel == 2 && ((float *)a.data)[1] == 8, "the old file is not whole");
+    dc__npy_free(&a);
+    CHECK(access(t_path(T.tmp, "keep.npy.tmp%ld", (long)pid), F_OK) != 0, "the temporary file was left behind");
+}
+
 void suite_npy(void)
 {
     RUN(npy_should_round_trip_f32_and_i64);
     RUN(npy_should_read_what_numpy_wrote);
     RUN(npy_should_refuse_non_f32_where_f32_is_needed);
     RUN(npy_should_refuse_bad_files_with_clear_messages);
+    RUN(npy_save_should_fail_whole_and_keep_the_old_file);
 }

@@ -3,12 +3,16 @@
    Data sets: an image-folder tree (root/CLASS/ holding PNG or JPEG files,
    classes in sorted folder order) or an IDX image file with its label file (as
    Fashion-MNIST and MNIST ship, gzip or not). Each image's result is
-   appended to a JSON-lines file as soon as it is known, so a stopped run
-   resumes where it stopped; --shard i/n splits the work across processes
-   or machines, and `dc eval --merge` combines their files. */
+   appended to a JSON-lines file as soon as it is known (durable.c: checked
+   writes, synced every few seconds, one writer), so a stopped run resumes
+   where it stopped; `mpirun dc eval` spreads the images over MPI ranks
+   (par.c), --shard i/n splits them across independent processes, and
+   `dc eval --merge` combines their files. */
 #define _POSIX_C_SOURCE 200809L
 #include "dc.h"
 #include "driver.h"
+#include "durable.h"
+#include "par.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -16,7 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <stb/stb_image.h> /* its zlib inflater reads .gz IDX files (stb_zlib.c) */
+#include <stb/stb_image.h> /* its zlib inflater reads .gz IDX files (compiled into libdc) */
 
 static const char *eval_help =
     "usage: dc eval [-m MODEL] DATASET [LABELS] [OPTIONS]\n"
@@ -30,7 +34,9 @@ static const char *eval_help =
     "  --limit N           at most N images (after --subset and --shard)\n"
     "  --shard I/N         this process takes every N-th image from the I-th (0-based)\n"
     "  --results FILE      per-image results, appended (default: eval-results.jsonl);\n"
-    "                      images already in it are skipped, so a stopped run resumes\n"
+    "                      images already in it are skipped, so a stopped run resumes.\n"
+    "                      One run at a time may write it (a second is refused); rows\n"
+    "                      reach the disk within seconds, a write error stops the run\n"
     "  --merge FILES...    combine result files (shards) and report\n"
     "  --fit-temperature   fit T so that softmax(-error / T) is calibrated on these\n"
     "                      labelled results (for dc classify --temperature T)\n"
@@ -40,9 +46,13 @@ static const char *eval_help =
     "                      --calibration FILE). Needs every class scored at every\n"
     "                      timestep: --samples K --keep 1. Use held-out images\n"
     "                      (e.g. the training split), never the test images\n"
+    "  --plot FILE.png     draw the confusion matrix (counts, per-class accuracy)\n"
     "  --json              the last line of stdout is one JSON object with n, top1,\n"
     "                      top5, mean_per_class, evals_per_image, seconds_per_image\n"
-    "plus every class and schedule option of `dc classify --help`.\n";
+    "plus every class and schedule option of `dc classify --help`.\n"
+    "\n"
+    "Built with `make MPI=1`, `mpirun -n N dc eval ...` shares the images out among\n"
+    "N ranks as they finish them; rank 0 writes the results file.\n";
 
 /* ---- data sets ---- */
 
@@ -56,6 +66,10 @@ typedef struct {
 
 static unsigned char *read_file(const char *path, size_t *n)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        die(S_ISDIR(sb.st_mode) ? "eval: '%s' is a directory, not an IDX file" : "eval: '%s' is not a regular file",
+            path);
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
@@ -171,7 +185,7 @@ static void load_folder(dataset *d, const char *root)
                 names_add(&files, full, strlen(full));
             }
         closedir(dir);
-        qsort(files.names, (size_t)files.n, sizeof(char *), cmp_str);
+        if (files.n > 1) qsort(files.names, (size_t)files.n, sizeof(char *), cmp_str);
         for (int i = 0; i < files.n; i++) {
             names_add(&d->files, files.names[i], strlen(files.names[i]));
             if (d->files.n > cap) {
@@ -187,22 +201,30 @@ static void load_folder(dataset *d, const char *root)
     if (!d->n) die("eval: no .png/.jpg/.jpeg images under '%s'", root);
 }
 
-/* ---- results ---- */
+/* ---- results ----
+   The results file: a header line ({"dc_eval": 1, ...: model, data set,
+   stopping rule, classes}), then one line per image. Every line is written
+   whole or not at all (durable.c), so a line that does not parse is damage
+   (a disk fault, an editor): it is named and skipped, and its image is
+   evaluated again. */
 
 #define TOPK 5
 typedef struct {
+    int seq;        /* order of arrival in its list */
     int index, label, k;
     int top[TOPK];
     long evals;
     double seconds;
-    int n_err;      /* mean error of every class (for calibration), or 0 */
+    int n_err;      /* mean error of every class (for temperature fits), or 0 */
     float *err;
+    int has_cal;    /* --calibrate: per timestep, "t, sum d, sum d^2, count" */
+    int n_cal;      /* values in cal (4 per timestep) */
+    double *cal;
 } result_row;
 
 typedef struct {
     result_row *rows;
     int n, cap;
-    char *seen; /* [dataset size] */
 } results;
 
 static void results_add(results *r, const result_row *row)
@@ -212,16 +234,59 @@ static void results_add(results *r, const result_row *row)
         r->rows = realloc(r->rows, sizeof *r->rows * (size_t)r->cap);
         if (!r->rows) die("%s", "eval: out of memory");
     }
-    r->rows[r->n++] = *row;
+    r->rows[r->n] = *row;
+    r->rows[r->n].seq = r->n;
+    r->n++;
 }
 
-/* One line of our own format; returns 0 for anything else (e.g. the torn
-   last line of a killed run, or the header). */
+static void row_free(result_row *row)
+{
+    free(row->err);
+    free(row->cal);
+    row->err = NULL, row->cal = NULL;
+}
+
+static void results_free(results *r)
+{
+    for (int i = 0; i < r->n; i++) row_free(&r->rows[i]);
+    free(r->rows);
+    memset(r, 0, sizeof *r);
+}
+
+/* p: just past "[": numbers to ']' into a growing array; returns the count,
+   or -1 if the list does not end in ']' */
+static int parse_numbers(const char *p, double **out)
+{
+    int n = 0, cap = 0;
+    *out = NULL;
+    while (*p == ' ') p++;
+    while (*p && *p != ']') {
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p) return -1;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            double *bigger = realloc(*out, sizeof(double) * (size_t)cap);
+            if (!bigger) die("%s", "eval: out of memory");
+            *out = bigger;
+        }
+        (*out)[n++] = v;
+        p = end;
+        while (*p == ',' || *p == ' ') p++;
+    }
+    return *p == ']' ? n : -1;
+}
+
+/* One result line (without its newline); 0 for anything else. A row is one
+   object: it starts with its index and holds no second '{', which a line
+   torn and then written on by an older dc would. */
 static int parse_row(const char *line, result_row *row)
 {
     const char *p;
+    size_t len = strlen(line);
     memset(row, 0, sizeof *row);
-    if (!(p = strstr(line, "\"index\": ")) || sscanf(p + 9, "%d", &row->index) != 1) return 0;
+    if (strncmp(line, "{\"index\": ", 10) || strchr(line + 1, '{') || len < 2 || line[len - 1] != '}') return 0;
+    if (sscanf(line + 10, "%d", &row->index) != 1 || row->index < 0) return 0;
     if (!(p = strstr(line, "\"label\": ")) || sscanf(p + 9, "%d", &row->label) != 1) return 0;
     if (!(p = strstr(line, "\"evals\": ")) || sscanf(p + 9, "%ld", &row->evals) != 1) return 0;
     if (!(p = strstr(line, "\"seconds\": ")) || sscanf(p + 11, "%lf", &row->seconds) != 1) return 0;
@@ -235,80 +300,40 @@ static int parse_row(const char *line, result_row *row)
         p = end;
         while (*p == ',' || *p == ' ') p++;
     }
-    if (*p != ']' || row->k < 1 || !strstr(line, "}")) return 0;
-    if ((p = strstr(line, "\"errors\": ["))) { /* optional: every class's mean error */
-        p += 11;
-        int cap = 0;
-        while (*p && *p != ']') {
-            char *end;
-            double v = strtod(p, &end);
-            if (end == p) break;
-            if (row->n_err == cap) {
-                cap = cap ? 2 * cap : 16;
-                row->err = realloc(row->err, sizeof(float) * (size_t)cap);
-                if (!row->err) die("%s", "eval: out of memory");
-            }
-            row->err[row->n_err++] = (float)v;
-            p = end;
-            while (*p == ',' || *p == ' ') p++;
+    if (*p != ']' || row->k < 1) return 0;
+    double *v;
+    int n;
+    if ((p = strstr(line, "\"errors\": ["))) { /* every class's mean error */
+        if ((n = parse_numbers(p + 11, &v)) < 0) {
+            free(v);
+            return 0;
         }
+        row->err = malloc(sizeof(float) * (size_t)(n ? n : 1));
+        if (!row->err) die("%s", "eval: out of memory");
+        for (int i = 0; i < n; i++) row->err[i] = (float)v[i];
+        row->n_err = n;
+        free(v);
+    }
+    if ((p = strstr(line, "\"calib\": ["))) {
+        if ((n = parse_numbers(p + 10, &v)) < 0 || n % 4) {
+            free(v);
+            row_free(row);
+            return 0;
+        }
+        row->has_cal = 1, row->n_cal = n, row->cal = v;
     }
     return 1;
 }
 
-/* Reads a results file: the header's class count, and its rows. stop (may
-   be NULL, stop_cap bytes) gets the stopping rule the header names, "" for files
-   made before headers named it: a run resumes only with the same rule,
-   since the rule changes what each row means (evaluations, errors). */
-static int read_results(const char *path, results *r, int *n_classes, name_list *class_names, char *stop,
-                        size_t stop_cap)
+/* The line a row is written as (malloc'd, no newline). Numbers are printed
+   so that they read back the same: errors to float precision, the
+   calibration sums (doubles) with 17 digits. */
+static char *format_row(const result_row *row)
 {
-    if (stop) stop[0] = 0;
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rows = 0;
-    while ((len = getline(&line, &cap, f)) > 0) {
-        result_row row;
-        const char *h = strstr(line, "\"dc_eval\": 1");
-        if (h) {
-            const char *p = strstr(line, "\"n_classes\": ");
-            int nc = p ? atoi(p + 13) : 0;
-            if (*n_classes && nc != *n_classes) die("eval: '%s' was made with a different class list", path);
-            *n_classes = nc;
-            const char *st = stop ? strstr(line, "\"stop\": \"") : NULL;
-            if (st) {
-                st += 9;
-                size_t n = strcspn(st, "\"");
-                snprintf(stop, stop_cap, "%.*s", (int)(n < stop_cap ? n : stop_cap - 1), st);
-            }
-            const char *q = strstr(line, "\"classes\": [");
-            if (q && class_names && !class_names->n) { /* "a", "b", ...: names without quotes or escapes */
-                q += 12;
-                while (*q == '"') {
-                    const char *e = strchr(q + 1, '"');
-                    if (!e) break;
-                    names_add(class_names, q + 1, (size_t)(e - q - 1));
-                    q = e + 1;
-                    while (*q == ',' || *q == ' ') q++;
-                }
-            }
-            continue;
-        }
-        if (parse_row(line, &row)) {
-            results_add(r, &row);
-            rows++;
-        }
-    }
-    free(line);
-    fclose(f);
-    return rows;
-}
-
-static void write_row(FILE *f, const result_row *row)
-{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) die("%s", "eval: out of memory");
     fprintf(f, "{\"index\": %d, \"label\": %d, \"top\": [", row->index, row->label);
     for (int j = 0; j < row->k; j++) fprintf(f, "%s%d", j ? ", " : "", row->top[j]);
     fprintf(f, "], \"evals\": %ld, \"seconds\": %.4f", row->evals, row->seconds);
@@ -317,8 +342,110 @@ static void write_row(FILE *f, const result_row *row)
         for (int j = 0; j < row->n_err; j++) fprintf(f, "%s%.7g", j ? ", " : "", row->err[j]);
         fprintf(f, "]");
     }
-    fprintf(f, "}\n");
-    fflush(f);
+    if (row->has_cal) {
+        fprintf(f, ", \"calib\": [");
+        for (int j = 0; j < row->n_cal; j++) fprintf(f, "%s%.17g", j ? ", " : "", row->cal[j]);
+        fprintf(f, "]");
+    }
+    fprintf(f, "}");
+    if (fclose(f) != 0 || !buf) die("%s", "eval: out of memory");
+    return buf;
+}
+
+/* What a results file holds: its rows, the header's class count, names and
+   stopping rule ("" for files made before headers named it: a run resumes
+   only with the same rule, since the rule changes what each row means). */
+typedef struct {
+    const char *path;
+    results *r;
+    int n_classes, headers, damaged;
+    name_list *class_names; /* may be NULL */
+    char stop[32];
+} reader;
+
+static void read_line(void *user, const char *line, size_t len)
+{
+    reader *rd = user;
+    (void)len;
+    result_row row;
+    if (!strncmp(line, "{\"dc_eval\": 1", 13)) {
+        const char *p = strstr(line, "\"n_classes\": ");
+        int nc = p ? atoi(p + 13) : 0;
+        if (rd->n_classes && nc != rd->n_classes) die("eval: '%s' was made with a different class list", rd->path);
+        rd->n_classes = nc;
+        rd->headers++;
+        const char *st = strstr(line, "\"stop\": \"");
+        if (st) {
+            st += 9;
+            snprintf(rd->stop, sizeof rd->stop, "%.*s", (int)strcspn(st, "\""), st);
+        }
+        const char *q = strstr(line, "\"classes\": [");
+        if (q && rd->class_names && !rd->class_names->n) { /* "a", "b", ...: names without quotes or escapes */
+            q += 12;
+            while (*q == '"') {
+                const char *e = strchr(q + 1, '"');
+                if (!e) break;
+                names_add(rd->class_names, q + 1, (size_t)(e - q - 1));
+                q = e + 1;
+                while (*q == ',' || *q == ' ') q++;
+            }
+        }
+    } else if (parse_row(line, &row)) {
+        results_add(rd->r, &row);
+    } else {
+        rd->damaged++;
+    }
+}
+
+static int cmp_row_index(const void *a, const void *b)
+{
+    const result_row *x = a, *y = b;
+    return x->index != y->index ? (x->index > y->index) - (x->index < y->index)
+                                : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* Rows of one image written twice (two runs on one file before it was
+   locked, or a shard given twice to --merge) count once; returns how many
+   were dropped, keeping the first. Leaves the rows in index order. */
+static int results_dedupe(results *r)
+{
+    if (r->n > 1) qsort(r->rows, (size_t)r->n, sizeof *r->rows, cmp_row_index);
+    int k = 0;
+    for (int i = 0; i < r->n; i++)
+        if (k && r->rows[k - 1].index == r->rows[i].index) row_free(&r->rows[i]);
+        else r->rows[k++] = r->rows[i];
+    int dropped = r->n - k;
+    r->n = k;
+    return dropped;
+}
+
+static void warn_damage(const char *path, int damaged, const char *then)
+{
+    if (damaged)
+        fprintf(stderr, "dc: warning: '%s': %d line(s) are neither results nor a header (damaged): ignored%s\n",
+                path, damaged, then);
+}
+
+/* --merge: a file read whole, no lock (it may be another run's, growing) */
+static int read_results(const char *path, results *r, int *n_classes, name_list *class_names)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    reader rd = {path, r, *n_classes, 0, 0, class_names, ""};
+    int before = r->n;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        if (line[len - 1] != '\n') break; /* a last line still being written */
+        line[--len] = 0;
+        if (len) read_line(&rd, line, (size_t)len);
+    }
+    free(line);
+    fclose(f);
+    warn_damage(path, rd.damaged, "");
+    *n_classes = rd.n_classes;
+    return r->n - before;
 }
 
 /* ---- calibration ----
@@ -395,7 +522,7 @@ static void report(const results *r, int n_classes, const name_list *names, int 
             printf("\n");
         }
     }
-    if (plot) {
+    if (plot) { /* plot_confusion says why when it cannot write */
         char title[160];
         snprintf(title, sizeof title, "%d images: top-1 %.3f, mean per-class %.3f", r->n, (double)top1 / r->n, mpc);
         if (!plot_confusion(plot, conf, n_classes, names, title)) die("eval: --plot: cannot write '%s'", plot);
@@ -425,20 +552,12 @@ static int cmd_merge(int argc, char **argv, int json, int fit, const char *plot)
     int n_classes = 0;
     name_list names = {0};
     for (int i = 0; i < argc; i++)
-        if (!read_results(argv[i], &r, &n_classes, &names, NULL, 0)) die("eval --merge: nothing read from '%s'", argv[i]);
-    /* shards are disjoint; a repeated index (a shard run twice) counts once */
-    int max_index = 0;
-    for (int i = 0; i < r.n; i++) max_index = r.rows[i].index > max_index ? r.rows[i].index : max_index;
-    char *seen = calloc((size_t)max_index + 1, 1);
-    int k = 0;
-    for (int i = 0; i < r.n; i++)
-        if (!seen[r.rows[i].index]) seen[r.rows[i].index] = 1, r.rows[k++] = r.rows[i];
-        else free(r.rows[i].err);
-    r.n = k;
+        if (!read_results(argv[i], &r, &n_classes, &names)) die("eval --merge: nothing read from '%s'", argv[i]);
+    /* shards are disjoint; a repeated index (a shard given twice) counts once */
+    int dup = results_dedupe(&r);
+    if (dup) fprintf(stderr, "dc: warning: eval --merge: %d row(s) repeat an image of another row: each image counts once\n", dup);
     report(&r, n_classes, &names, json, fit, plot);
-    for (int i = 0; i < r.n; i++) free(r.rows[i].err);
-    free(seen);
-    free(r.rows);
+    results_free(&r);
     names_free(&names);
     return 0;
 }
@@ -477,33 +596,55 @@ static int *read_subset(const char *path, int *n)
 }
 
 /* --calibrate: per timestep, the error difference wrong class - true class
-   over images and wrong classes. */
+   over images and wrong classes. Each row carries its own image's sums, so
+   the calibration is the same whether the images were evaluated in one
+   run, in a resumed one or on many ranks: it is added up from the rows,
+   in the order of the selection, at the end. */
 #define CALIB_MAX_T 100000
 typedef struct {
     double *sum, *sq;
     long *count;
 } calibration;
 
-static void calibration_add(calibration *cb, const dc_result *r, int label)
+static void calib_row(result_row *row, const dc_result *r, int label)
 {
-    int nt = r->n_timesteps;
+    int nt = r->n_timesteps, n = 0;
+    row->has_cal = 1;
+    row->cal = malloc(sizeof(double) * 4 * (size_t)(nt ? nt : 1));
+    if (!row->cal) die("%s", "eval: out of memory");
     for (int j = 0; j < nt; j++) {
         int t = r->timesteps[j];
         float et = r->errors[(size_t)label * nt + j];
         if (t < 0 || t >= CALIB_MAX_T || isnan(et)) continue;
+        double s = 0, q = 0;
+        long k = 0;
         for (int c = 0; c < r->n_classes; c++) {
             float ec = r->errors[(size_t)c * nt + j];
             if (c == label || isnan(ec)) continue;
             double d = (double)ec - et;
-            cb->sum[t] += d, cb->sq[t] += d * d, cb->count[t]++;
+            s += d, q += d * d, k++;
         }
+        if (k) row->cal[n++] = t, row->cal[n++] = s, row->cal[n++] = q, row->cal[n++] = (double)k;
+    }
+    row->n_cal = n;
+}
+
+static void calibration_add(calibration *cb, const result_row *row)
+{
+    for (int j = 0; j + 3 < row->n_cal; j += 4) {
+        double t = row->cal[j];
+        if (!(t >= 0 && t < CALIB_MAX_T)) continue;
+        cb->sum[(int)t] += row->cal[j + 1], cb->sq[(int)t] += row->cal[j + 2];
+        cb->count[(int)t] += (long)row->cal[j + 3];
     }
 }
 
 /* Per-timestep estimates from a few hundred images are noisy, and the
    visiting order follows them; so the spread is smoothed over 5
-   neighbouring timesteps, in the log domain (it spans orders of magnitude). */
-static void calibration_write(const calibration *cb, const char *path, const char *model, int images)
+   neighbouring timesteps, in the log domain (it spans orders of magnitude).
+   Returns 0 with msg when the file cannot be written. */
+static int calibration_write(const calibration *cb, const char *path, const char *model, int images, char *msg,
+                             size_t cap)
 {
     int n = 0, *ts = malloc(sizeof(int) * CALIB_MAX_T);
     double *logsd = malloc(sizeof(double) * CALIB_MAX_T), *mean = malloc(sizeof(double) * CALIB_MAX_T);
@@ -516,8 +657,10 @@ static void calibration_write(const calibration *cb, const char *path, const cha
     }
     if (!n) die("eval --calibrate: no timestep had every class scored; use a one-stage schedule such as "
                 "--samples %s --keep 1", "50");
-    FILE *f = fopen(path, "w");
-    if (!f) die("eval --calibrate: cannot write '%s'", path);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) die("%s", "eval: out of memory");
     fprintf(f, "# dc timestep calibration of %s on %d labelled images\n", model, images);
     fprintf(f, "# d = error(wrong class) - error(true class); spread = std(d), geometric mean over 5 "
                "neighbouring timesteps\n# t spread mean count\n");
@@ -528,17 +671,207 @@ static void calibration_write(const calibration *cb, const char *path, const cha
             if (j >= 0 && j < n) s += logsd[j], k++;
         fprintf(f, "%d %.6g %.6g %ld\n", ts[i], exp(s / k), mean[i], cb->count[ts[i]]);
     }
-    if (fclose(f)) die("eval --calibrate: cannot write '%s'", path);
-    fprintf(stderr, "eval: timestep calibration of %d timesteps written to %s\n", n, path);
-    free(ts), free(logsd), free(mean);
+    if (fclose(f) != 0 || !text) die("%s", "eval: out of memory");
+    int ok = write_file_replace(path, text, len, msg, cap);
+    if (ok) fprintf(stderr, "eval: timestep calibration of %d timesteps written to %s\n", n, path);
+    free(text), free(ts), free(logsd), free(mean);
+    return ok;
+}
+
+/* ---- the run ----
+   Any rank evaluates images (eval_compute); rank 0 alone holds the results
+   file and takes every finished row (eval_accept), its own and the other
+   ranks', in the order they finish. */
+
+typedef struct {
+    common_opts co;
+    dataset d;
+    dc_ctx *c;
+    dc_classes *cl;
+    unsigned char *rgb;  /* IDX: one image as RGB */
+    int calibrate;       /* rows carry their timestep sums */
+    /* rank 0 */
+    const char *results_path;
+    dlog log;
+    int log_open;
+    results mine;        /* this selection's rows: the file's, then this run's */
+    int file_rows;       /* images the results file holds */
+    int todo, count, correct, rc, ranks;
+    int *per_rank;       /* images each rank evaluated in this run */
+    double t0, last;
+} eval_state;
+
+static void write_failed(eval_state *s, const char *why)
+{
+    die_code(1, "eval: %s\n"
+             "dc: '%s' holds the results of %d images, each row whole; the images being evaluated are not among them.\n"
+             "dc: make room (or repair the file system) and rerun the same command: it resumes from those results.",
+             why, s->results_path, s->file_rows);
+}
+
+static char *eval_compute(void *user, int i)
+{
+    eval_state *s = user;
+    dc_result r;
+    dc_error err;
+    dc_status st;
+    if (s->d.pixels) { /* grey IDX pixels -> RGB */
+        const unsigned char *g = s->d.pixels + (size_t)i * s->d.w * s->d.h;
+        for (int p = 0; p < s->d.w * s->d.h; p++) s->rgb[3 * p] = s->rgb[3 * p + 1] = s->rgb[3 * p + 2] = g[p];
+        st = dc_classify_rgb(s->c, s->cl, s->rgb, s->d.w, s->d.h, &s->co.o, &r, &err);
+    } else {
+        st = dc_classify_image(s->c, s->cl, s->d.files.names[i], &s->co.o, &r, &err);
+    }
+    if (st != DC_OK) {
+        char *why = malloc(strlen(err.msg) + 2);
+        if (!why) die("%s", "eval: out of memory");
+        why[0] = '!';
+        strcpy(why + 1, err.msg);
+        return why;
+    }
+    result_row row;
+    memset(&row, 0, sizeof row);
+    row.index = i, row.label = s->d.labels[i], row.k = r.n_classes < TOPK ? r.n_classes : TOPK;
+    row.evals = r.n_evals, row.seconds = r.seconds, row.n_err = r.n_classes;
+    row.err = malloc(sizeof(float) * (size_t)r.n_classes);
+    if (!row.err) die("%s", "eval: out of memory");
+    for (int q = 0; q < row.k; q++) row.top[q] = r.ranking[q];
+    for (int q = 0; q < r.n_classes; q++) row.err[q] = (float)r.mean_error[q];
+    if (s->calibrate) calib_row(&row, &r, row.label);
+    dc_result_free(&r);
+    char *line = format_row(&row);
+    row_free(&row);
+    return line;
+}
+
+static void eval_accept(void *user, int image, int rank, const char *line)
+{
+    eval_state *s = user;
+    char msg[8192];
+    if (line[0] == '!') {
+        fprintf(stderr, "dc: image %d: %s\n", image, line + 1);
+        s->rc = 1;
+        return;
+    }
+    result_row row;
+    if (!parse_row(line, &row) || row.index != image)
+        die_code(1, "eval: rank %d sent a damaged result for image %d: '%.200s'", rank, image, line);
+    size_t n = strlen(line);
+    char *text = malloc(n + 1);
+    if (!text) die("%s", "eval: out of memory");
+    memcpy(text, line, n);
+    text[n] = '\n';
+    int ok = dlog_append(&s->log, text, n + 1, msg, sizeof msg);
+    free(text);
+    if (!ok) write_failed(s, msg);
+    s->file_rows++;
+    results_add(&s->mine, &row);
+    s->count++;
+    s->correct += row.top[0] == row.label;
+    if (rank >= 0 && rank < s->ranks) s->per_rank[rank]++;
+    double now = wall();
+    if (!s->co.quiet && (now - s->last > (isatty(2) ? 0.5 : 10) || s->count == s->todo)) {
+        double rate = (now - s->t0) / s->count;
+        fprintf(stderr, "%seval: %d/%d images, top-1 %.3f, %.2f s/image, ETA %.0f s%s", isatty(2) ? "\r" : "",
+                s->count, s->todo, (double)s->correct / s->count, rate, rate * (s->todo - s->count),
+                isatty(2) ? " " : "\n");
+        s->last = now;
+    }
+}
+
+/* rank 0, often: rows reach the disk on time even while an image runs long */
+static void eval_tick(void *user)
+{
+    eval_state *s = user;
+    char msg[8192];
+    if (s->log_open && !dlog_tick(&s->log, msg, sizeof msg)) write_failed(s, msg);
+}
+
+/* dc_classify_opts.progress: after each denoiser batch, rank 0 answers the
+   ranks waiting for work and syncs the results when due */
+static void eval_progress(void *user, long done, long total)
+{
+    (void)done, (void)total;
+    par_serve();
+    eval_tick(user);
+}
+
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return !strcmp(a, b);
+}
+
+static void write_header(eval_state *s, const char *dataset, int n_classes)
+{
+    char *text = NULL, msg[8192];
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) die("%s", "eval: out of memory");
+    fprintf(f, "{\"dc_eval\": 1, \"model\": ");
+    json_string(f, s->co.model);
+    fprintf(f, ", \"dataset\": ");
+    json_string(f, dataset);
+    fprintf(f, ", \"stop\": \"%s\", \"n_classes\": %d, \"classes\": [", stop_name(s->co.o.stop), n_classes);
+    for (int i = 0; i < n_classes; i++) {
+        fprintf(f, "%s", i ? ", " : "");
+        json_string(f, dc_classes_name(s->cl, i));
+    }
+    fprintf(f, "]}\n");
+    if (fclose(f) != 0 || !text) die("%s", "eval: out of memory");
+    if (!dlog_append(&s->log, text, len, msg, sizeof msg)) write_failed(s, msg);
+    free(text);
+}
+
+/* Which images, in order: --subset (each index once), then --shard, then
+   --limit. Returns the count; *out is malloc'd. */
+static int select_images(const char *subset, int n_data, int shard_i, int shard_n, long limit, int **out)
+{
+    int n = n_data, *idx = NULL;
+    if (subset) {
+        idx = read_subset(subset, &n);
+        char *in = calloc((size_t)n_data + 1, 1);
+        if (!in) die("%s", "eval: out of memory");
+        int k = 0, twice = 0;
+        for (int i = 0; i < n; i++) {
+            if (idx[i] < 0 || idx[i] >= n_data) die("eval: --subset: an index is outside the data set (%s)", subset);
+            if (in[idx[i]]) twice++;
+            else in[idx[i]] = 1, idx[k++] = idx[i];
+        }
+        free(in);
+        if (twice) fprintf(stderr, "dc: warning: --subset '%s' lists %d index(es) more than once: each counts once\n",
+                           subset, twice);
+        n = k;
+    } else {
+        idx = malloc(sizeof(int) * (size_t)(n_data ? n_data : 1));
+        for (int i = 0; idx && i < n_data; i++) idx[i] = i;
+    }
+    if (!idx) die("%s", "eval: out of memory");
+    int k = 0;
+    for (int i = shard_i; i < n; i += shard_n) idx[k++] = idx[i];
+    n = k;
+    if (limit >= 0 && limit < n) n = (int)limit;
+    *out = idx;
+    return n;
+}
+
+static int *sort_key; /* qsort has no user pointer: the selection position of each image */
+static int cmp_selection(const void *a, const void *b)
+{
+    int x = sort_key[((const result_row *)a)->index], y = sort_key[((const result_row *)b)->index];
+    return (x > y) - (x < y);
 }
 
 int cmd_eval(int argc, char **argv)
 {
-    common_opts co;
-    common_opts_init(&co);
+    eval_state s;
+    memset(&s, 0, sizeof s);
+    common_opts *co = &s.co;
+    common_opts_init(co);
     name_list pos = {0};
-    const char *subset = NULL, *results_path = "eval-results.jsonl", *calibrate = NULL, *plot = NULL;
+    const char *subset = NULL, *calibrate = NULL, *plot = NULL;
+    s.results_path = "eval-results.jsonl";
     long limit = -1;
     int shard_i = 0, shard_n = 1, merge = 0, fit = 0;
     for (int i = 0; i < argc; i++) {
@@ -548,10 +881,10 @@ int cmd_eval(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--merge")) merge = 1;
         else if (!strcmp(a, "--fit-temperature")) fit = 1;
-        else if (parse_common_option(&i, argc, argv, &co)) continue;
+        else if (parse_common_option(&i, argc, argv, co)) continue;
         else if (!strcmp(a, "--subset") && i + 1 < argc) subset = argv[++i];
         else if (!strcmp(a, "--limit") && i + 1 < argc) limit = parse_long(a, argv[++i], 0, 1L << 30);
-        else if (!strcmp(a, "--results") && i + 1 < argc) results_path = argv[++i];
+        else if (!strcmp(a, "--results") && i + 1 < argc) s.results_path = argv[++i];
         else if (!strcmp(a, "--calibrate") && i + 1 < argc) calibrate = argv[++i];
         else if (!strcmp(a, "--plot") && i + 1 < argc) plot = argv[++i];
         else if (!strcmp(a, "--shard") && i + 1 < argc) {
@@ -563,172 +896,156 @@ int cmd_eval(int argc, char **argv)
     }
     if (merge) {
         if (!pos.n) die("%s", "eval --merge: which result files?");
-        int rc = cmd_merge(pos.n, pos.names, co.json, fit, plot);
+        int rc = cmd_merge(pos.n, pos.names, co->json, fit, plot);
         names_free(&pos);
-        names_free(&co.classes);
+        names_free(&co->classes);
         return rc;
     }
     if (pos.n < 1 || pos.n > 2) die("%s", "eval: usage: dc eval [-m MODEL] DATASET [LABELS] [OPTIONS]");
-    char default_model[4096];
-    common_opts_finish(&co, default_model, sizeof default_model);
+    char default_model[4096], msg[8192];
+    common_opts_finish(co, default_model, sizeof default_model);
+    s.calibrate = calibrate != NULL;
+    int rank;
+    s.ranks = par_start(&argc, &argv, &rank);
+    s.per_rank = calloc((size_t)s.ranks, sizeof(int));
+    if (!s.per_rank) die("%s", "eval: out of memory");
 
-    dc_error err;
+    /* rank 0: the files first, before the slow model load, so that a second
+       run on the same results is refused at once */
+    results done = {0};
+    reader rd = {s.results_path, &done, 0, 0, 0, NULL, ""};
+    int dup = 0;
+    if (rank == 0) {
+        if (calibrate && !check_output_path(calibrate, msg, sizeof msg)) die_code(2, "eval --calibrate: %s", msg);
+        if (calibrate && same_file(calibrate, s.results_path))
+            die_code(2, "eval: --calibrate and --results name one file, '%s'", calibrate);
+        if (!dlog_open(&s.log, s.results_path, read_line, &rd, msg, sizeof msg))
+            die_code(s.log.holder ? 1 : 2, "eval: %s", msg);
+        s.log_open = 1;
+        warn_damage(s.results_path, rd.damaged, "; their images are evaluated again");
+        if ((dup = results_dedupe(&done)))
+            fprintf(stderr, "dc: warning: '%s': %d row(s) repeat an image of an earlier row (two runs wrote it?): "
+                    "each image counts once\n", s.results_path, dup);
+        s.file_rows = done.n;
+    }
+
+    dataset *d = &s.d;
     dc_model *m = NULL;
-    dc_ctx *c = NULL;
-    dc_classes *cl = NULL;
-    dataset d;
-    memset(&d, 0, sizeof d);
     struct stat sb;
     int is_folder = stat(pos.names[0], &sb) == 0 && S_ISDIR(sb.st_mode);
     if (is_folder && pos.n != 1) die("%s", "eval: a folder data set takes no label file");
     if (!is_folder && pos.n != 2) die("%s", "eval: an IDX image file needs its IDX label file after it");
     if (is_folder) {
-        load_folder(&d, pos.names[0]);
-        if (!co.classes.n) /* the folders name the classes */
-            for (int i = 0; i < d.folder_classes.n; i++)
-                names_add(&co.classes, d.folder_classes.names[i], strlen(d.folder_classes.names[i]));
-        else if (co.classes.n != d.folder_classes.n)
+        load_folder(d, pos.names[0]);
+        if (!co->classes.n) /* the folders name the classes */
+            for (int i = 0; i < d->folder_classes.n; i++)
+                names_add(&co->classes, d->folder_classes.names[i], strlen(d->folder_classes.names[i]));
+        else if (co->classes.n != d->folder_classes.n)
             die("%s", "eval: the class list and the data set's class folders differ in number");
     }
-    if (!open_classifier(co.model, &co.classes, co.tmpl, &m, &c, &cl)) {
-        dc_classes_free(cl);
-        dc_ctx_free(c);
-        dc_model_free(m);
-        return 1;
-    }
-    choose_default_stop(&co, m);
-    int n_classes = dc_classes_count(cl);
-    if (!is_folder) load_idx(&d, pos.names[0], pos.names[1], n_classes);
+    if (!open_classifier(co->model, &co->classes, co->tmpl, &m, &s.c, &s.cl)) par_exit(1);
+    choose_default_stop(co, m);
+    int n_classes = dc_classes_count(s.cl);
+    if (!is_folder) load_idx(d, pos.names[0], pos.names[1], n_classes);
+    s.rgb = d->pixels ? malloc((size_t)d->w * d->h * 3) : NULL;
+    if (d->pixels && !s.rgb) die("%s", "eval: out of memory");
 
-    /* which images: subset, then shard, then limit */
-    int n_idx = d.n, *idx = NULL;
-    if (subset) {
-        idx = read_subset(subset, &n_idx);
-        for (int i = 0; i < n_idx; i++)
-            if (idx[i] < 0 || idx[i] >= d.n) die("eval: --subset: an index is outside the data set (%s)", subset);
-    } else {
-        idx = malloc(sizeof(int) * (size_t)d.n);
-        for (int i = 0; idx && i < d.n; i++) idx[i] = i;
-    }
-    if (!idx) die("%s", "eval: out of memory");
-    int k = 0;
-    for (int i = shard_i; i < n_idx; i += shard_n) idx[k++] = idx[i];
-    n_idx = k;
-    if (limit >= 0 && limit < n_idx) n_idx = (int)limit;
-
-    /* resume: what the results file already holds */
-    results done = {0};
-    int file_classes = 0;
-    char file_stop[32];
-    int had = read_results(results_path, &done, &file_classes, NULL, file_stop, sizeof file_stop);
-    if (had && file_classes != n_classes) die("eval: '%s' was made with a different class list", results_path);
-    if (file_stop[0] && strcmp(file_stop, stop_name(co.o.stop))) {
-        char why[4400];
-        snprintf(why, sizeof why, "'%s' holds results of --stop %s, this run uses --stop %s (give that option, "
-                 "or another --results file)", results_path, file_stop, stop_name(co.o.stop));
-        die("eval: %s", why);
-    }
-    char *seen = calloc((size_t)d.n, 1);
-    for (int i = 0; i < done.n; i++)
-        if (done.rows[i].index >= 0 && done.rows[i].index < d.n) seen[done.rows[i].index] = 1;
-    FILE *out = fopen(results_path, "a");
-    if (!out) die("eval: cannot write '%s'", results_path);
-    if (!had && ftell(out) == 0) { /* header: what these results are */
-        fprintf(out, "{\"dc_eval\": 1, \"model\": ");
-        json_string(out, co.model);
-        fprintf(out, ", \"dataset\": ");
-        json_string(out, pos.names[0]);
-        fprintf(out, ", \"stop\": \"%s\", \"n_classes\": %d, \"classes\": [", stop_name(co.o.stop), n_classes);
-        for (int i = 0; i < n_classes; i++) {
-            fprintf(out, "%s", i ? ", " : "");
-            json_string(out, dc_classes_name(cl, i));
-        }
-        fprintf(out, "]}\n");
-    }
-    results mine = {0};
-    for (int i = 0; i < done.n; i++) /* rows of this run's selection count in the report */
-        for (int j = 0; j < n_idx; j++)
-            if (idx[j] == done.rows[i].index) {
-                results_add(&mine, &done.rows[i]);
-                break;
+    /* rank 0: what is left to do */
+    int n_idx = 0, *idx = NULL, *todo = NULL, n_todo = 0;
+    if (rank == 0) {
+        if (rd.headers && rd.n_classes != n_classes)
+            die("eval: '%s' was made with a different class list", s.results_path);
+        if (rd.stop[0] && strcmp(rd.stop, stop_name(co->o.stop)))
+            die_code(2, "eval: '%s' holds results of --stop %s, this run uses --stop %s (give that option, "
+                     "or another --results file)", s.results_path, rd.stop, stop_name(co->o.stop));
+        n_idx = select_images(subset, d->n, shard_i, shard_n, limit, &idx);
+        sort_key = malloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
+        todo = malloc(sizeof(int) * (size_t)(n_idx ? n_idx : 1));
+        if (!sort_key || !todo) die("%s", "eval: out of memory");
+        for (int i = 0; i < d->n; i++) sort_key[i] = -1;
+        for (int j = 0; j < n_idx; j++) sort_key[idx[j]] = j;
+        int missing_cal = 0;
+        for (int i = 0; i < done.n; i++) { /* the file's rows of this selection count in the report */
+            result_row *row = &done.rows[i];
+            if (row->index < d->n && sort_key[row->index] >= 0) {
+                missing_cal += !row->has_cal;
+                results_add(&s.mine, row);
+            } else {
+                row_free(row);
             }
-    int copied = mine.n; /* rows from here on are this run's own (their err arrays too) */
-    int todo = 0;
-    for (int j = 0; j < n_idx; j++) todo += !seen[idx[j]];
-    if (!co.quiet && had) fprintf(stderr, "eval: resuming: %d of %d images already in %s\n", n_idx - todo, n_idx, results_path);
+        }
+        free(done.rows);
+        if (calibrate && missing_cal)
+            die_code(2, "eval --calibrate: '%s' holds %d of these images without their timestep sums (evaluated "
+                     "without --calibrate); give another --results file", s.results_path, missing_cal);
+        char *have = calloc((size_t)d->n + 1, 1);
+        if (!have) die("%s", "eval: out of memory");
+        for (int i = 0; i < s.mine.n; i++) have[s.mine.rows[i].index] = 1;
+        for (int j = 0; j < n_idx; j++)
+            if (!have[idx[j]]) todo[n_todo++] = idx[j];
+        free(have);
+        if (!rd.headers && s.log.size == 0) write_header(&s, pos.names[0], n_classes);
+        if (!co->quiet && s.mine.n)
+            fprintf(stderr, "eval: resuming: %d of %d images already in %s\n", s.mine.n, n_idx, s.results_path);
+    }
 
-    calibration cb = {0};
-    if (calibrate) {
-        cb.sum = calloc(CALIB_MAX_T, sizeof(double)), cb.sq = calloc(CALIB_MAX_T, sizeof(double));
-        cb.count = calloc(CALIB_MAX_T, sizeof(long));
-        if (!cb.sum || !cb.sq || !cb.count) die("%s", "eval: out of memory");
-    }
-    unsigned char *rgb = d.pixels ? malloc((size_t)d.w * d.h * 3) : NULL;
-    double t0 = wall(), last = 0;
-    int count = 0, correct = 0, rc = 0;
-    for (int j = 0; j < n_idx; j++) {
-        int i = idx[j];
-        if (seen[i]) continue;
-        dc_result r;
-        dc_status st;
-        if (d.pixels) { /* grey IDX pixels -> RGB */
-            const unsigned char *g = d.pixels + (size_t)i * d.w * d.h;
-            for (int p = 0; p < d.w * d.h; p++) rgb[3 * p] = rgb[3 * p + 1] = rgb[3 * p + 2] = g[p];
-            st = dc_classify_rgb(c, cl, rgb, d.w, d.h, &co.o, &r, &err);
-        } else {
-            st = dc_classify_image(c, cl, d.files.names[i], &co.o, &r, &err);
+    s.todo = n_todo;
+    s.t0 = wall();
+    co->o.progress = eval_progress, co->o.progress_user = &s;
+    par_work work = {eval_compute, eval_accept, eval_tick, &s};
+    par_run(todo, n_todo, &work);
+
+    if (rank == 0) {
+        if (!co->quiet && isatty(2) && s.count) fprintf(stderr, "\n");
+        if (!dlog_close(&s.log, msg, sizeof msg)) write_failed(&s, msg);
+        s.log_open = 0;
+        if (!co->quiet) {
+            fprintf(stderr, "eval: %d new result(s) in %s, which holds %d; disk syncs: %ld in %.3f s "
+                    "(writes %.3f s, run %.1f s)\n", s.count, s.results_path, s.file_rows, s.log.syncs,
+                    s.log.sync_seconds, s.log.write_seconds, wall() - s.t0);
+            if (s.ranks > 1) {
+                fprintf(stderr, "eval: images per rank:");
+                for (int r = 0; r < s.ranks; r++) fprintf(stderr, " %d", s.per_rank[r]);
+                fprintf(stderr, "\n");
+            }
         }
-        if (st != DC_OK) {
-            fprintf(stderr, "dc: image %d: %s\n", i, err.msg);
-            rc = 1;
-            continue;
+        /* the selection's order: the calibration adds the same numbers in the same order however the images ran */
+        if (s.mine.n > 1) qsort(s.mine.rows, (size_t)s.mine.n, sizeof *s.mine.rows, cmp_selection);
+        if (calibrate) {
+            calibration cb;
+            cb.sum = calloc(CALIB_MAX_T, sizeof(double)), cb.sq = calloc(CALIB_MAX_T, sizeof(double));
+            cb.count = calloc(CALIB_MAX_T, sizeof(long));
+            if (!cb.sum || !cb.sq || !cb.count) die("%s", "eval: out of memory");
+            for (int i = 0; i < s.mine.n; i++) calibration_add(&cb, &s.mine.rows[i]);
+            if (!s.mine.n) die("%s", "eval --calibrate: no image was evaluated");
+            if (!calibration_write(&cb, calibrate, co->model, s.mine.n, msg, sizeof msg))
+                die_code(1, "eval --calibrate: %s\ndc: the results in '%s' are whole (%d images with their timestep "
+                         "sums): rerun the same command to write the calibration from them", msg, s.results_path,
+                         s.file_rows);
+            free(cb.sum), free(cb.sq), free(cb.count);
         }
-        result_row row = {i, d.labels[i], r.n_classes < TOPK ? r.n_classes : TOPK, {0}, r.n_evals, r.seconds,
-                          r.n_classes, malloc(sizeof(float) * (size_t)r.n_classes)};
-        if (!row.err) die("%s", "eval: out of memory");
-        for (int q = 0; q < row.k; q++) row.top[q] = r.ranking[q];
-        for (int q = 0; q < r.n_classes; q++) row.err[q] = (float)r.mean_error[q];
-        write_row(out, &row);
-        if (calibrate) calibration_add(&cb, &r, row.label);
-        results_add(&mine, &row);
-        seen[i] = 1;
-        count++;
-        correct += row.top[0] == row.label;
-        dc_result_free(&r);
-        double now = wall();
-        if (!co.quiet && (now - last > (isatty(2) ? 0.5 : 10) || count == todo)) {
-            double rate = (now - t0) / count;
-            fprintf(stderr, "%seval: %d/%d images, top-1 %.3f, %.2f s/image, ETA %.0f s%s", isatty(2) ? "\r" : "",
-                    count, todo, (double)correct / count, rate, rate * (todo - count), isatty(2) ? " " : "\n");
-            last = now;
-        }
+        name_list names = {0};
+        for (int i = 0; i < n_classes; i++) names_add(&names, dc_classes_name(s.cl, i), strlen(dc_classes_name(s.cl, i)));
+        if (s.mine.n) report(&s.mine, n_classes, &names, co->json, fit, plot);
+        names_free(&names);
     }
-    if (!co.quiet && isatty(2) && count) fprintf(stderr, "\n");
-    fclose(out);
-    if (calibrate) {
-        if (!count) die("eval --calibrate: no image was evaluated in this run (all already in %s?)", results_path);
-        calibration_write(&cb, calibrate, co.model, count);
-        free(cb.sum), free(cb.sq), free(cb.count);
-    }
-    name_list names = {0};
-    for (int i = 0; i < n_classes; i++) names_add(&names, dc_classes_name(cl, i), strlen(dc_classes_name(cl, i)));
-    if (mine.n) report(&mine, n_classes, &names, co.json, fit, plot);
-    names_free(&names);
-    for (int i = copied; i < mine.n; i++) free(mine.rows[i].err);
-    for (int i = 0; i < done.n; i++) free(done.rows[i].err);
-    free(mine.rows);
-    free(done.rows);
-    free(seen);
+    int rc = s.rc;
+    results_free(&s.mine);
+    free(sort_key);
+    sort_key = NULL;
+    free(todo);
     free(idx);
-    free(rgb);
-    free(d.pixels);
-    free(d.labels);
-    names_free(&d.files);
-    names_free(&d.folder_classes);
+    free(s.rgb);
+    free(s.per_rank);
+    free(d->pixels);
+    free(d->labels);
+    names_free(&d->files);
+    names_free(&d->folder_classes);
     names_free(&pos);
-    names_free(&co.classes);
-    dc_classes_free(cl);
-    dc_ctx_free(c);
+    names_free(&co->classes);
+    dc_classes_free(s.cl);
+    dc_ctx_free(s.c);
     dc_model_free(m);
+    par_stop();
     return rc;
 }

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,10 +369,7 @@ static int cmd_classify(int argc, char **argv)
             const char *dot = strrchr(plot, '.');
             if (images.n == 1 || !dot) snprintf(path, sizeof path, "%s", plot);
             else snprintf(path, sizeof path, "%.*s-%d%s", (int)(dot - plot), plot, i + 1, dot);
-            if (!plot_result(path, images.names[i], &r, cl, co.top)) {
-                fprintf(stderr, "dc: --plot: cannot write '%s'\n", path);
-                rc = 1;
-            }
+            if (!plot_result(path, images.names[i], &r, cl, co.top)) rc = 1; /* it says why */
         }
         fflush(stdout);
         free(prob);
@@ -410,18 +408,26 @@ int main(int argc, char **argv)
         fputs(usage_text, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    /* a file-size limit then makes a write fail with EFBIG, which dc
+       reports, instead of killing it halfway through a file */
+    signal(SIGXFSZ, SIG_IGN);
     const char *cmd = argv[1];
+    int rc = 2;
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("dc %s\n", dc_version());
-        return 0;
+        rc = 0;
+    } else if (!strcmp(cmd, "blas")) rc = cmd_blas();
+    else if (!strcmp(cmd, "info")) rc = cmd_info(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "forward")) rc = cmd_forward(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "classify")) rc = cmd_classify(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "eval")) rc = cmd_eval(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "tokenize")) rc = cmd_tokenize(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "match")) rc = cmd_match(argc - 2, argv + 2);
+    else die("unknown command '%s' (see dc --help)", cmd);
+    /* results printed to a full disk or a closed pipe are a failure too */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "dc: cannot write the standard output: %s\n", strerror(errno));
+        return 1;
     }
-    if (!strcmp(cmd, "blas")) return cmd_blas();
-    if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
-    if (!strcmp(cmd, "forward")) return cmd_forward(argc - 2, argv + 2);
-    if (!strcmp(cmd, "classify")) return cmd_classify(argc - 2, argv + 2);
-    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
-    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
-    if (!strcmp(cmd, "match")) return cmd_match(argc - 2, argv + 2);
-    die("unknown command '%s' (see dc --help)", cmd);
-    return 2;
+    return rc;
 }

@@ -3,17 +3,44 @@
 #include "driver.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* par.c sets this while the process is one rank of an MPI job, so that an
+   error ends the whole job instead of leaving the other ranks waiting */
+static void (*exit_hook)(int code);
+
+void driver_exit_hook(void (*hook)(int code))
+{
+    exit_hook = hook;
+}
+
+static void leave(int code)
+{
+    if (exit_hook) exit_hook(code);
+    exit(code);
+}
 
 void die(const char *fmt, const char *arg)
 {
     fprintf(stderr, "dc: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n");
-    exit(2);
+    leave(2);
+}
+
+void die_code(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "dc: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    leave(code);
 }
 
 
@@ -224,6 +251,7 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) co->model = VALUE();
     else if (!strcmp(a, "--class")) {
         const char *v = VALUE();
+        if (!v[strspn(v, " \t\r\n")]) die("--class '%s': a class needs a name", v);
         names_add(&co->classes, v, strlen(v));
     } else if (!strcmp(a, "--classes")) co->classes_file = VALUE();
     else if (!strcmp(a, "--preset")) {

@@ -7,8 +7,17 @@
 #include <stdio.h>
 #include "dc.h"
 
-/* Prints "dc: " + the message (fmt with one %s) to stderr and exits 2. */
+/* Prints "dc: " + the message (fmt with one %s) to stderr and exits 2
+   (under MPI: ends the whole job, par.h). */
 void die(const char *fmt, const char *arg);
+/* The same with any printf arguments and exit code. */
+void die_code(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* hook(code) runs instead of exit(code) in die and die_code (NULL: exit) */
+void driver_exit_hook(void (*hook)(int code));
 
 typedef struct {
     char **names;
@@ -77,11 +86,13 @@ const char *stop_name(dc_stop stop);
 
 int cmd_eval(int argc, char **argv);
 int cmd_match(int argc, char **argv);
-/* tools/driver/plot.c, PNG pictures; 1 on success.
+/* tools/driver/plot.c, PNG pictures; 1 on success, else 0 after printing why.
    plot_result: error against timestep for an image's top classes.
    plot_confusion: the confusion matrix conf [n, n] (rows true, columns
    predicted) with each class's accuracy, under a title line. */
 int plot_result(const char *path, const char *image, const dc_result *r, const dc_classes *cl, int max_classes);
 int plot_confusion(const char *path, const long *conf, int n, const name_list *names, const char *title);
+/* an RGB image [h, w, 3] as a PNG file, replaced whole; 0 and why in msg on failure */
+int write_png(const char *path, int w, int h, const unsigned char *rgb, char *msg, size_t cap);
 
 #endif

@@ -1,5 +1,6 @@
 /* tools/driver/plot.c - the driver's pictures, drawn by hand into an RGB
-   buffer and written with stb_image_write (no plotting library to depend on):
+   buffer and encoded with stb_image_write in memory and written whole, every write checked
+   (durable.h; no plotting library to depend on):
      `dc classify --plot OUT.png`: each top class's error against the
        timestep, the picture the paper uses to show where classes separate;
      `dc eval --plot OUT.png`: the confusion matrix, counts in the cells and
@@ -20,6 +21,7 @@
 #pragma GCC diagnostic pop
 #endif
 #include "driver.h"
+#include "durable.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -211,9 +213,46 @@ static void clip_name(char *buf, size_t cap, const char *s, int max)
     if ((int)strlen(buf) > max && max >= 2) buf[max - 1] = '.', buf[max] = 0;
 }
 
+typedef struct {
+    unsigned char *p;
+    size_t n, cap;
+    int failed;
+} png_buf;
+
+static void png_append(void *user, void *data, int size)
+{
+    png_buf *b = user;
+    if (b->failed || size <= 0) return;
+    if (b->n + (size_t)size > b->cap) {
+        size_t cap = 2 * (b->n + (size_t)size);
+        unsigned char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->p = p, b->cap = cap;
+    }
+    memcpy(b->p + b->n, data, (size_t)size);
+    b->n += (size_t)size;
+}
+
+int write_png(const char *path, int w, int h, const unsigned char *rgb, char *msg, size_t cap)
+{
+    png_buf b = {NULL, 0, 0, 0};
+    int ok = stbi_write_png_to_func(png_append, &b, w, h, 3, rgb, w * 3) && !b.failed;
+    if (!ok) snprintf(msg, cap, "cannot encode '%s': out of memory", path);
+    else ok = write_file_replace(path, b.p, b.n, msg, cap);
+    free(b.p);
+    return ok;
+}
+
+/* Encodes the canvas in memory and replaces path whole (durable.h); says why on failure. */
 static int canvas_write(canvas *cv, const char *path)
 {
-    int ok = stbi_write_png(path, cv->w, cv->h, 3, cv->px, cv->w * 3);
+    char msg[4400];
+    int ok = write_png(path, cv->w, cv->h, cv->px, msg, sizeof msg);
+    if (!ok) fprintf(stderr, "dc: --plot: %s
+", msg);
     free(cv->px);
     cv->px = NULL;
     return ok;

@@ -1,0 +1,43 @@
+/* tools/driver/par.h - `dc eval` over MPI ranks (the `make MPI=1` build), or
+   in one process (every other build, or a run not started by mpirun/srun).
+
+   Rank 0 is the coordinator and the only writer of the results file; it
+   hands out images one at a time to whichever rank asks (a rank asks when
+   it has sent back its last result, so a slow rank never holds the others
+   back) and computes images itself in between, answering requests after
+   each denoiser batch (par_serve). Results travel as the text lines the
+   results file holds, so a row is the same whichever rank made it. */
+#ifndef DC_PAR_H
+#define DC_PAR_H
+
+typedef struct {
+    /* any rank: evaluates one image; returns a malloc'd line: a result row
+       (no newline), or "!" followed by why the image failed */
+    char *(*compute)(void *user, int image);
+    /* rank 0: takes a finished line, whichever rank computed it */
+    void (*accept)(void *user, int image, int rank, const char *line);
+    /* rank 0: called often while it waits (syncing, progress) */
+    void (*tick)(void *user);
+    void *user;
+} par_work;
+
+/* Joins the MPI job when this process was started by mpirun or srun (the
+   MPI build only); returns the number of ranks (1 otherwise) and this
+   process's rank in *rank. */
+int par_start(int *argc, char ***argv, int *rank);
+/* The end of a run that went well: leaves the job. */
+void par_stop(void);
+/* Ends this process with code; with MPI, the whole job (the other ranks
+   would wait forever for this one). */
+void par_exit(int code)
+#if defined(__GNUC__)
+    __attribute__((noreturn))
+#endif
+    ;
+/* Every image of todo[0..n) (given on rank 0; workers pass NULL, 0) is
+   computed exactly once and accepted on rank 0. Returns when all are done. */
+void par_run(const int *todo, int n, const par_work *w);
+/* Rank 0, between pieces of its own computation: answers waiting ranks. */
+void par_serve(void);
+
+#endif
