@@ -251,8 +251,7 @@ static int canvas_write(canvas *cv, const char *path)
 {
     char msg[4400];
     int ok = write_png(path, cv->w, cv->h, cv->px, msg, sizeof msg);
-    if (!ok) fprintf(stderr, "dc: --plot: %s
-", msg);
+    if (!ok) fprintf(stderr, "dc: --plot: %s\n", msg);
     free(cv->px);
     cv->px = NULL;
     return ok;
