@@ -232,7 +232,10 @@ dc_status dc__npy_save(const char *path, int dtype, int ndim, const int64_t *sha
     char tmp[4200];
     if (!in_place && (size_t)snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= sizeof tmp)
         return dc__fail(err, DC_ERR_IO, "%s: file name too long", path);
-    FILE *f = fopen(in_place ? path : tmp, "wb");
+    FILE *f = in_place ? NULL : fopen(tmp, "wb");
+    if (!f && !in_place) /* no file can be made beside it (/proc/self/fd/N, a read-only folder): write in place */
+        in_place = 1;
+    if (!f) f = fopen(path, "wb");
     if (!f) return dc__fail(err, DC_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
     unsigned hl = (unsigned)(len + pad + 1);
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hl & 0xff),
