@@ -82,7 +82,7 @@ dc: $(B)/dc
 libdc.a: $(B)/libdc.a
 	cp $< $@
 
-DRIVER_H = tools/driver/driver.h tools/driver/durable.h tools/driver/par.h
+DRIVER_H = tools/driver/driver.h tools/driver/durable.h tools/driver/par.h tools/driver/calibrate.h
 $(B)/%.o: %.c $(HEADERS) tests/test.h $(DRIVER_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -92,7 +92,8 @@ $(B)/libdc.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 DRIVER_SRC = tools/driver/dc_main.c tools/driver/dc_eval.c tools/driver/dc_match.c tools/driver/driver.c \
-             tools/driver/plot.c tools/driver/stb_zlib.c tools/driver/durable.c tools/driver/par.c
+             tools/driver/plot.c tools/driver/stb_zlib.c tools/driver/durable.c tools/driver/par.c \
+             tools/driver/calibrate.c
 $(B)/dc: $(DRIVER_SRC:%.c=$(B)/%.o) $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 
@@ -162,6 +163,8 @@ $(B)/conv_bench: $(B)/bench/conv_bench.o $(B)/libdc.a
 $(B)/dit_bench: $(B)/bench/dit_bench.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 $(B)/sd_bench: $(B)/bench/sd_bench.o $(B)/libdc.a
+	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
+$(B)/many_classes: $(B)/bench/many_classes.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 # the quick benches; bench/dit_bench.sh and bench/sd_bench.sh are the long
 # full-size ones, against PyTorch in the same run

@@ -16,11 +16,14 @@
          adaptive    the paper's stages: after stage k keep the keep[k] best
          sequential  a paired t-test against the best, one timestep at a time
          calibrated  the same test on an importance sample of timesteps
+         screened    calibrated, with a z-test on the calibrated spread
+                     that cuts a large field before the t-test can run
+     budgets (max_evals, max_seconds) stop any rule early, undecided
      decision: the class with the lowest mean error; the ranking follows
          the order in which the others were dropped
 
    Below, each part comes before what uses it: the timestep grid and
-   stages, the noise, scoring a batch, the three stopping rules, the loop
+   stages, the noise, scoring a batch, the four stopping rules, the loop
    that runs one of them (dc__classify_core), the class list and the
    denoiser (one path for DiT and the UNet), and the public entry points
    (dc_classify_image -> dc_classify_rgb -> dc_classify_latent). The loop
@@ -180,8 +183,27 @@ typedef struct {
     int *bt, *bc, *bg;    /* batch: timestep, class, grid index per item */
     int *br;              /* batch: trial per item */
     long evals_total;     /* for progress: an upper bound */
+    double t0;            /* start, for the seconds budget */
+    int stopped;          /* a budget stopped the rule */
     dc_result *res;
 } classify_state;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The budgets: would `more` evaluations beyond the `pending` ones exceed
+   max_evals, or has max_seconds passed (checked once a timestep has been
+   scored, so a decision always rests on at least one)? */
+static int over_budget(const classify_state *s, long pending, long more)
+{
+    const dc_classify_opts *o = s->o;
+    if (o->max_evals > 0 && s->res->n_evals + pending + more > o->max_evals) return 1;
+    return o->max_seconds > 0 && s->res->n_timesteps > 0 && now_seconds() - s->t0 >= o->max_seconds;
+}
 
 /* Runs one batch of (grid index, trial, class) items and adds their errors. */
 static dc_status run_batch(classify_state *s, int n, dc_error *err)
@@ -215,16 +237,20 @@ static dc_status run_batch(classify_state *s, int n, dc_error *err)
 }
 
 /* Scores every alive class at grid indices gi[0..n) (each with all trials),
-   in batches of at most max_batch items. */
+   in batches of at most max_batch items. A timestep the budgets do not
+   allow is not begun: s->stopped is set and the caller sees col_of[gi[k]]
+   still -1 from there on. */
 static dc_status evaluate(classify_state *s, const int *gi, int n, dc_error *err)
 {
-    for (int k = 0; k < n; k++) {
-        s->col_of[gi[k]] = s->res->n_timesteps;
-        s->res->timesteps[s->res->n_timesteps++] = s->grid[gi[k]];
-    }
     int fill = 0, maxb = s->d->max_batch > 0 ? s->d->max_batch : 1;
     if (s->o->batch > 0 && s->o->batch < maxb) maxb = s->o->batch;
-    for (int k = 0; k < n; k++)
+    for (int k = 0; k < n; k++) {
+        if (over_budget(s, fill, (long)s->o->trials * s->n_alive)) {
+            s->stopped = 1;
+            break;
+        }
+        s->col_of[gi[k]] = s->res->n_timesteps;
+        s->res->timesteps[s->res->n_timesteps++] = s->grid[gi[k]];
         for (int r = 0; r < s->o->trials; r++)
             for (int a = 0; a < s->n_alive; a++) {
                 s->bg[fill] = gi[k], s->bt[fill] = s->grid[gi[k]], s->br[fill] = r;
@@ -235,6 +261,7 @@ static dc_status evaluate(classify_state *s, const int *gi, int n, dc_error *err
                     fill = 0;
                 }
             }
+    }
     return fill ? run_batch(s, fill, err) : DC_OK;
 }
 
@@ -283,6 +310,7 @@ static dc_status classify_adaptive(classify_state *s, int *rank_end, dc_error *e
             if (s->col_of[sub[i]] < 0) fresh[nf++] = sub[i];
         st = evaluate(s, fresh, nf, err);
         sort_alive(s);
+        if (s->stopped) break; /* a budget: the ranking so far, no stage's cut */
         drop_to(s, s->o->keep[k] < s->n_alive ? s->o->keep[k] : s->n_alive, rank_end);
     }
     free(sub);
@@ -320,13 +348,27 @@ static void visit_order(const classify_state *s, int *order)
 static int min_scores(const dc_classify_opts *o)
 {
     if (o->seq_min_scores > 0) return o->seq_min_scores;
-    return o->stop == DC_STOP_CALIBRATED ? DC_CALIBRATED_MIN_SCORES : DC_SEQUENTIAL_MIN_SCORES;
+    return o->stop == DC_STOP_SEQUENTIAL ? DC_SEQUENTIAL_MIN_SCORES : DC_CALIBRATED_MIN_SCORES;
 }
 
 static double test_level(const dc_classify_opts *o)
 {
     if (o->seq_alpha > 0) return o->seq_alpha;
-    return o->stop == DC_STOP_CALIBRATED ? DC_CALIBRATED_ALPHA : DC_SEQUENTIAL_ALPHA;
+    return o->stop == DC_STOP_SEQUENTIAL ? DC_SEQUENTIAL_ALPHA : DC_CALIBRATED_ALPHA;
+}
+
+/* Classes marked in s->drop (by their place in alive) leave, walking from
+   the worst up, so that classes dropped in the same round keep their order
+   in the ranking. */
+static void drop_marked(classify_state *s, int *rank_end)
+{
+    char *drop = s->drop;
+    for (int a = s->n_alive - 1; a >= 1; a--)
+        if (drop[a]) s->res->ranking[--*rank_end] = s->alive[a];
+    int kept = 1;
+    for (int a = 1; a < s->n_alive; a++)
+        if (!drop[a]) s->alive[kept++] = s->alive[a];
+    s->n_alive = kept;
 }
 
 /* One round of the paired test: each alive class against the current best,
@@ -336,8 +378,6 @@ static double test_level(const dc_classify_opts *o)
 static void prune_by_test(classify_state *s, const int *col, const double *w, int draws, int *rank_end)
 {
     sort_alive(s);
-    /* walk from the worst up, so that classes dropped in the same round keep
-       their order in the ranking */
     int best = s->alive[0];
     char *drop = s->drop;
     const float *eb = s->res->errors + (size_t)best * s->grid_len;
@@ -353,12 +393,7 @@ static void prune_by_test(classify_state *s, const int *col, const double *w, in
         double p = var > 0 ? dc__student_t_sf(mean / sqrt(var / draws), draws - 1) : (mean > 0 ? 0.0 : 1.0);
         drop[a] = p < test_level(s->o); /* significantly worse than the best */
     }
-    for (int a = s->n_alive - 1; a >= 1; a--)
-        if (drop[a]) s->res->ranking[--*rank_end] = s->alive[a];
-    int kept = 1;
-    for (int a = 1; a < s->n_alive; a++)
-        if (!drop[a]) s->alive[kept++] = s->alive[a];
-    s->n_alive = kept;
+    drop_marked(s, rank_end);
 }
 
 /* Sequential pruning: timesteps in coarse-to-fine order; after each, the
@@ -373,6 +408,7 @@ static dc_status classify_sequential(classify_state *s, int *rank_end, dc_error 
     dc_status st = DC_OK;
     for (int done = 0; st == DC_OK && done < s->grid_len && s->n_alive > 1; done++) {
         st = evaluate(s, &order[done], 1, err);
+        if (s->stopped) break;
         col[done] = done;
         if (st == DC_OK && done + 1 >= min_scores(s->o)) prune_by_test(s, col, NULL, done + 1, rank_end);
     }
@@ -390,7 +426,7 @@ static dc_status grid_spread(classify_state *s, dc_error *err)
     const dc_classify_opts *o = s->o;
     if (!o->calib_t || !o->calib_spread || o->n_calib < 1)
         return dc__fail(err, DC_ERR_INVALID, "calibrated stopping needs the model's timestep calibration "
-                        "(dc eval --calibrate FILE on held-out images, then --calibration FILE)");
+                        "(dc calibrate or dc eval --calibrate on held-out images, then --calibration FILE)");
     for (int i = 0; i < o->n_calib; i++)
         if (!(o->calib_spread[i] >= 0 && o->calib_spread[i] < 1e30f) || (i && o->calib_t[i] <= o->calib_t[i - 1]))
             return dc__fail(err, DC_ERR_INVALID, "timestep calibration: point %d (t %d, spread %g): spreads "
@@ -418,6 +454,35 @@ static double van_der_corput(unsigned i)
     return u;
 }
 
+/* ---- stopping rule 4: screened, calibrated with a screen for many classes ----
+   The t-test needs min_scores draws before it can test anything, since it
+   estimates each difference's variance from the draws themselves: with
+   1,000 classes that is 10,000 evaluations before the first class leaves.
+   The calibration already knows the variance: the spread of the error
+   difference at each timestep, over images and classes. So after every
+   draw k below min_scores the screen runs a one-sided z-test on the
+   weighted mean difference from the best, with standard error
+   sqrt(sum_j w_j^2 spread(t_j)^2) / k (the weighted mean's, were each
+   draw's difference to scatter by the calibrated spread). The spread
+   includes how much classes' mean differences vary, so it overstates the
+   noise of a close pair, and the screen errs towards keeping. The level
+   is the rule's, divided among the classes tested (Bonferroni), which
+   also covers the best-so-far being the luckiest of many. From
+   min_scores draws on, the t-test of the calibrated rule takes over. */
+
+/* The screen after `draws` draws, var_sum = sum_j w_j^2 spread(t_j)^2. */
+static void prune_by_screen(classify_state *s, double var_sum, int draws, int *rank_end)
+{
+    sort_alive(s);
+    if (!(var_sum > 0) || s->n_alive < 2) return;
+    double se = sqrt(var_sum) / draws, level = test_level(s->o) / (s->n_alive - 1), best = mean_of(s, s->alive[0]);
+    for (int a = 1; a < s->n_alive; a++) {
+        double z = (mean_of(s, s->alive[a]) - best) / se;
+        s->drop[a] = 0.5 * erfc(z / sqrt(2.0)) < level; /* P(Z > z) */
+    }
+    drop_marked(s, rank_end);
+}
+
 /* Calibrated stopping: the same test on an importance sample of timesteps.
    The decision is the mean error over the grid. A t-test on timesteps
    visited in plain order estimates it from an even sample; visiting the
@@ -433,7 +498,9 @@ static double van_der_corput(unsigned i)
    Draws come from a van der Corput sequence through p's cumulative
    distribution (even coverage, no randomness beyond the noise); a timestep
    drawn again costs no evaluation. At most 4 x grid_len draws, and none
-   once every grid timestep has been evaluated for the survivors. */
+   once every grid timestep has been evaluated for the survivors. With
+   screen set (rule 4), the screen runs after each draw before the t-test
+   can. */
 #define DC_CALIB_UNIFORM_SHARE 0.1
 static dc_status classify_calibrated(classify_state *s, int *rank_end, dc_error *err)
 {
@@ -454,7 +521,8 @@ static dc_status classify_calibrated(classify_state *s, int *rank_end, dc_error 
         cdf[g] = acc += p;
     }
     dc_status st = DC_OK;
-    int evaluated = 0;
+    int evaluated = 0, screen = s->o->stop == DC_STOP_SCREENED;
+    double var_sum = 0;
     for (int k = 0; st == DC_OK && k < max_draws && evaluated < n && s->n_alive > 1; k++) {
         double u = van_der_corput((unsigned)k + 1) * acc;
         int lo = 0, hi = n - 1; /* the first g with cdf[g] > u */
@@ -467,14 +535,16 @@ static dc_status classify_calibrated(classify_state *s, int *rank_end, dc_error 
             st = evaluate(s, &lo, 1, err);
             evaluated++;
         }
-        if (st != DC_OK) break;
+        if (st != DC_OK || s->stopped) break;
         col[k] = s->col_of[lo], w[k] = wg[lo];
         for (int a = 0; a < s->n_alive; a++) {
             int c = s->alive[a];
             s->is_sum[c] += w[k] * s->res->errors[(size_t)c * s->grid_len + col[k]];
             s->is_n[c]++;
         }
+        var_sum += w[k] * w[k] * (double)s->spread[lo] * s->spread[lo];
         if (k + 1 >= min_scores(s->o)) prune_by_test(s, col, w, k + 1, rank_end);
+        else if (screen) prune_by_screen(s, var_sum, k + 1, rank_end);
     }
     sort_alive(s);
     free(cdf), free(w), free(col);
@@ -482,13 +552,6 @@ static dc_status classify_calibrated(classify_state *s, int *rank_end, dc_error 
 }
 
 /* ---- the loop: checks, state, one stopping rule, the result ---- */
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* One latent among n_classes conditions of the denoiser: the options are
    checked, the state allocated, the stopping rule run; the result keeps
@@ -517,8 +580,16 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
         return dc__fail(err, DC_ERR_INVALID, "--samples: %d timesteps, the model has %d", max_n, T);
     if (o->trials < 1 || o->trials > 1000)
         return dc__fail(err, DC_ERR_INVALID, "--trials: %d (1..1000)", o->trials);
-    if (o->stop != DC_STOP_ADAPTIVE && o->stop != DC_STOP_SEQUENTIAL && o->stop != DC_STOP_CALIBRATED)
-        return dc__fail(err, DC_ERR_INVALID, "stopping rule %d: adaptive, sequential or calibrated", (int)o->stop);
+    if (o->stop != DC_STOP_ADAPTIVE && o->stop != DC_STOP_SEQUENTIAL && o->stop != DC_STOP_CALIBRATED &&
+        o->stop != DC_STOP_SCREENED)
+        return dc__fail(err, DC_ERR_INVALID, "stopping rule %d: adaptive, sequential, calibrated or screened",
+                        (int)o->stop);
+    if (o->max_evals < 0 || !(o->max_seconds >= 0))
+        return dc__fail(err, DC_ERR_INVALID, "budgets: --max-evals %ld and --max-seconds %g must be >= 0 (0: none)",
+                        o->max_evals, o->max_seconds);
+    if (o->max_evals > 0 && o->max_evals < (long)n_classes * o->trials)
+        return dc__fail(err, DC_ERR_INVALID, "--max-evals %ld cannot score one timestep: %d classes x %d trials "
+                        "need %ld", o->max_evals, n_classes, o->trials, (long)n_classes * o->trials);
     if (o->stop != DC_STOP_ADAPTIVE && (!(o->seq_alpha >= 0 && o->seq_alpha < 1) || o->seq_min_scores < 0 ||
                                         o->seq_min_scores == 1))
         return dc__fail(err, DC_ERR_INVALID, "sequential stopping: alpha %g must be in (0, 1) and the "
@@ -527,7 +598,7 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
 
     classify_state s;
     memset(&s, 0, sizeof s);
-    s.d = d, s.o = o, s.z0 = z0, s.n_classes = n_classes, s.L = d->latent, s.res = res;
+    s.d = d, s.o = o, s.z0 = z0, s.n_classes = n_classes, s.L = d->latent, s.res = res, s.t0 = t0;
     int maxb = d->max_batch > 0 ? d->max_batch : 1;
     size_t cells = 0;
     s.grid = malloc(sizeof(int) * (size_t)max_n);
@@ -535,7 +606,8 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
     s.alive = malloc(sizeof(int) * (size_t)n_classes);
     s.drop = calloc((size_t)n_classes, 1);
     s.err_sum = calloc((size_t)n_classes, sizeof(double));
-    if (o->stop == DC_STOP_CALIBRATED) {
+    int calibrated = o->stop == DC_STOP_CALIBRATED || o->stop == DC_STOP_SCREENED;
+    if (calibrated) {
         s.spread = malloc(sizeof(float) * (size_t)max_n);
         s.is_sum = calloc((size_t)n_classes, sizeof(double));
         s.is_n = calloc((size_t)n_classes, sizeof(int));
@@ -550,7 +622,7 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
     if (dc__mul_size(&bufn, (size_t)maxb * 3, (size_t)s.L)) s.buf = dc__aligned_alloc(bufn * sizeof(float));
     dc_status st = DC_OK;
     if (!s.grid || !s.col_of || !s.alive || !s.drop || !s.err_sum ||
-        (o->stop == DC_STOP_CALIBRATED && (!s.spread || !s.is_sum || !s.is_n)) || !s.bt || !res->ranking ||
+        (calibrated && (!s.spread || !s.is_sum || !s.is_n)) || !s.bt || !res->ranking ||
         !res->mean_error || !res->n_scored || !res->timesteps || !res->errors || !s.buf) {
         st = dc__fail(err, DC_ERR_NOMEM, "out of memory for %d classes x %d timesteps", n_classes, max_n);
         goto done;
@@ -585,6 +657,8 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
          : o->stop == DC_STOP_SEQUENTIAL ? classify_sequential(&s, &rank_end, err)
                                          : classify_calibrated(&s, &rank_end, err);
     if (st == DC_OK) {
+        res->n_left = s.n_alive;
+        res->undecided = s.stopped && s.n_alive > 1;
         for (int i = 0; i < s.n_alive; i++) res->ranking[i] = s.alive[i];
         DC_ASSERT(s.n_alive == rank_end);
         for (int c = 0; c < n_classes; c++) res->mean_error[c] = mean_of(&s, c);
@@ -950,10 +1024,11 @@ static dc_status with_model_calibration(const dc_model *m, const dc_classify_opt
                                         const dc_classify_opts **use, dc_error *err)
 {
     *use = o, *local = NULL;
-    if (o->stop != DC_STOP_CALIBRATED || o->calib_t) return DC_OK;
+    if ((o->stop != DC_STOP_CALIBRATED && o->stop != DC_STOP_SCREENED) || o->calib_t) return DC_OK;
     if (!dc_model_has_calibration(m))
         return dc__fail(err, DC_ERR_INVALID, "calibrated stopping: %s has no timestep calibration (make one "
-                        "with dc eval --calibrate FILE on held-out labelled images, pass --calibration FILE)",
+                        "with dc calibrate on unlabelled images or dc eval --calibrate on labelled ones, and "
+                        "pass --calibration FILE)",
                         m->w.path);
     calibrated_opts *l = *local = malloc(sizeof *l);
     if (!l) return dc__fail(err, DC_ERR_NOMEM, "out of memory");

@@ -159,9 +159,14 @@ typedef enum { DC_LOSS_L2 = 0, DC_LOSS_L1, DC_LOSS_HUBER } dc_loss;
 typedef enum {
     DC_STOP_ADAPTIVE = 0, /* the paper's fixed schedule: stages of samples/keep */
     DC_STOP_SEQUENTIAL,   /* paired t-test pruning (Clark & Jaini 2023) */
-    DC_STOP_CALIBRATED    /* the same test on an importance sample of timesteps:
+    DC_STOP_CALIBRATED,   /* the same test on an importance sample of timesteps:
                              drawn where the error differences spread most
                              (calib_*), weighted back to the grid mean */
+    DC_STOP_SCREENED      /* calibrated, with a screen for many classes: until
+                             the t-test has its minimum draws, a z-test that
+                             takes the calibrated spread as the noise drops
+                             classes after each draw, so hopeless ones cost
+                             one or a few evaluations instead of the minimum */
 } dc_stop;
 
 #define DC_MAX_STAGES 8
@@ -191,7 +196,8 @@ typedef struct {
        less, so the estimate stays that of the plain mean); where the
        spread is tiny a timestep can hardly change the ranking. NULL: the model's own
        (metadata classify.calib_t, classify.calib_spread); `dc eval
-       --calibrate` measures them on held-out labelled images. */
+       --calibrate` measures them on held-out labelled images, `dc calibrate`
+       on unlabelled ones. */
     const int *calib_t;
     const float *calib_spread;
     int n_calib;
@@ -201,6 +207,13 @@ typedef struct {
     void *progress_user;
     int size;            /* image side in pixels before the VAE; 0 = the model's
                             own (DiT: its latent size x 8; SD: 512) */
+    /* budgets, for any rule (0: none): stop before an evaluation would make
+       the count exceed max_evals (which must cover one timestep over all
+       classes, n_classes x trials), or before the next timestep once
+       max_seconds have passed (after the first timestep), and return the
+       ranking so far with dc_result.undecided set */
+    long max_evals;
+    double max_seconds;
 } dc_classify_opts;
 
 /* Defaults: the paper's CIFAR-10 schedule (samples 50,500, keep 5,1), l2
@@ -220,6 +233,10 @@ typedef struct {
     float *errors;       /* [n_classes, n_timesteps] error per class and timestep
                             (mean over trials), NaN where not scored */
     double seconds;
+    int undecided;       /* 1: a budget (max_evals, max_seconds) stopped the rule
+                            with n_left classes in the running; ranking[0] is
+                            the best so far, not a decision */
+    int n_left;          /* classes still in the running when the rule stopped */
 } dc_result;
 void dc_result_free(dc_result *r);
 

@@ -422,6 +422,196 @@ static void bad_options_should_be_refused_by_name(void)
           "trials: %s", err.msg);
 }
 
+/* ---- budgets ---- */
+
+static const dc_stop every_rule[4] = {DC_STOP_ADAPTIVE, DC_STOP_SEQUENTIAL, DC_STOP_CALIBRATED, DC_STOP_SCREENED};
+
+/* Ten identical classes: no rule can decide, so only the budget ends the
+   run, at the budget (never past it) and undecided. */
+static void budget_should_end_a_classification_without_signal(void)
+{
+    double off[10];
+    for (int c = 0; c < 10; c++) off[c] = 0.3;
+    dc__schedule sch = sd_schedule();
+    for (int k = 0; k < 4; k++) {
+        for (int secs = 0; secs < 2; secs++) {
+            dc_classify_opts o;
+            dc_classify_opts_default(&o);
+            o.stop = every_rule[k];
+            o.calib_t = calib_band_t, o.calib_spread = calib_band_spread, o.n_calib = 4;
+            if (secs) o.max_seconds = 1e-9; /* spent at once: one timestep, then stop */
+            else o.max_evals = 200;
+            standin si = {.cut = 300};
+            dc_result r;
+            dc_error err;
+            if (classify(&si, &sch, off, 10, 16, &o, &r, &err) != DC_OK) {
+                CHECK(0, "rule %d: %s", k, err.msg);
+                continue;
+            }
+            if (secs)
+                CHECK(r.n_timesteps == 1 && r.n_evals == 10, "rule %d, seconds budget: %d timesteps, %ld evals", k,
+                      r.n_timesteps, r.n_evals);
+            else
+                CHECK(r.n_evals <= 200 && r.n_evals > 200 - 10, "rule %d: %ld evaluations for a budget of 200", k,
+                      r.n_evals);
+            CHECK(si.items == r.n_evals, "rule %d: the denoiser ran %ld items, the result says %ld", k, si.items,
+                  r.n_evals);
+            CHECK(r.undecided && r.n_left > 1, "rule %d: undecided %d with %d left", k, r.undecided, r.n_left);
+            dc_result_free(&r);
+        }
+    }
+}
+
+/* A budget the rule does not reach changes nothing; bad budgets are refused. */
+static void budget_should_leave_a_decided_result_alone(void)
+{
+    double off[10];
+    for (int c = 0; c < 10; c++) off[c] = 0.3 + 0.02 * ((c * 3 + 1) % 10);
+    dc__schedule sch = sd_schedule();
+    for (int k = 0; k < 4; k++) {
+        dc_classify_opts o;
+        dc_classify_opts_default(&o);
+        o.stop = every_rule[k];
+        o.calib_t = calib_band_t, o.calib_spread = calib_band_spread, o.n_calib = 4;
+        standin si = {.cut = 300};
+        dc_result a, b;
+        dc_error err;
+        if (classify(&si, &sch, off, 10, 16, &o, &a, &err) != DC_OK) {
+            CHECK(0, "rule %d: %s", k, err.msg);
+            continue;
+        }
+        o.max_evals = a.n_evals, o.max_seconds = 1e6;
+        if (classify(&si, &sch, off, 10, 16, &o, &b, &err) != DC_OK) {
+            CHECK(0, "rule %d, budget: %s", k, err.msg);
+            dc_result_free(&a);
+            continue;
+        }
+        CHECK(!a.undecided && !b.undecided && a.n_left == 1 && b.n_left == 1, "rule %d: undecided", k);
+        CHECK(a.n_evals == b.n_evals && !memcmp(a.ranking, b.ranking, sizeof(int) * 10) &&
+              !memcmp(a.mean_error, b.mean_error, sizeof(double) * 10), "rule %d: a budget of exactly %ld changed "
+              "the result", k, a.n_evals);
+        dc_result_free(&a);
+        dc_result_free(&b);
+        o.max_evals = 9; /* less than one timestep over 10 classes */
+        CHECK(classify(&si, &sch, off, 10, 16, &o, &a, &err) == DC_ERR_INVALID && strstr(err.msg, "--max-evals"),
+              "rule %d, 9 evaluations: %s", k, err.msg);
+        o.max_evals = 0, o.max_seconds = -1;
+        CHECK(classify(&si, &sch, off, 10, 16, &o, &a, &err) == DC_ERR_INVALID && strstr(err.msg, "--max-seconds"),
+              "rule %d, negative seconds: %s", k, err.msg);
+    }
+}
+
+/* ---- many classes ----
+   A stand-in with the error statistics of a shipped model: at timestep t,
+   class c's error is 1 + g_c mu(t) + sigma(t) eta / sqrt(2), where mu(t)
+   and sigma(t) are the mean and the spread of error(wrong class) -
+   error(true class) measured on the DiT (data/calibration/fmnist-dit.txt),
+   g_c scales the class's gap (0 for the best; the wrong classes' mean of 1
+   matches the measured mean), and eta is a standard normal drawn from the
+   noise of the (timestep, trial) and the class, so pairs of classes differ
+   by sigma(t) in spread. The prediction is the target plus sqrt(error). */
+typedef struct {
+    const dc__schedule *sch;
+    const float *z0;
+    const double *gap;
+    double mu[1000], sigma[1000];
+    long items;
+} stats_standin;
+
+static dc_status stats_predict(void *self, float *out, const float *zt, const int *t, const int *cls, int n,
+                               dc_error *err)
+{
+    stats_standin *s = self;
+    (void)err;
+    s->items += n;
+    for (int i = 0; i < n; i++) {
+        double a = s->sch->alphas_cumprod[t[i]], eps = (zt[i] - sqrt(a) * s->z0[0]) / sqrt(1 - a);
+        float eta;
+        uint64_t key;
+        memcpy(&key, &eps, sizeof key);
+        dc__normal_noise(&eta, 1, key, (uint64_t)cls[i]);
+        double e = 1 + s->gap[cls[i]] * s->mu[t[i]] + s->sigma[t[i]] * eta / sqrt(2.0);
+        out[i] = (float)(eps + sqrt(e > 0 ? e : 0));
+    }
+    return DC_OK;
+}
+
+/* The calibration file's "t spread mean" lines, linear in between. */
+static int read_calibration(const char *path, int *t, float *spread, double *mu, double *sigma)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[256];
+    int n = 0;
+    double m[1000];
+    while (fgets(line, sizeof line, f) && n < 1000) {
+        double sp, mean;
+        if (line[0] != '#' && sscanf(line, "%d %lf %lf", &t[n], &sp, &mean) == 3) spread[n] = (float)sp, m[n++] = mean;
+    }
+    fclose(f);
+    for (int tt = 0, k = 0; n && tt < 1000; tt++) {
+        while (k + 1 < n && t[k + 1] <= tt) k++;
+        double w = k + 1 < n && tt > t[k] ? (double)(tt - t[k]) / (t[k + 1] - t[k]) : 0;
+        mu[tt] = (1 - w) * m[k] + w * m[k + 1 < n ? k + 1 : k];
+        sigma[tt] = (1 - w) * spread[k] + w * spread[k + 1 < n ? k + 1 : k];
+    }
+    return n;
+}
+
+/* 100 and 1000 classes of the DiT's statistics, one best among wrong ones
+   whose gaps spread evenly from 0.1 to 1.9 times the measured mean: the
+   calibrated rule pays its 10 minimum draws for every class, the screen
+   must cut that and keep the best as often. */
+static void screened_stop_should_cut_a_large_field_and_keep_the_best(void)
+{
+    dc__schedule sch;
+    dc__schedule_make(&sch, "linear", 0.0001, 0.02, 1000, NULL);
+    static stats_standin si;
+    static int t[1000];
+    static float spread[1000];
+    int n_cal = read_calibration(t_path(T.data, "../../data/calibration/fmnist-dit.txt"), t, spread, si.mu, si.sigma);
+    if (!n_cal) {
+        CHECK(0, "%s", "cannot read data/calibration/fmnist-dit.txt");
+        return;
+    }
+    static double gap[1000];
+    float z[1];
+    dc__normal_noise(z, 1, 5, 5);
+    si.sch = &sch, si.z0 = z, si.gap = gap;
+    for (int size = 100; size <= 1000; size *= 10) {
+        long evals[2] = {0, 0};
+        int kept[2] = {0, 0}, runs = 20;
+        for (int rule = 0; rule < 2; rule++)
+            for (int trial = 0; trial < runs; trial++) {
+                int best = (trial * 37) % size;
+                for (int c = 0; c < size; c++) gap[c] = c == best ? 0 : 0.1 + 1.8 * ((c * 7919 + trial) % size) / size;
+                dc_classify_opts o;
+                dc_classify_opts_default(&o);
+                o.stop = rule ? DC_STOP_SCREENED : DC_STOP_CALIBRATED;
+                o.calib_t = t, o.calib_spread = spread, o.n_calib = n_cal;
+                o.seed = (uint64_t)trial;
+                dc__denoiser d = {stats_predict, &si, 1, 256, &sch};
+                dc_result r;
+                dc_error err;
+                si.items = 0;
+                if (dc__classify_core(&d, z, size, &o, &r, &err) != DC_OK) {
+                    CHECK(0, "%s", err.msg);
+                    return;
+                }
+                kept[rule] += r.ranking[0] == best;
+                evals[rule] += r.n_evals;
+                dc_result_free(&r);
+            }
+        printf("  %d classes: calibrated %.0f, screened %.0f evaluations per image (%.1f and %.1f per class); best "
+               "kept %d and %d of %d\n", size, (double)evals[0] / runs, (double)evals[1] / runs,
+               (double)evals[0] / runs / size, (double)evals[1] / runs / size, kept[0], kept[1], runs);
+        CHECK(kept[1] >= kept[0], "%d classes: screened stopping kept the best in %d of %d, calibrated in %d", size,
+              kept[1], runs, kept[0]);
+        CHECK(evals[1] * 3 < evals[0], "%d classes: screened %ld, calibrated %ld evaluations", size, evals[1],
+              evals[0]);
+    }
+}
+
 /* ---- the pieces ---- */
 
 static void noise_should_be_standard_normal_and_reproducible(void)
@@ -638,6 +828,9 @@ void suite_classify(void)
     RUN(calibration_should_be_checked);
     RUN(same_seed_should_give_the_same_result_for_any_thread_count);
     RUN(bad_options_should_be_refused_by_name);
+    RUN(budget_should_end_a_classification_without_signal);
+    RUN(budget_should_leave_a_decided_result_alone);
+    RUN(screened_stop_should_cut_a_large_field_and_keep_the_best);
     RUN(noise_should_be_standard_normal_and_reproducible);
     RUN(student_t_should_match_closed_forms);
     RUN(schedules_should_match_the_reference_fixtures);

@@ -51,6 +51,9 @@ import numpy as np  # noqa: E402
 from . import _capi  # noqa: E402
 from ._capi import ctypes  # noqa: E402
 
+# above this many classes the default rule with a calibration is screened (driver.h)
+SCREEN_ABOVE = 20
+
 _lib, LIBRARY = _capi.load()
 
 __all__ = ["Model", "Result", "Error", "Options", "version", "blas", "LIBRARY"]
@@ -109,6 +112,8 @@ class Options:
         "size": ("size", int, lambda v: v == 0 or 8 <= v <= 4096, "8..4096 pixels (0: the model's)"),
         "alpha": ("seq_alpha", float, lambda v: 0 < v < 1, "a level in (0, 1)"),
         "min_scores": ("seq_min_scores", int, lambda v: 2 <= v <= 100000, "2..100000"),
+        "max_evals": ("max_evals", int, lambda v: 1 <= v <= 1 << 40, "1..2**40 evaluations"),
+        "max_seconds": ("max_seconds", float, lambda v: 0 < v < 1e9, "seconds, > 0"),
     }
     # the driver's defaults where they differ from dc_classify_opts_default
     DEFAULTS = {"batch": 16}
@@ -129,7 +134,7 @@ class Options:
                 self.values[name] = typ(v)
         stop = self.values.get("stop")
         if stop is not None and stop not in _capi.STOP:
-            raise ValueError(f"stop: {stop!r}: adaptive, sequential or calibrated")
+            raise ValueError(f"stop: {stop!r}: adaptive, sequential, calibrated or screened")
         if self.values.get("loss", "l2") not in _capi.LOSS:
             raise ValueError(f"loss: {self.values['loss']!r}: l2, l1 or huber")
         self.samples = _counts("samples", self.values["samples"]) if "samples" in self.values else None
@@ -145,14 +150,16 @@ class Options:
         """As the driver: a schedule option chosen means no default stopping rule."""
         return any(k in self.given for k in ("stop", "samples", "keep", "calibration"))
 
-    def stop_for(self, model):
+    def stop_for(self, model, n_classes):
+        """As the driver: calibrated with a calibration (screened above
+        SCREEN_ABOVE classes), else the paper's schedule."""
         stop = self.values.get("stop")
         if stop is None:
             calibrated = self.calibration is not None or (not self.schedule_given() and model.has_calibration)
-            stop = "calibrated" if calibrated else "adaptive"
+            stop = ("screened" if n_classes > SCREEN_ABOVE else "calibrated") if calibrated else "adaptive"
         return stop
 
-    def to_c(self, model):
+    def to_c(self, model, n_classes):
         """A dc_classify_opts; keeps the calibration arrays it points to alive on self."""
         o = _capi.ClassifyOpts()
         _lib.dc_classify_opts_default(ctypes.byref(o))
@@ -164,7 +171,7 @@ class Options:
             for i, v in enumerate(self.keep):
                 o.keep[i] = v
         o.loss = _capi.LOSS[self.values.get("loss", "l2")]
-        o.stop = _capi.STOP[self.stop_for(model)]
+        o.stop = _capi.STOP[self.stop_for(model, n_classes)]
         for name, (field, typ, _, _) in self.SCALARS.items():
             if name in self.values:
                 setattr(o, field, self.values[name])
@@ -218,7 +225,10 @@ class Result:
     timesteps   distinct timesteps evaluated, in evaluation order
     errors      [classes, timesteps] error per class and timestep (NaN: not scored)
     seconds     time of the classification
-    stop        the stopping rule used: adaptive, sequential or calibrated
+    stop        the stopping rule used: adaptive, sequential, calibrated or screened
+    decided     False when a budget (max_evals, max_seconds) stopped the rule
+                with several classes left: the prediction is the best so far
+    left        classes still in the running when it stopped
     image       the path, for a file
     """
 
@@ -233,6 +243,8 @@ class Result:
         self.timesteps = np.ctypeslib.as_array(r.timesteps, (nt,)).copy() if nt else np.zeros(0, np.int32)
         self.errors = np.ctypeslib.as_array(r.errors, (n, nt)).copy() if nt else np.zeros((n, 0), np.float32)
         self.seconds = float(r.seconds)
+        self.decided = not r.undecided
+        self.left = int(r.n_left)
         self.stop = stop
         self.image = image
 
@@ -250,7 +262,7 @@ class Result:
         d.update({"prediction": self.prediction,
                   "top": [{"class": self.classes[i], "error": float(self.mean_error[i]), "scored": int(self.scored[i])}
                           for i in self.order[:top]],
-                  "stop": self.stop, "evals": self.evals, "timesteps": len(self.timesteps),
+                  "stop": self.stop, "decided": self.decided, "left": self.left, "evals": self.evals, "timesteps": len(self.timesteps),
                   "seconds": self.seconds})
         return d
 
@@ -447,8 +459,8 @@ class Model:
             raise ValueError(f"classify_batch: expected an array [n, h, w, 3] or [n, h, w], got shape {images.shape}")
         ctx = self._ctx()
         cl, names = self._encoded(classes, template)
-        copts = opts.to_c(self)
-        stop = opts.stop_for(self)
+        copts = opts.to_c(self, len(names))
+        stop = opts.stop_for(self, len(names))
         threads = opts.values.get("threads")
         before = _lib.dc_get_threads()
         if threads:

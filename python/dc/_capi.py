@@ -24,7 +24,7 @@ c_int64_p = ctypes.POINTER(ctypes.c_int64)
 DC_MAX_STAGES = 8
 STATUS = ["ok", "io", "format", "nomem", "invalid", "missing", "unsupported"]  # dc_status
 LOSS = {"l2": 0, "l1": 1, "huber": 2}                                        # dc_loss
-STOP = {"adaptive": 0, "sequential": 1, "calibrated": 2}                     # dc_stop
+STOP = {"adaptive": 0, "sequential": 1, "calibrated": 2, "screened": 3}     # dc_stop
 
 
 class Error(ctypes.Structure):  # dc_error
@@ -48,13 +48,15 @@ class ClassifyOpts(ctypes.Structure):  # dc_classify_opts
                 ("trials", ctypes.c_int), ("seed", ctypes.c_uint64), ("batch", ctypes.c_int),
                 ("seq_alpha", ctypes.c_double), ("seq_min_scores", ctypes.c_int),
                 ("calib_t", c_int_p), ("calib_spread", c_float_p), ("n_calib", ctypes.c_int),
-                ("progress", PROGRESS), ("progress_user", ctypes.c_void_p), ("size", ctypes.c_int)]
+                ("progress", PROGRESS), ("progress_user", ctypes.c_void_p), ("size", ctypes.c_int),
+                ("max_evals", ctypes.c_long), ("max_seconds", ctypes.c_double)]
 
 
 class Result(ctypes.Structure):  # dc_result
     _fields_ = [("n_classes", ctypes.c_int), ("ranking", c_int_p), ("mean_error", c_double_p),
                 ("n_scored", c_int_p), ("n_evals", ctypes.c_long), ("n_timesteps", ctypes.c_int),
-                ("timesteps", c_int_p), ("errors", c_float_p), ("seconds", ctypes.c_double)]
+                ("timesteps", c_int_p), ("errors", c_float_p), ("seconds", ctypes.c_double),
+                ("undecided", ctypes.c_int), ("n_left", ctypes.c_int)]
 
 
 class BlasInfo(ctypes.Structure):  # dc_blas_info

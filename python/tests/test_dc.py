@@ -89,7 +89,7 @@ class ClassifyLikeTheDriver(unittest.TestCase):
     def assert_same(self, want, got, what):
         """The driver's JSON object and a Result: every field the driver prints, errors to its 6 digits."""
         g = got.to_dict(top=100)
-        for key in ("prediction", "stop", "evals", "timesteps"):
+        for key in ("prediction", "stop", "decided", "left", "evals", "timesteps"):
             self.assertEqual(want[key], g[key], f"{what}: {key}")
         self.assertEqual([(t["class"], t["scored"]) for t in want["top"]],
                          [(t["class"], t["scored"]) for t in g["top"]], f"{what}: ranking")
@@ -144,6 +144,47 @@ class ClassifyLikeTheDriver(unittest.TestCase):
         self.assertGreater(r.seconds, 0)
         self.assertEqual(r.stop, "adaptive")
         self.assertIn(r.prediction, repr(r))
+
+
+    def test_a_budget_should_stop_any_rule_undecided_as_the_driver(self):
+        for stop in ("adaptive", "sequential", "calibrated", "screened"):
+            want = driver_json("--stop", stop, "--max-evals", "35", self.grey_png)[0]
+            got = self.model.classify(self.grey, stop=stop, max_evals=35)
+            self.assert_same(want, got, f"{stop}, 35 evaluations")
+            self.assertFalse(got.decided)
+            self.assertLessEqual(got.evals, 35)
+            self.assertGreater(got.left, 1)
+        self.assertTrue(self.model.classify(self.grey, max_evals=10 ** 6).decided)
+        with self.assertRaises(ValueError):
+            self.model.classify(self.grey, max_evals=0)
+
+    def test_unlabelled_calibration_should_follow_from_the_errors(self):
+        """dc calibrate's file, against the same statistics computed here with
+        numpy from the module's per-timestep errors of the same images."""
+        images = [self.grey_png, self.rgb_png] + sorted(
+            os.path.join(ROOT, "data", "samples", f) for f in os.listdir(os.path.join(ROOT, "data", "samples")))[:6]
+        out, res = os.path.join(TMP, "calib.txt"), os.path.join(TMP, "calib.jsonl")
+        driver("calibrate", *images, "--samples", "8", "--keep", "1", "-o", out, "--results", res, "--quiet")
+        sums = {}
+        for r in self.model.classify_batch(images, samples=[8], keep=[1], stop="adaptive"):
+            lead = r.order[0]
+            for j, t in enumerate(r.timesteps):
+                d = np.array([r.errors[c, j] for c in range(len(r.classes)) if c != lead], np.float64) - \
+                    np.float64(r.errors[lead, j])
+                s = sums.setdefault(int(t), [0.0, 0.0, 0])
+                s[0] += d.sum()
+                s[1] += (d * d).sum()
+                s[2] += len(d)
+        ts = sorted(sums)
+        mean = [sums[t][0] / sums[t][2] for t in ts]
+        log_sd = [np.log(np.sqrt((sums[t][1] - sums[t][2] * m * m) / (sums[t][2] - 1))) for t, m in zip(ts, mean)]
+        smooth = [np.exp(np.mean(log_sd[max(0, i - 2):i + 3])) for i in range(len(ts))]
+        lines = [line.split() for line in open(out) if not line.startswith("#")]
+        self.assertIn("on 8 unlabelled images", open(out).read())
+        self.assertEqual([int(x[0]) for x in lines], ts)
+        self.assertEqual([int(x[3]) for x in lines], [sums[t][2] for t in ts])
+        np.testing.assert_allclose([float(x[1]) for x in lines], smooth, rtol=2e-5)
+        np.testing.assert_allclose([float(x[2]) for x in lines], mean, rtol=2e-5, atol=1e-9)
 
 
 class Forward(unittest.TestCase):

@@ -11,6 +11,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "dc.h"
 #include "driver.h"
+#include "calibrate.h"
 #include "durable.h"
 #include "par.h"
 
@@ -54,10 +55,32 @@ static const char *eval_help =
     "Built with `make MPI=1`, `mpirun -n N dc eval ...` shares the images out among\n"
     "N ranks as they finish them; rank 0 writes the results file.\n";
 
+static const char *calibrate_help =
+    "usage: dc calibrate [-m MODEL] IMAGES... -o FILE [OPTIONS]\n"
+    "\n"
+    "Measures a timestep calibration for --stop calibrated and screened on images\n"
+    "without labels: each image is scored for every class at a shared grid\n"
+    "(default --samples 50 --keep 1), and the spread of the error difference\n"
+    "between the other finalists and the leading class is written per timestep.\n"
+    "IMAGES: image files, folders of them (searched through their subfolders), or\n"
+    "one IDX image file (.gz or not). A few hundred images like the ones to be\n"
+    "classified suffice; on the shipped models 200 unlabelled images give the\n"
+    "labelled calibration's accuracy (docs/results.md). Store it in a model with\n"
+    "tools/convert/convert.py --calibration FILE, or pass --calibration FILE.\n"
+    "\n"
+    "  -o, --output FILE   the calibration (\"t spread mean count\" lines)\n"
+    "  --samples K --keep 1  the grid every class is scored at (default 50). Many\n"
+    "                      classes: --samples 10,50 --keep 5,1 scores all classes at\n"
+    "                      10 timesteps and the 5 leading ones at 50: the finalists\n"
+    "  --subset FILE, --limit N, --shard I/N, --results FILE (default\n"
+    "                      calibrate-results.jsonl; a stopped run resumes), --json\n"
+    "plus every class option of `dc classify --help`.\n";
+
 /* ---- data sets ---- */
 
 typedef struct {
     int n, w, h;               /* IDX: n images of w x h grey pixels */
+    int unlabelled;            /* labels are all -1 */
     unsigned char *pixels;     /* IDX pixels [n, h, w] */
     name_list files;           /* folder: one path per image */
     int *labels;               /* [n] index into the class list */
@@ -119,21 +142,22 @@ static uint32_t be32(const unsigned char *p)
 
 static void load_idx(dataset *d, const char *images, const char *labels, int n_classes)
 {
-    size_t n_img, n_lab;
-    unsigned char *im = read_maybe_gz(images, &n_img), *lb = read_maybe_gz(labels, &n_lab);
+    size_t n_img, n_lab = 0;
+    unsigned char *im = read_maybe_gz(images, &n_img), *lb = labels ? read_maybe_gz(labels, &n_lab) : NULL;
     if (n_img < 16 || be32(im) != 0x803) die("eval: '%s' is not an IDX image file (magic 0x00000803)", images);
-    if (n_lab < 8 || be32(lb) != 0x801) die("eval: '%s' is not an IDX label file (magic 0x00000801)", labels);
+    if (lb && (n_lab < 8 || be32(lb) != 0x801)) die("eval: '%s' is not an IDX label file (magic 0x00000801)", labels);
     uint32_t n = be32(im + 4), h = be32(im + 8), w = be32(im + 12);
     if (!n || !h || !w || h > 4096 || w > 4096 || (uint64_t)n * h * w != n_img - 16)
         die("eval: '%s': its header does not match its size", images);
-    if (be32(lb + 4) != n || n_lab - 8 != n) die("eval: '%s': label count differs from the image count", labels);
+    if (lb && (be32(lb + 4) != n || n_lab - 8 != n))
+        die("eval: '%s': label count differs from the image count", labels);
     d->n = (int)n, d->w = (int)w, d->h = (int)h;
     d->pixels = malloc((size_t)n * h * w);
     d->labels = malloc(sizeof(int) * n);
     if (!d->pixels || !d->labels) die("%s", "eval: out of memory");
     memcpy(d->pixels, im + 16, (size_t)n * h * w);
     for (uint32_t i = 0; i < n; i++) {
-        d->labels[i] = lb[8 + i];
+        d->labels[i] = lb ? lb[8 + i] : -1;
         if (d->labels[i] >= n_classes) {
             char msg[64];
             snprintf(msg, sizeof msg, "%d", d->labels[i]);
@@ -199,6 +223,52 @@ static void load_folder(dataset *d, const char *root)
     }
     d->n = d->files.n;
     if (!d->n) die("eval: no .png/.jpg/.jpeg images under '%s'", root);
+}
+
+/* The images under dir, through its subfolders (at most 16 deep), in
+   sorted order. */
+static void collect_images(name_list *out, const char *dir, int depth)
+{
+    DIR *dp = opendir(dir);
+    if (!dp) die("calibrate: cannot open folder '%s'", dir);
+    name_list entries = {0};
+    struct dirent *e;
+    while ((e = readdir(dp)))
+        if (e->d_name[0] != '.') names_add(&entries, e->d_name, strlen(e->d_name));
+    closedir(dp);
+    if (entries.n > 1) qsort(entries.names, (size_t)entries.n, sizeof(char *), cmp_str);
+    for (int i = 0; i < entries.n; i++) {
+        char path[16384];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", dir, entries.names[i]);
+        if (stat(path, &sb) != 0) continue;
+        if (S_ISDIR(sb.st_mode) && depth < 16) collect_images(out, path, depth + 1);
+        else if (S_ISREG(sb.st_mode) && is_image_name(path)) names_add(out, path, strlen(path));
+    }
+    names_free(&entries);
+}
+
+/* dc calibrate's images: one IDX image file, or image files and folders. */
+static void load_unlabelled(dataset *d, const name_list *args)
+{
+    struct stat sb;
+    d->unlabelled = 1;
+    if (args->n == 1 && stat(args->names[0], &sb) == 0 && S_ISREG(sb.st_mode) && !is_image_name(args->names[0])) {
+        load_idx(d, args->names[0], NULL, 0);
+        return;
+    }
+    for (int i = 0; i < args->n; i++) {
+        const char *a = args->names[i];
+        if (stat(a, &sb) != 0) die("calibrate: cannot read '%s'", a);
+        if (S_ISDIR(sb.st_mode)) collect_images(&d->files, a, 0);
+        else if (is_image_name(a)) names_add(&d->files, a, strlen(a));
+        else die("calibrate: '%s' is not a .png/.jpg/.jpeg image (an IDX image file comes alone)", a);
+    }
+    d->n = d->files.n;
+    if (!d->n) die("%s", "calibrate: no .png/.jpg/.jpeg images among the arguments");
+    d->labels = malloc(sizeof(int) * (size_t)d->n);
+    if (!d->labels) die("%s", "calibrate: out of memory");
+    for (int i = 0; i < d->n; i++) d->labels[i] = -1;
 }
 
 /* ---- results ----
@@ -595,89 +665,6 @@ static int *read_subset(const char *path, int *n)
     return idx;
 }
 
-/* --calibrate: per timestep, the error difference wrong class - true class
-   over images and wrong classes. Each row carries its own image's sums, so
-   the calibration is the same whether the images were evaluated in one
-   run, in a resumed one or on many ranks: it is added up from the rows,
-   in the order of the selection, at the end. */
-#define CALIB_MAX_T 100000
-typedef struct {
-    double *sum, *sq;
-    long *count;
-} calibration;
-
-static void calib_row(result_row *row, const dc_result *r, int label)
-{
-    int nt = r->n_timesteps, n = 0;
-    row->has_cal = 1;
-    row->cal = malloc(sizeof(double) * 4 * (size_t)(nt ? nt : 1));
-    if (!row->cal) die("%s", "eval: out of memory");
-    for (int j = 0; j < nt; j++) {
-        int t = r->timesteps[j];
-        float et = r->errors[(size_t)label * nt + j];
-        if (t < 0 || t >= CALIB_MAX_T || isnan(et)) continue;
-        double s = 0, q = 0;
-        long k = 0;
-        for (int c = 0; c < r->n_classes; c++) {
-            float ec = r->errors[(size_t)c * nt + j];
-            if (c == label || isnan(ec)) continue;
-            double d = (double)ec - et;
-            s += d, q += d * d, k++;
-        }
-        if (k) row->cal[n++] = t, row->cal[n++] = s, row->cal[n++] = q, row->cal[n++] = (double)k;
-    }
-    row->n_cal = n;
-}
-
-static void calibration_add(calibration *cb, const result_row *row)
-{
-    for (int j = 0; j + 3 < row->n_cal; j += 4) {
-        double t = row->cal[j];
-        if (!(t >= 0 && t < CALIB_MAX_T)) continue;
-        cb->sum[(int)t] += row->cal[j + 1], cb->sq[(int)t] += row->cal[j + 2];
-        cb->count[(int)t] += (long)row->cal[j + 3];
-    }
-}
-
-/* Per-timestep estimates from a few hundred images are noisy, and the
-   visiting order follows them; so the spread is smoothed over 5
-   neighbouring timesteps, in the log domain (it spans orders of magnitude).
-   Returns 0 with msg when the file cannot be written. */
-static int calibration_write(const calibration *cb, const char *path, const char *model, int images, char *msg,
-                             size_t cap)
-{
-    int n = 0, *ts = malloc(sizeof(int) * CALIB_MAX_T);
-    double *logsd = malloc(sizeof(double) * CALIB_MAX_T), *mean = malloc(sizeof(double) * CALIB_MAX_T);
-    if (!ts || !logsd || !mean) die("%s", "eval: out of memory");
-    for (int t = 0; t < CALIB_MAX_T; t++) {
-        if (cb->count[t] < 2) continue;
-        double m = cb->sum[t] / cb->count[t], v = (cb->sq[t] - cb->count[t] * m * m) / (cb->count[t] - 1);
-        ts[n] = t, mean[n] = m, logsd[n] = log(v > 1e-300 ? sqrt(v) : 1e-150);
-        n++;
-    }
-    if (!n) die("eval --calibrate: no timestep had every class scored; use a one-stage schedule such as "
-                "--samples %s --keep 1", "50");
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) die("%s", "eval: out of memory");
-    fprintf(f, "# dc timestep calibration of %s on %d labelled images\n", model, images);
-    fprintf(f, "# d = error(wrong class) - error(true class); spread = std(d), geometric mean over 5 "
-               "neighbouring timesteps\n# t spread mean count\n");
-    for (int i = 0; i < n; i++) {
-        double s = 0;
-        int k = 0;
-        for (int j = i - 2; j <= i + 2; j++)
-            if (j >= 0 && j < n) s += logsd[j], k++;
-        fprintf(f, "%d %.6g %.6g %ld\n", ts[i], exp(s / k), mean[i], cb->count[ts[i]]);
-    }
-    if (fclose(f) != 0 || !text) die("%s", "eval: out of memory");
-    int ok = write_file_replace(path, text, len, msg, cap);
-    if (ok) fprintf(stderr, "eval: timestep calibration of %d timesteps written to %s\n", n, path);
-    free(text), free(ts), free(logsd), free(mean);
-    return ok;
-}
-
 /* ---- the run ----
    Any rank evaluates images (eval_compute); rank 0 alone holds the results
    file and takes every finished row (eval_accept), its own and the other
@@ -690,6 +677,7 @@ typedef struct {
     dc_classes *cl;
     unsigned char *rgb;  /* IDX: one image as RGB */
     int calibrate;       /* rows carry their timestep sums */
+    int unlabelled;      /* dc calibrate: no labels; the leading class is the reference */
     /* rank 0 */
     const char *results_path;
     dlog log;
@@ -737,7 +725,10 @@ static char *eval_compute(void *user, int i)
     if (!row.err) die("%s", "eval: out of memory");
     for (int q = 0; q < row.k; q++) row.top[q] = r.ranking[q];
     for (int q = 0; q < r.n_classes; q++) row.err[q] = (float)r.mean_error[q];
-    if (s->calibrate) calib_row(&row, &r, row.label);
+    if (s->calibrate) {
+        row.has_cal = 1;
+        row.n_cal = s->unlabelled ? calib_sums(&r, r.ranking[0], 1, &row.cal) : calib_sums(&r, row.label, 0, &row.cal);
+    }
     dc_result_free(&r);
     char *line = format_row(&row);
     row_free(&row);
@@ -772,8 +763,10 @@ static void eval_accept(void *user, int image, int rank, const char *line)
     double now = wall();
     if (!s->co.quiet && (now - s->last > (isatty(2) ? 0.5 : 10) || s->count == s->todo)) {
         double rate = (now - s->t0) / s->count;
-        fprintf(stderr, "%seval: %d/%d images, top-1 %.3f, %.2f s/image, ETA %.0f s%s", isatty(2) ? "\r" : "",
-                s->count, s->todo, (double)s->correct / s->count, rate, rate * (s->todo - s->count),
+        char top1[32] = "";
+        if (!s->unlabelled) snprintf(top1, sizeof top1, ", top-1 %.3f", (double)s->correct / s->count);
+        fprintf(stderr, "%s%s: %d/%d images%s, %.2f s/image, ETA %.0f s%s", isatty(2) ? "\r" : "",
+                s->unlabelled ? "calibrate" : "eval", s->count, s->todo, top1, rate, rate * (s->todo - s->count),
                 isatty(2) ? " " : "\n");
         s->last = now;
     }
@@ -863,23 +856,58 @@ static int cmp_selection(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int cmd_eval(int argc, char **argv)
+/* dc calibrate's summary: images, their cost, and how the leading classes
+   spread over the classes (a calibration from images the model puts all in
+   one class measures little). */
+static void report_unlabelled(const results *r, int json, const char *path)
+{
+    double evals = 0;
+    int most = 0, classes = 0, *count = calloc(100001, sizeof(int));
+    if (!count) die("%s", "calibrate: out of memory");
+    for (int i = 0; i < r->n; i++) {
+        evals += r->rows[i].evals;
+        int c = r->rows[i].top[0];
+        if (c < 0 || c > 100000) continue;
+        classes += !count[c]++;
+        most = count[c] > most ? count[c] : most;
+    }
+    free(count);
+    if (json)
+        printf("{\"n\": %d, \"evals_per_image\": %.1f, \"leading_classes\": %d, \"largest_share\": %.4f, "
+               "\"calibration\": ", r->n, evals / r->n, classes, (double)most / r->n);
+    if (json) {
+        json_string(stdout, path);
+        printf("}\n");
+    } else {
+        printf("images: %d\nevaluations per image: %.1f\nleading classes: %d distinct, the most common leads %.1f%% "
+               "of the images\ncalibration: %s\n", r->n, evals / r->n, classes, 100.0 * most / r->n, path);
+    }
+}
+
+/* dc eval, or dc calibrate (unlabelled): the same run over a data set,
+   with its durable results, resumption and MPI ranks. */
+static int eval_main(int argc, char **argv, int unlabelled)
 {
     eval_state s;
     memset(&s, 0, sizeof s);
     common_opts *co = &s.co;
     common_opts_init(co);
     name_list pos = {0};
-    const char *subset = NULL, *calibrate = NULL, *plot = NULL;
-    s.results_path = "eval-results.jsonl";
+    const char *subset = NULL, *calibrate = NULL, *plot = NULL, *cmd = unlabelled ? "calibrate" : "eval";
+    s.results_path = unlabelled ? "calibrate-results.jsonl" : "eval-results.jsonl";
+    s.unlabelled = unlabelled;
     long limit = -1;
     int shard_i = 0, shard_n = 1, merge = 0, fit = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(eval_help, stdout);
+            fputs(unlabelled ? calibrate_help : eval_help, stdout);
             return 0;
-        } else if (!strcmp(a, "--merge")) merge = 1;
+        } else if (unlabelled && (!strcmp(a, "-o") || !strcmp(a, "--output")) && i + 1 < argc) calibrate = argv[++i];
+        else if (unlabelled && (!strcmp(a, "--merge") || !strcmp(a, "--fit-temperature") ||
+                                !strcmp(a, "--calibrate") || !strcmp(a, "--plot")))
+            die("calibrate: %s needs labels (dc eval)", a);
+        else if (!strcmp(a, "--merge")) merge = 1;
         else if (!strcmp(a, "--fit-temperature")) fit = 1;
         else if (parse_common_option(&i, argc, argv, co)) continue;
         else if (!strcmp(a, "--subset") && i + 1 < argc) subset = argv[++i];
@@ -891,8 +919,17 @@ int cmd_eval(int argc, char **argv)
             const char *v = argv[++i];
             if (sscanf(v, "%d/%d", &shard_i, &shard_n) != 2 || shard_n < 1 || shard_i < 0 || shard_i >= shard_n)
                 die("eval: --shard '%s': I/N with 0 <= I < N", v);
-        } else if (a[0] == '-' && a[1]) die("eval: unknown or incomplete option '%s' (see dc eval --help)", a);
+        } else if (a[0] == '-' && a[1]) die_code(2, "%s: unknown or incomplete option '%s' (see dc %s --help)", cmd, a, cmd);
         else names_add(&pos, a, strlen(a));
+    }
+    if (unlabelled) {
+        if (!calibrate) die("%s", "calibrate: where to? -o FILE (usage: dc calibrate [-m MODEL] IMAGES... -o FILE)");
+        if (!pos.n) die("%s", "calibrate: no images (usage: dc calibrate [-m MODEL] IMAGES... -o FILE)");
+        if (!co->schedule_set) { /* every class at one shared grid of 50 timesteps */
+            co->o.n_stages = 1, co->o.samples[0] = 50, co->o.keep[0] = 1;
+            co->o.stop = DC_STOP_ADAPTIVE;
+            co->schedule_set = 1;
+        }
     }
     if (merge) {
         if (!pos.n) die("%s", "eval --merge: which result files?");
@@ -901,7 +938,7 @@ int cmd_eval(int argc, char **argv)
         names_free(&co->classes);
         return rc;
     }
-    if (pos.n < 1 || pos.n > 2) die("%s", "eval: usage: dc eval [-m MODEL] DATASET [LABELS] [OPTIONS]");
+    if (!unlabelled && (pos.n < 1 || pos.n > 2)) die("%s", "eval: usage: dc eval [-m MODEL] DATASET [LABELS] [OPTIONS]");
     char default_model[4096], msg[8192];
     common_opts_finish(co, default_model, sizeof default_model);
     s.calibrate = calibrate != NULL;
@@ -932,10 +969,11 @@ int cmd_eval(int argc, char **argv)
     dataset *d = &s.d;
     dc_model *m = NULL;
     struct stat sb;
-    int is_folder = stat(pos.names[0], &sb) == 0 && S_ISDIR(sb.st_mode);
-    if (is_folder && pos.n != 1) die("%s", "eval: a folder data set takes no label file");
-    if (!is_folder && pos.n != 2) die("%s", "eval: an IDX image file needs its IDX label file after it");
-    if (is_folder) {
+    int is_folder = !unlabelled && stat(pos.names[0], &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (!unlabelled && is_folder && pos.n != 1) die("%s", "eval: a folder data set takes no label file");
+    if (!unlabelled && !is_folder && pos.n != 2) die("%s", "eval: an IDX image file needs its IDX label file after it");
+    if (unlabelled) load_unlabelled(d, &pos);
+    else if (is_folder) {
         load_folder(d, pos.names[0]);
         if (!co->classes.n) /* the folders name the classes */
             for (int i = 0; i < d->folder_classes.n; i++)
@@ -944,9 +982,9 @@ int cmd_eval(int argc, char **argv)
             die("%s", "eval: the class list and the data set's class folders differ in number");
     }
     if (!open_classifier(co->model, &co->classes, co->tmpl, &m, &s.c, &s.cl)) par_exit(1);
-    choose_default_stop(co, m);
     int n_classes = dc_classes_count(s.cl);
-    if (!is_folder) load_idx(d, pos.names[0], pos.names[1], n_classes);
+    choose_default_stop(co, m, n_classes);
+    if (!is_folder && !unlabelled) load_idx(d, pos.names[0], pos.names[1], n_classes);
     s.rgb = d->pixels ? malloc((size_t)d->w * d->h * 3) : NULL;
     if (d->pixels && !s.rgb) die("%s", "eval: out of memory");
 
@@ -1000,8 +1038,8 @@ int cmd_eval(int argc, char **argv)
         if (!dlog_close(&s.log, msg, sizeof msg)) write_failed(&s, msg);
         s.log_open = 0;
         if (!co->quiet) {
-            fprintf(stderr, "eval: %d new result(s) in %s, which holds %d; disk syncs: %ld in %.3f s "
-                    "(writes %.3f s, run %.1f s)\n", s.count, s.results_path, s.file_rows, s.log.syncs,
+            fprintf(stderr, "%s: %d new result(s) in %s, which holds %d; disk syncs: %ld in %.3f s "
+                    "(writes %.3f s, run %.1f s)\n", cmd, s.count, s.results_path, s.file_rows, s.log.syncs,
                     s.log.sync_seconds, s.log.write_seconds, wall() - s.t0);
             if (s.ranks > 1) {
                 fprintf(stderr, "eval: images per rank:");
@@ -1013,20 +1051,19 @@ int cmd_eval(int argc, char **argv)
         if (s.mine.n > 1) qsort(s.mine.rows, (size_t)s.mine.n, sizeof *s.mine.rows, cmp_selection);
         if (calibrate) {
             calibration cb;
-            cb.sum = calloc(CALIB_MAX_T, sizeof(double)), cb.sq = calloc(CALIB_MAX_T, sizeof(double));
-            cb.count = calloc(CALIB_MAX_T, sizeof(long));
-            if (!cb.sum || !cb.sq || !cb.count) die("%s", "eval: out of memory");
-            for (int i = 0; i < s.mine.n; i++) calibration_add(&cb, &s.mine.rows[i]);
+            if (!calibration_init(&cb)) die("%s", "eval: out of memory");
+            for (int i = 0; i < s.mine.n; i++) calibration_add(&cb, s.mine.rows[i].cal, s.mine.rows[i].n_cal);
             if (!s.mine.n) die("%s", "eval --calibrate: no image was evaluated");
-            if (!calibration_write(&cb, calibrate, co->model, s.mine.n, msg, sizeof msg))
+            if (!calibration_write(&cb, calibrate, co->model, s.mine.n, s.unlabelled, msg, sizeof msg))
                 die_code(1, "eval --calibrate: %s\ndc: the results in '%s' are whole (%d images with their timestep "
                          "sums): rerun the same command to write the calibration from them", msg, s.results_path,
                          s.file_rows);
-            free(cb.sum), free(cb.sq), free(cb.count);
+            calibration_free(&cb);
         }
         name_list names = {0};
         for (int i = 0; i < n_classes; i++) names_add(&names, dc_classes_name(s.cl, i), strlen(dc_classes_name(s.cl, i)));
-        if (s.mine.n) report(&s.mine, n_classes, &names, co->json, fit, plot);
+        if (s.mine.n && !unlabelled) report(&s.mine, n_classes, &names, co->json, fit, plot);
+        if (s.mine.n && unlabelled) report_unlabelled(&s.mine, co->json, calibrate);
         names_free(&names);
     }
     int rc = s.rc;
@@ -1048,4 +1085,14 @@ int cmd_eval(int argc, char **argv)
     dc_model_free(m);
     par_stop();
     return rc;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    return eval_main(argc, argv, 0);
+}
+
+int cmd_calibrate(int argc, char **argv)
+{
+    return eval_main(argc, argv, 1);
 }

@@ -32,6 +32,9 @@ static const char *usage_text =
     "                    score captions for an image; --images/--captions: Winoground\n"
     "  eval [-m MODEL] DATASET [LABELS]\n"
     "                    accuracy on a labelled data set (dc eval --help)\n"
+    "  calibrate [-m MODEL] IMAGES... -o FILE\n"
+    "                    a timestep calibration for --stop calibrated from unlabelled\n"
+    "                    images (dc calibrate --help)\n"
     "  blas              show the OpenBLAS kernel in use and what the CPU supports\n"
     "  version           print the version\n"
     "\n"
@@ -249,18 +252,26 @@ static const char *classify_help =
     "schedule:\n"
     "  --samples A,B,..    timesteps scored by the end of each stage (default 50,500)\n"
     "  --keep A,B,..       classes kept after each stage; the last is 1 (default 5,1)\n"
-    "  --stop adaptive|sequential|calibrated\n"
+    "  --stop adaptive|sequential|calibrated|screened\n"
     "                      the paper's fixed stages; pruning by a paired t-test\n"
-    "                      (Clark & Jaini 2023) within the last stage's budget; or\n"
+    "                      (Clark & Jaini 2023) within the last stage's budget;\n"
     "                      that test on timesteps drawn where classes differ most and\n"
-    "                      weighted back (the model's calibration, or --calibration).\n"
-    "                      Default: calibrated if the model carries a calibration\n"
-    "                      (the shipped models do) and no schedule option is given,\n"
-    "                      else adaptive\n"
-    "  --calibration FILE  a timestep calibration from dc eval --calibrate (implies\n"
-    "                      --stop calibrated)\n"
+    "                      weighted back (the model's calibration, or --calibration);\n"
+    "                      or, for many classes, calibrated with a screen that drops\n"
+    "                      hopeless classes after one or a few timesteps.\n"
+    "                      Default: calibrated (screened above 20 classes) if the\n"
+    "                      model carries a calibration (the shipped models do) and\n"
+    "                      no schedule option is given, else adaptive\n"
+    "  --calibration FILE  a timestep calibration from dc calibrate or dc eval\n"
+    "                      --calibrate (implies --stop calibrated unless screened)\n"
     "  --alpha P           the test's level, --min-scores N scores before testing\n"
-    "                      (defaults: sequential 0.002 and 20, calibrated 0.005 and 10)\n"
+    "                      (defaults: sequential 0.002 and 20, calibrated and\n"
+    "                      screened 0.005 and 10)\n"
+    "  --max-evals N       stop any rule before it exceeds N evaluations (at least\n"
+    "                      one timestep over all classes) and report the ranking so\n"
+    "                      far as undecided\n"
+    "  --max-seconds S     the same after S seconds per image (checked between\n"
+    "                      timesteps, so it may run over by one)\n"
     "  --loss l2|l1|huber  error between the true and the predicted noise (default l2)\n"
     "  --trials N          noise draws per timestep (default 1)\n"
     "  --seed N            the noise; same seed, same result (default 0)\n"
@@ -307,7 +318,7 @@ static int cmd_classify(int argc, char **argv)
     dc_classes *cl = NULL;
     int rc = 1;
     if (!open_classifier(co.model, &co.classes, co.tmpl, &m, &c, &cl)) goto done;
-    choose_default_stop(&co, m);
+    choose_default_stop(&co, m, dc_classes_count(cl));
     progress_state prog = {!co.quiet, isatty(2), 0, 0, ""};
     co.o.progress = on_progress;
     co.o.progress_user = &prog;
@@ -346,8 +357,9 @@ static int cmd_classify(int argc, char **argv)
                 if (co.temperature > 0) printf(", \"probability\": %.6g", prob[r.ranking[j]]);
                 printf("}");
             }
-            printf("], \"stop\": \"%s\", \"evals\": %ld, \"timesteps\": %d, \"seconds\": %.3f}\n",
-                   stop_name(co.o.stop), r.n_evals, r.n_timesteps, r.seconds);
+            printf("], \"stop\": \"%s\", \"decided\": %s, \"left\": %d, \"evals\": %ld, \"timesteps\": %d, "
+                   "\"seconds\": %.3f}\n", stop_name(co.o.stop), r.undecided ? "false" : "true", r.n_left, r.n_evals,
+                   r.n_timesteps, r.seconds);
         } else if (co.csv) {
             for (int j = 0; j < k; j++) {
                 printf("\"%s\",%d,\"%s\",%.6g\n", images.names[i], j + 1, dc_classes_name(cl, r.ranking[j]),
@@ -363,6 +375,9 @@ static int cmd_classify(int argc, char **argv)
             }
             printf("  %ld evaluations (%s), %d timesteps, %.2f s\n", r.n_evals, stop_name(co.o.stop),
                    r.n_timesteps, r.seconds);
+            if (r.undecided)
+                printf("  undecided: the budget ran out with %d classes in the running; the first is the best "
+                       "so far\n", r.n_left);
         }
         if (plot) { /* OUT.png, or OUT-<i>.png for several images */
             char path[4096];
@@ -421,6 +436,7 @@ int main(int argc, char **argv)
     else if (!strcmp(cmd, "forward")) rc = cmd_forward(argc - 2, argv + 2);
     else if (!strcmp(cmd, "classify")) rc = cmd_classify(argc - 2, argv + 2);
     else if (!strcmp(cmd, "eval")) rc = cmd_eval(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "calibrate")) rc = cmd_calibrate(argc - 2, argv + 2);
     else if (!strcmp(cmd, "tokenize")) rc = cmd_tokenize(argc - 2, argv + 2);
     else if (!strcmp(cmd, "match")) rc = cmd_match(argc - 2, argv + 2);
     else die("unknown command '%s' (see dc --help)", cmd);

@@ -272,11 +272,18 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
         if (!strcmp(v, "sequential")) o->stop = DC_STOP_SEQUENTIAL;
         else if (!strcmp(v, "adaptive")) o->stop = DC_STOP_ADAPTIVE;
         else if (!strcmp(v, "calibrated")) o->stop = DC_STOP_CALIBRATED;
-        else die("--stop '%s': adaptive, sequential or calibrated", v);
+        else if (!strcmp(v, "screened")) o->stop = DC_STOP_SCREENED;
+        else die("--stop '%s': adaptive, sequential, calibrated or screened", v);
     } else if (!strcmp(a, "--calibration")) {
         co->calibration = VALUE();
-        o->stop = DC_STOP_CALIBRATED;
+        if (o->stop != DC_STOP_SCREENED) o->stop = DC_STOP_CALIBRATED; /* the rules that read it */
         co->schedule_set = 1;
+    } else if (!strcmp(a, "--max-evals")) o->max_evals = parse_long(a, VALUE(), 1, 1L << 40);
+    else if (!strcmp(a, "--max-seconds")) {
+        const char *v = VALUE();
+        char *end;
+        o->max_seconds = strtod(v, &end);
+        if (*end || !(o->max_seconds > 0 && o->max_seconds < 1e9)) die("--max-seconds '%s': seconds, > 0", v);
     } else if (!strcmp(a, "--alpha")) {
         const char *v = VALUE();
         char *end;
@@ -351,14 +358,16 @@ void common_opts_finish(common_opts *co, char *model_buf, size_t cap)
     }
 }
 
-void choose_default_stop(common_opts *co, const dc_model *m)
+void choose_default_stop(common_opts *co, const dc_model *m, int n_classes)
 {
-    if (!co->schedule_set && dc_model_has_calibration(m)) co->o.stop = DC_STOP_CALIBRATED;
+    if (!co->schedule_set && dc_model_has_calibration(m))
+        co->o.stop = n_classes > DC_SCREEN_ABOVE ? DC_STOP_SCREENED : DC_STOP_CALIBRATED;
 }
 
 const char *stop_name(dc_stop stop)
 {
-    return stop == DC_STOP_SEQUENTIAL ? "sequential" : stop == DC_STOP_CALIBRATED ? "calibrated" : "adaptive";
+    return stop == DC_STOP_SEQUENTIAL ? "sequential" : stop == DC_STOP_CALIBRATED ? "calibrated"
+           : stop == DC_STOP_SCREENED ? "screened" : "adaptive";
 }
 
 int open_classifier(const char *model, const name_list *names, const char *tmpl, dc_model **m, dc_ctx **c,

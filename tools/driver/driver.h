@@ -78,13 +78,17 @@ int open_classifier(const char *model, const name_list *names, const char *tmpl,
 
 /* With no schedule option, a model that carries a timestep calibration
    classifies with --stop calibrated (about 10x fewer evaluations than the
-   paper's schedule at the same accuracy, bench/README.md); others with the
-   paper's adaptive schedule. */
-void choose_default_stop(common_opts *co, const dc_model *m);
-/* "adaptive", "sequential" or "calibrated" */
+   paper's schedule at the same accuracy, bench/README.md), or --stop
+   screened above DC_SCREEN_ABOVE classes, where the t-test's minimum
+   scores per class would dominate the cost; others with the paper's
+   adaptive schedule. */
+#define DC_SCREEN_ABOVE 20
+void choose_default_stop(common_opts *co, const dc_model *m, int n_classes);
+/* "adaptive", "sequential", "calibrated" or "screened" */
 const char *stop_name(dc_stop stop);
 
 int cmd_eval(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 int cmd_match(int argc, char **argv);
 /* tools/driver/plot.c, PNG pictures; 1 on success, else 0 after printing why.
    plot_result: error against timestep for an image's top classes.
