@@ -396,11 +396,63 @@ static void default_stopping_rule_should_follow_the_model(void)
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "evaluations (sequential)"), "--stop: %s", out);
     snprintf(args, sizeof args, "classify -m '%s' --json --quiet '%s'", m, img);
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"stop\": \"adaptive\""), "uncalibrated: %s", out);
+    /* above 20 classes the screen; a budget of 42 evaluations ends it undecided */
+    char many[2048] = "";
+    for (int c = 0; c < 21; c++) snprintf(many + strlen(many), sizeof many - strlen(many), " --class thing%d", c);
+    snprintf(args, sizeof args, "classify --json --quiet --max-evals 42%s '%s'", many, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"stop\": \"screened\"") &&
+          strstr(out, "\"decided\": false") && strstr(out, "\"evals\": 42"), "21 classes, 42 evaluations: %s", out);
+    snprintf(args, sizeof args, "classify --quiet --max-evals 42%s '%s'", many, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "undecided: the budget ran out with 21 classes"),
+          "text: %s", out);
+    snprintf(args, sizeof args, "classify --quiet --max-evals 20%s '%s'", many, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "--max-evals 20 cannot score one timestep"),
+          "too small a budget: %s", out);
+    snprintf(args, sizeof args, "classify --quiet --max-seconds -1 '%s'", img);
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "--max-seconds '-1'"), "seconds: %s", out);
+}
+
+static void calibrate_should_measure_unlabelled_images_and_name_bad_input(void)
+{
+    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
+    if (!f) SKIP("DiT fixture not present");
+    fclose(f);
+    char args[4096], m[1024], cal[1024], res[1024];
+    snprintf(m, sizeof m, "%s", t_path(T.tmp, "dit_vae.dcw"));
+    snprintf(cal, sizeof cal, "%s", t_path(T.tmp, "calibrate_cli.txt"));
+    snprintf(res, sizeof res, "%s", t_path(T.tmp, "calibrate_cli.jsonl"));
+    remove(cal), remove(res);
+    const char *classes = "--class 3 --class 5 --class 7";
+    snprintf(args, sizeof args, "calibrate -m '%s' %s --samples 4 --keep 1 --quiet -o '%s' --results '%s' '%s'", m,
+             classes, cal, res, t_path(T.data, "images"));
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "evaluations per image: 12.0") &&
+          strstr(out, "written to"), "folder of images: %s", out);
+    f = fopen(cal, "r");
+    char text[4096] = "";
+    if (f) {
+        text[fread(text, 1, sizeof text - 1, f)] = 0;
+        fclose(f);
+    }
+    int lines = 0;
+    for (char *p = text; (p = strchr(p, '\n')); p++) lines++;
+    CHECK(strstr(text, "unlabelled images") && strstr(text, "error(finalist) - error(leading class)") && lines == 3 + 4,
+          "calibration file (%d lines): %s", lines, text);
+    snprintf(args, sizeof args, "calibrate -m '%s' %s --quiet '%s'", m, classes, t_path(T.data, "images"));
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "-o FILE"), "no output: %s", out);
+    snprintf(args, sizeof args, "calibrate -m '%s' -o x.txt --plot p.png '%s'", m, t_path(T.data, "images"));
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "--plot needs labels"), "--plot: %s", out);
+    snprintf(args, sizeof args, "calibrate -m '%s' -o x.txt '%s'", m, t_path(T.tmp, "absent.png"));
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "cannot read"), "absent: %s", out);
+    snprintf(args, sizeof args, "calibrate -m '%s' -o x.txt --bogus", m);
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "calibrate: unknown or incomplete option '--bogus'"),
+          "unknown option: %s", out);
+    CHECK(run_dc(out, sizeof out, "", "calibrate --help") == 0 && strstr(out, "usage: dc calibrate"), "help: %s", out);
 }
 
 void suite_driver(void)
 {
     RUN(default_stopping_rule_should_follow_the_model);
+    RUN(calibrate_should_measure_unlabelled_images_and_name_bad_input);
     RUN(shipped_dit_should_classify_the_shipped_samples);
     RUN(shipped_default_sd_model_should_classify_the_shipped_samples);
     RUN(match_should_score_captions_and_winoground);
