@@ -210,7 +210,7 @@ def installed_driver_should_find_its_model_and_presets_from_anywhere():
 
 def help_texts(dc):
     texts = {"": run([dc, "--help"]).stdout}
-    for cmd in ["classify", "eval", "match", "forward", "tokenize", "info"]:
+    for cmd in ["classify", "eval", "calibrate", "match", "forward", "tokenize", "info"]:
         texts[cmd] = run([dc, cmd, "--help"]).stdout
     return texts
 
