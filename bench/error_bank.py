@@ -18,10 +18,9 @@ import gzip
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-import dc  # noqa: E402
+import dc  # noqa: E402  (before numpy, which loads OpenMP: dc makes its threads wait passively)
+import numpy as np  # noqa: E402
 
 DATA = "/usr/share/datasets/fashion-mnist"
 

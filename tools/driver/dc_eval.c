@@ -49,8 +49,10 @@ static const char *eval_help =
     "                      (e.g. the training split), never the test images\n"
     "  --plot FILE.png     draw the confusion matrix (counts, per-class accuracy)\n"
     "  --json              the last line of stdout is one JSON object with n, top1,\n"
-    "                      top5, mean_per_class, evals_per_image, seconds_per_image\n"
-    "plus every class and schedule option of `dc classify --help`.\n"
+    "                      top5, mean_per_class, evals_per_image, seconds_per_image,\n"
+    "                      undecided (images a budget stopped)\n"
+    "plus every class and schedule option of `dc classify --help` (budgets too:\n"
+    "--max-evals N, --max-seconds S per image).\n"
     "\n"
     "Built with `make MPI=1`, `mpirun -n N dc eval ...` shares the images out among\n"
     "N ranks as they finish them; rank 0 writes the results file.\n";
@@ -285,6 +287,7 @@ typedef struct {
     int top[TOPK];
     long evals;
     double seconds;
+    int undecided;  /* a budget (--max-evals, --max-seconds) stopped it */
     int n_err;      /* mean error of every class (for temperature fits), or 0 */
     float *err;
     int has_cal;    /* --calibrate: per timestep, "t, sum d, sum d^2, count" */
@@ -360,6 +363,7 @@ static int parse_row(const char *line, result_row *row)
     if (!(p = strstr(line, "\"label\": ")) || sscanf(p + 9, "%d", &row->label) != 1) return 0;
     if (!(p = strstr(line, "\"evals\": ")) || sscanf(p + 9, "%ld", &row->evals) != 1) return 0;
     if (!(p = strstr(line, "\"seconds\": ")) || sscanf(p + 11, "%lf", &row->seconds) != 1) return 0;
+    row->undecided = strstr(line, "\"undecided\": 1") != NULL;
     if (!(p = strstr(line, "\"top\": ["))) return 0;
     p += 8;
     while (row->k < TOPK && *p && *p != ']') {
@@ -407,6 +411,7 @@ static char *format_row(const result_row *row)
     fprintf(f, "{\"index\": %d, \"label\": %d, \"top\": [", row->index, row->label);
     for (int j = 0; j < row->k; j++) fprintf(f, "%s%d", j ? ", " : "", row->top[j]);
     fprintf(f, "], \"evals\": %ld, \"seconds\": %.4f", row->evals, row->seconds);
+    if (row->undecided) fprintf(f, ", \"undecided\": 1");
     if (row->n_err) {
         fprintf(f, ", \"errors\": [");
         for (int j = 0; j < row->n_err; j++) fprintf(f, "%s%.7g", j ? ", " : "", row->err[j]);
@@ -560,7 +565,7 @@ static double fit_temperature(const results *r, double *before, double *after)
 static void report(const results *r, int n_classes, const name_list *names, int json, int fit, const char *plot)
 {
     if (!r->n) die("%s", "eval: no results to report");
-    long top1 = 0, top5 = 0, evals = 0;
+    long top1 = 0, top5 = 0, evals = 0, undecided = 0;
     double secs = 0;
     long *conf = calloc((size_t)n_classes * n_classes, sizeof(long));
     long *per = calloc((size_t)n_classes, sizeof(long)), *hit = calloc((size_t)n_classes, sizeof(long));
@@ -575,6 +580,7 @@ static void report(const results *r, int n_classes, const name_list *names, int 
         hit[row->label] += row->top[0] == row->label;
         evals += row->evals;
         secs += row->seconds;
+        undecided += row->undecided;
     }
     double mpc = 0;
     int present = 0;
@@ -584,6 +590,7 @@ static void report(const results *r, int n_classes, const name_list *names, int 
     printf("images: %d\ntop-1: %.4f\ntop-5: %.4f\nmean per-class accuracy: %.4f\n"
            "evaluations per image: %.1f\nseconds per image: %.3f\n",
            r->n, (double)top1 / r->n, (double)top5 / r->n, mpc, (double)evals / r->n, secs / r->n);
+    if (undecided) printf("undecided (the budget ran out): %ld images\n", undecided);
     if (n_classes <= 20) {
         printf("confusion matrix (rows: true class, columns: predicted):\n");
         for (int a = 0; a < n_classes; a++) {
@@ -608,6 +615,7 @@ static void report(const results *r, int n_classes, const name_list *names, int 
         printf("{\"n\": %d, \"top1\": %.6f, \"top5\": %.6f, \"mean_per_class\": %.6f, "
                "\"evals_per_image\": %.2f, \"seconds_per_image\": %.4f",
                r->n, (double)top1 / r->n, (double)top5 / r->n, mpc, (double)evals / r->n, secs / r->n);
+        printf(", \"undecided\": %ld", undecided);
         if (fit) printf(", \"temperature\": %.6g, \"nll\": %.6f", T, nll1);
         printf("}\n");
     }
@@ -720,7 +728,7 @@ static char *eval_compute(void *user, int i)
     result_row row;
     memset(&row, 0, sizeof row);
     row.index = i, row.label = s->d.labels[i], row.k = r.n_classes < TOPK ? r.n_classes : TOPK;
-    row.evals = r.n_evals, row.seconds = r.seconds, row.n_err = r.n_classes;
+    row.evals = r.n_evals, row.seconds = r.seconds, row.n_err = r.n_classes, row.undecided = r.undecided;
     row.err = malloc(sizeof(float) * (size_t)r.n_classes);
     if (!row.err) die("%s", "eval: out of memory");
     for (int q = 0; q < row.k; q++) row.top[q] = r.ranking[q];
