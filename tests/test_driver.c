@@ -412,6 +412,25 @@ static void default_stopping_rule_should_follow_the_model(void)
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "--max-seconds '-1'"), "seconds: %s", out);
 }
 
+/* dc eval under a budget: every image stopped at it, counted as undecided,
+   and the rows say so, so a resumed or merged report counts them too. */
+static void eval_should_count_images_a_budget_left_undecided(void)
+{
+    const char *fm = "/usr/share/datasets/fashion-mnist/";
+    char m[1024], res[1024], args[4096], images[512];
+    snprintf(m, sizeof m, "%s", t_path(T.data, "../../data/models/fmnist-dit.dcw"));
+    snprintf(images, sizeof images, "%st10k-images-idx3-ubyte.gz %st10k-labels-idx1-ubyte.gz", fm, fm);
+    if (access(m, R_OK) || access("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", R_OK))
+        SKIP("shipped DiT or dataset-fashion-mnist missing");
+    snprintf(res, sizeof res, "%s", t_path(T.tmp, "budget_eval.jsonl"));
+    remove(res);
+    snprintf(args, sizeof args, "eval -m '%s' %s --limit 4 --max-evals 30 --results '%s' --json --quiet", m, images, res);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "undecided (the budget ran out): 4 images") &&
+          strstr(out, "\"evals_per_image\": 30.00") && strstr(out, "\"undecided\": 4}"), "eval: %s", out);
+    snprintf(args, sizeof args, "eval --merge '%s' --json", res);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"undecided\": 4}"), "merge: %s", out);
+}
+
 static void calibrate_should_measure_unlabelled_images_and_name_bad_input(void)
 {
     FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
@@ -453,6 +472,7 @@ void suite_driver(void)
 {
     RUN(default_stopping_rule_should_follow_the_model);
     RUN(calibrate_should_measure_unlabelled_images_and_name_bad_input);
+    RUN(eval_should_count_images_a_budget_left_undecided);
     RUN(shipped_dit_should_classify_the_shipped_samples);
     RUN(shipped_default_sd_model_should_classify_the_shipped_samples);
     RUN(match_should_score_captions_and_winoground);
