@@ -469,10 +469,10 @@ static double van_der_corput(unsigned i)
    is the rule's, per class and round, without dividing it among the
    classes: dropping a wrong class is no error, and the one test that can
    err, the best class's, is one test per round, as in the t-test. (A
-   Bonferroni level cost 30% more evaluations at 1,000 classes and kept
-   the best no more often, in bench/many_classes.c's simulation from the
-   DiT's errors on validation images.) From min_scores draws on, the
-   t-test of the calibrated rule takes over. */
+   Bonferroni level spent 33-41% more evaluations at 1,000 classes and
+   kept the best exactly as often, in bench/many_classes.c's simulation
+   from the DiT's errors on validation images.) From min_scores draws on,
+   the t-test of the calibrated rule takes over. */
 
 /* The screen after `draws` draws, var_sum = sum_j w_j^2 spread(t_j)^2. */
 static void prune_by_screen(classify_state *s, double var_sum, int draws, int *rank_end)
