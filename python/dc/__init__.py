@@ -12,8 +12,9 @@ arrays in and out:
 
 Classification options are the driver's (`dc classify --help`): stop,
 samples, keep, alpha, min_scores, loss, trials, seed, batch, size,
-calibration, threads; with the same defaults, the same images give the
-same results as `dc classify --json`. Errors of the library raise dc.Error
+calibration, max_evals, max_seconds, threads; with the same defaults, the
+same images give the same results as `dc classify --json` (a budget that
+ran out: r.decided is False). Errors of the library raise dc.Error
 with its message. Every call into the library runs without the GIL.
 
 Like the driver, importing dc sets OMP_WAIT_POLICY=passive when it is unset
