@@ -456,6 +456,26 @@ static void calibrate_should_measure_unlabelled_images_and_name_bad_input(void)
     for (char *p = text; (p = strchr(p, '\n')); p++) lines++;
     CHECK(strstr(text, "unlabelled images") && strstr(text, "error(finalist) - error(leading class)") && lines == 3 + 4,
           "calibration file (%d lines): %s", lines, text);
+    /* staged: all 3 classes at 2 timesteps, the 2 leading (the finalists) at 4; the spread comes from the
+       finalists alone, so every timestep counts one difference per image */
+    remove(res);
+    snprintf(args, sizeof args, "calibrate -m '%s' %s --samples 2,4 --keep 2,1 --quiet -o '%s' --results '%s' '%s'", m,
+             classes, cal, res, t_path(T.data, "images"));
+    int images = 0, bad = 0, rows = 0;
+    const char *p = NULL;
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && (p = strstr(out, "images: ")) && sscanf(p + 8, "%d", &images) == 1,
+          "staged: %s", out);
+    if ((f = fopen(cal, "r"))) {
+        char line[256];
+        int t;
+        long count;
+        double sp, mean;
+        while (fgets(line, sizeof line, f))
+            if (line[0] != '#' && sscanf(line, "%d %lf %lf %ld", &t, &sp, &mean, &count) == 4) rows++, bad += count != images;
+        fclose(f);
+    }
+    CHECK(rows == 4 && images > 1 && !bad, "staged calibration: %d timesteps, %d with a count other than %d images",
+          rows, bad, images);
     snprintf(args, sizeof args, "calibrate -m '%s' %s --quiet '%s'", m, classes, t_path(T.data, "images"));
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "-o FILE"), "no output: %s", out);
     snprintf(args, sizeof args, "calibrate -m '%s' -o x.txt --plot p.png '%s'", m, t_path(T.data, "images"));
