@@ -98,6 +98,16 @@ static void classify_should_print_rankings_as_text_json_and_csv(void)
     CHECK(rc == 0 && strstr(out, "plot: ") && !memcmp(sig, "\x89PNG\r\n\x1a\n", 8), "plot: %s", out);
     snprintf(args, sizeof args, "classify -m '%s' --stop sequential --json '%s'", m, img);
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"prediction\""), "sequential: %s", out);
+    /* seeded random weights: whatever the rule, the budget ends it */
+    const char *rules[2] = {"sequential", "adaptive"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof args, "classify -m '%s' --stop %s --class 3 --class 5 --class 7 --max-evals 40 --json "
+                 "--quiet '%s'", m, rules[k], img);
+        long evals = -1;
+        const char *e = NULL;
+        CHECK(run_dc(out, sizeof out, "", args) == 0 && (e = strstr(out, "\"evals\": ")) &&
+              sscanf(e + 9, "%ld", &evals) == 1 && evals <= 40 && evals > 40 - 3, "%s, 40 evaluations: %s", rules[k], out);
+    }
 }
 
 static void classify_should_name_each_bad_input(void)
