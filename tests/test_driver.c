@@ -312,7 +312,9 @@ static void eval_should_resume_shard_and_merge(void)
     snprintf(args, sizeof args, "eval -m '%s' %s --limit 2 --shard 2/2 %s", m, ds, sched);
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "--shard '2/2'"), "bad shard: %s", out);
     snprintf(args, sizeof args, "eval -m '%s' /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz %s", m, sched);
+    int had_default = access("eval-results.jsonl", F_OK) == 0;
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "needs its IDX label file"), "no labels: %s", out);
+    CHECK(had_default || access("eval-results.jsonl", F_OK) != 0, "%s", "a usage error created eval-results.jsonl");
 }
 
 /* A shipped model on the shipped samples (3 Fashion-MNIST test images per
@@ -491,7 +493,9 @@ static void calibrate_should_measure_unlabelled_images_and_name_bad_input(void)
     snprintf(args, sizeof args, "calibrate -m '%s' -o x.txt --plot p.png '%s'", m, t_path(T.data, "images"));
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "--plot needs labels"), "--plot: %s", out);
     snprintf(args, sizeof args, "calibrate -m '%s' -o x.txt '%s'", m, t_path(T.tmp, "absent.png"));
+    int had_default = access("calibrate-results.jsonl", F_OK) == 0;
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "cannot read"), "absent: %s", out);
+    CHECK(had_default || access("calibrate-results.jsonl", F_OK) != 0, "%s", "a bad image made calibrate-results.jsonl");
     snprintf(args, sizeof args, "calibrate -m '%s' -o x.txt --bogus", m);
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "calibrate: unknown or incomplete option '--bogus'"),
           "unknown option: %s", out);

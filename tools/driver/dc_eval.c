@@ -950,6 +950,13 @@ static int eval_main(int argc, char **argv, int unlabelled)
     char default_model[4096], msg[8192];
     common_opts_finish(co, default_model, sizeof default_model);
     s.calibrate = calibrate != NULL;
+    /* usage errors before any file is opened or made */
+    dataset *d = &s.d;
+    struct stat sb;
+    int is_folder = !unlabelled && stat(pos.names[0], &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (!unlabelled && is_folder && pos.n != 1) die("%s", "eval: a folder data set takes no label file");
+    if (!unlabelled && !is_folder && pos.n != 2) die("%s", "eval: an IDX image file needs its IDX label file after it");
+    if (unlabelled) load_unlabelled(d, &pos);
     int rank;
     s.ranks = par_start(&argc, &argv, &rank);
     s.per_rank = calloc((size_t)s.ranks, sizeof(int));
@@ -974,14 +981,8 @@ static int eval_main(int argc, char **argv, int unlabelled)
         s.file_rows = done.n;
     }
 
-    dataset *d = &s.d;
     dc_model *m = NULL;
-    struct stat sb;
-    int is_folder = !unlabelled && stat(pos.names[0], &sb) == 0 && S_ISDIR(sb.st_mode);
-    if (!unlabelled && is_folder && pos.n != 1) die("%s", "eval: a folder data set takes no label file");
-    if (!unlabelled && !is_folder && pos.n != 2) die("%s", "eval: an IDX image file needs its IDX label file after it");
-    if (unlabelled) load_unlabelled(d, &pos);
-    else if (is_folder) {
+    if (is_folder) {
         load_folder(d, pos.names[0]);
         if (!co->classes.n) /* the folders name the classes */
             for (int i = 0; i < d->folder_classes.n; i++)
