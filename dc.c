@@ -655,6 +655,7 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
         free(seen);
         s.evals_total = total;
     }
+    if (o->max_evals > 0 && o->max_evals < s.evals_total) s.evals_total = o->max_evals;
 
     int rank_end = n_classes;
     st = o->stop == DC_STOP_ADAPTIVE     ? classify_adaptive(&s, &rank_end, err)
