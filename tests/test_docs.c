@@ -24,7 +24,8 @@ static void reading_guide_should_name_only_functions_that_exist(void)
                                     "nn/image.c", "nn/dit.c", "nn/vae.c", "nn/clip.c", "nn/tokenizer.c",
                                     "nn/unet.c", "nn/conv.c", "nn/linear.c", "nn/norm.c", "nn/ops.c", "nn/attn.c",
                                     "nn/kernels.c", "tools/driver/dc_main.c", "tools/driver/driver.c",
-                                    "tools/driver/dc_eval.c", "tools/driver/durable.c", "tools/driver/par.c"};
+                                    "tools/driver/dc_eval.c", "tools/driver/durable.c", "tools/driver/par.c",
+                                    "tools/driver/calibrate.c"};
     char *guide = slurp(t_path(T.data, "../../docs/reading-guide.md"));
     if (!guide) {
         CHECK(0, "cannot read docs/reading-guide.md");
