@@ -454,6 +454,12 @@ static double van_der_corput(unsigned i)
     return u;
 }
 
+/* The rules that draw by the timestep calibration: calibrated and screened. */
+static int uses_calibration(dc_stop stop)
+{
+    return stop == DC_STOP_CALIBRATED || stop == DC_STOP_SCREENED;
+}
+
 /* ---- stopping rule 4: screened, calibrated with a screen for many classes ----
    The t-test needs min_scores draws before it can test anything, since it
    estimates each difference's variance from the draws themselves: with
@@ -610,7 +616,7 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
     s.alive = malloc(sizeof(int) * (size_t)n_classes);
     s.drop = calloc((size_t)n_classes, 1);
     s.err_sum = calloc((size_t)n_classes, sizeof(double));
-    int calibrated = o->stop == DC_STOP_CALIBRATED || o->stop == DC_STOP_SCREENED;
+    int calibrated = uses_calibration(o->stop);
     if (calibrated) {
         s.spread = malloc(sizeof(float) * (size_t)max_n);
         s.is_sum = calloc((size_t)n_classes, sizeof(double));
@@ -1029,7 +1035,7 @@ static dc_status with_model_calibration(const dc_model *m, const dc_classify_opt
                                         const dc_classify_opts **use, dc_error *err)
 {
     *use = o, *local = NULL;
-    if ((o->stop != DC_STOP_CALIBRATED && o->stop != DC_STOP_SCREENED) || o->calib_t) return DC_OK;
+    if (!uses_calibration(o->stop) || o->calib_t) return DC_OK;
     if (!dc_model_has_calibration(m))
         return dc__fail(err, DC_ERR_INVALID, "calibrated stopping: %s has no timestep calibration (make one "
                         "with dc calibrate on unlabelled images or dc eval --calibrate on labelled ones, and "

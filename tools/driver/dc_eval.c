@@ -867,15 +867,15 @@ static int cmp_selection(const void *a, const void *b)
 /* dc calibrate's summary: images, their cost, and how the leading classes
    spread over the classes (a calibration from images the model puts all in
    one class measures little). */
-static void report_unlabelled(const results *r, int json, const char *path)
+static void report_unlabelled(const results *r, int n_classes, int json, const char *path)
 {
     double evals = 0;
-    int most = 0, classes = 0, *count = calloc(100001, sizeof(int));
+    int most = 0, classes = 0, *count = calloc((size_t)n_classes, sizeof(int));
     if (!count) die("%s", "calibrate: out of memory");
     for (int i = 0; i < r->n; i++) {
         evals += r->rows[i].evals;
         int c = r->rows[i].top[0];
-        if (c < 0 || c > 100000) continue;
+        if (c < 0 || c >= n_classes) continue;
         classes += !count[c]++;
         most = count[c] > most ? count[c] : most;
     }
@@ -1072,7 +1072,7 @@ static int eval_main(int argc, char **argv, int unlabelled)
         name_list names = {0};
         for (int i = 0; i < n_classes; i++) names_add(&names, dc_classes_name(s.cl, i), strlen(dc_classes_name(s.cl, i)));
         if (s.mine.n && !unlabelled) report(&s.mine, n_classes, &names, co->json, fit, plot);
-        if (s.mine.n && unlabelled) report_unlabelled(&s.mine, co->json, calibrate);
+        if (s.mine.n && unlabelled) report_unlabelled(&s.mine, n_classes, co->json, calibrate);
         names_free(&names);
     }
     int rc = s.rc;
