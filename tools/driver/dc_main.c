@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "dc.h"
 #include "driver.h"
+#include "par.h"
 
 #include <errno.h>
 #include <math.h>
@@ -287,6 +288,34 @@ static const char *classify_help =
     "                      (several images: OUT-1.png, OUT-2.png, ...)\n"
     "  --quiet             no progress on stderr\n";
 
+/* A run of images classified at once (par_for), printed in order after. */
+typedef struct {
+    dc_result r;
+    dc_status st;
+    dc_error err;
+} classified;
+typedef struct {
+    const par_workers *pw;
+    const dc_classes *cl;
+    const dc_classify_opts *o;
+    progress_state *prog; /* worker 0's images show progress */
+    const name_list *images;
+    int first;            /* the run's first image */
+    classified *out;
+} classify_run;
+
+static void classify_one(void *user, int worker, int k)
+{
+    classify_run *run = user;
+    const char *image = run->images->names[run->first + k];
+    dc_classify_opts o = *run->o;
+    if (worker) o.progress = NULL;
+    else run->prog->start = run->prog->last = wall(), run->prog->label = image;
+    classified *out = &run->out[k];
+    out->st = dc_classify_image(run->pw->ctx[worker], run->cl, image, &o, &out->r, &out->err);
+    if (!worker && run->prog->tty && run->prog->enabled) fprintf(stderr, "\n");
+}
+
 static int cmd_classify(int argc, char **argv)
 {
     common_opts co;
@@ -324,12 +353,20 @@ static int cmd_classify(int argc, char **argv)
     co.o.progress_user = &prog;
     if (co.csv) printf("image,rank,class,error\n");
     rc = 0;
+    /* runs of a few images per worker, so one slow image idles the others little */
+    par_workers pw;
+    par_workers_open(&pw, m, c, images.n);
+    int run_len = pw.n > 1 ? 4 * pw.n : 1;
+    classified *ready = calloc((size_t)run_len, sizeof *ready);
+    if (!ready) die("%s", "out of memory");
     for (int i = 0; i < images.n; i++) {
-        dc_result r;
-        prog.start = prog.last = wall();
-        prog.label = images.names[i];
-        dc_status st = dc_classify_image(c, cl, images.names[i], &co.o, &r, &err);
-        if (prog.tty && prog.enabled) fprintf(stderr, "\n");
+        if (i % run_len == 0) {
+            classify_run run = {&pw, cl, &co.o, &prog, &images, i, ready};
+            par_for(&pw, images.n - i < run_len ? images.n - i : run_len, classify_one, &run);
+        }
+        dc_result r = ready[i % run_len].r;
+        dc_status st = ready[i % run_len].st;
+        err = ready[i % run_len].err;
         if (st != DC_OK) {
             fprintf(stderr, "dc: %s\n", err.msg);
             rc = 1;
@@ -390,6 +427,8 @@ static int cmd_classify(int argc, char **argv)
         free(prob);
         dc_result_free(&r);
     }
+    free(ready);
+    par_workers_close(&pw);
 done:
     names_free(&co.classes);
     names_free(&images);
