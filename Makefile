@@ -124,12 +124,12 @@ $(B)/single/run_tests: build/single/dc.h $(TEST_SRC) tests/test.h
 # test-one: one build variant's suite (the variables above pick it)
 test-one: $(B)/run_tests $(B)/dc
 	@mkdir -p $(B)/tmp
-	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp ../shared/fixtures
-	$(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures ../shared/fixtures
+	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp tests/fixtures
+	$(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures tests/fixtures
 test-single: $(B)/single/run_tests $(B)/single/dc
 	@mkdir -p $(B)/tmp
-	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp ../shared/fixtures
-	$(B)/single/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/single/dc --fixtures ../shared/fixtures
+	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp tests/fixtures
+	$(B)/single/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/single/dc --fixtures tests/fixtures
 # test-embed: a program with its own stb_image embeds the single file; only
 # dc_ API symbols are exported, and it classifies a sample as ./dc does
 test-embed: build/single/dc.h $(B)/dc
@@ -148,9 +148,9 @@ VALGRIND = valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds
   --suppressions=tests/valgrind.supp
 test-valgrind: $(B)/run_tests $(B)/dc
 	@mkdir -p $(B)/tmp
-	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp ../shared/fixtures
+	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp tests/fixtures
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell DC_KERNELS=avx2 \
-	  $(VALGRIND) $(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures ../shared/fixtures $(VG_FILTER)
+	  $(VALGRIND) $(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures tests/fixtures $(VG_FILTER)
 
 # make test: ./dc and libdc.a (as make builds them, so the README's commands
 # work after it), then all suites and one summary line ("N passed, M failed")

@@ -9,7 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
-test_env T = {"tests/data", "/tmp", "./dc", "../shared/fixtures"};
+test_env T = {"tests/data", "/tmp", "./dc", "tests/fixtures"};
 int t_failed_checks, t_skip;
 static int passed, failed, skipped;
 static const char *filter;

@@ -18,7 +18,7 @@ typedef struct {
     const char *data;     /* tests/data */
     const char *tmp;      /* scratch folder for written files */
     const char *dc;       /* the driver binary under test */
-    const char *fixtures; /* ../shared/fixtures (may be absent) */
+    const char *fixtures; /* tests/fixtures: the golden fixtures */
 } test_env;
 extern test_env T;
 

@@ -677,7 +677,7 @@ static void student_t_should_match_closed_forms(void)
 static void schedules_should_match_the_reference_fixtures(void)
 {
     FILE *f = fopen(t_path(T.fixtures, "schedules/case.json"), "rb");
-    if (!f) SKIP("../shared/fixtures/schedules not present");
+    if (!f) SKIP("tests/fixtures/schedules not present");
     fclose(f);
     static const struct { const char *kind, *file; double b0, b1; } cases[] = {
         {"scaled_linear", "sd_scaled_linear_alphas_cumprod.npy", 0.00085, 0.012},

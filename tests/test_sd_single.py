@@ -5,7 +5,7 @@ of the original single-file SD checkpoints (CompVis / ldm names).
 Two kinds of check:
 
   - full size, shapes only: fake SD 1.5 and SD 2.1 single-file state dicts
-    are built from the real key lists (../shared/fixtures/key_lists), the
+    are built from the real key lists (tests/fixtures/key_lists), the
     UNet's CompVis names made with the inverse of the converter's table, the
     VAE's and the text encoder's with independent inverses written here
     (CompVis VAE names, OpenCLIP's fused blocks). Every tensor is a
@@ -25,7 +25,7 @@ Plain asserts, run by tools/convert/testing.py: "ok   name" / "FAIL name:
 reason" / "skip name: reason" per test, then "N passed, M failed, K skipped".
 
 usage: test_sd_single.py [--fixtures DIR] [--dc PATH_TO_dc]
-  (defaults ../shared/fixtures and build/release/dc; torch is needed for
+  (defaults tests/fixtures and build/release/dc; torch is needed for
   the .ckpt case and is Debian's python3-torch)
 """
 import contextlib
@@ -56,7 +56,7 @@ def arg(flag, default):
     return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv[:-1] else default
 
 
-FIXTURES = os.path.abspath(arg("--fixtures", os.path.join(ROOT, "..", "shared", "fixtures")))
+FIXTURES = os.path.abspath(arg("--fixtures", os.path.join(ROOT, "tests", "fixtures")))
 DC = os.path.abspath(arg("--dc", os.path.join(ROOT, "build", "release", "dc")))
 KEY_LISTS = os.path.join(FIXTURES, "key_lists")
 TOKENIZER = os.path.join(FIXTURES, "clip_tokenizer")

@@ -16,7 +16,7 @@
 
    Models: the golden DiT fixture converted by tools/refs/prepare_tests.py
    (dit_st_f32.dcw, and dit_pt_q8.dcw for the decode-scratch path) when
-   ../shared/fixtures is present, and the small DiT made from
+   tests/fixtures is present, and the small DiT made from
    tests/data/dit/s32_p2 (always made). A missing model is a SKIP. */
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"

@@ -124,7 +124,7 @@ def clip_text_tensors(tensors, meta, prefix="text.", source_prefix="", origin="c
 
 # The text towers of the original SD checkpoints (v1-5-pruned.safetensors,
 # v2-1_512-ema-pruned.safetensors), which hold no config: the transformers
-# configs of the released text encoders (../shared/fixtures/key_lists).
+# configs of the released text encoders (tests/fixtures/key_lists).
 SD1_TEXT_CONFIG = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                        num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
                        layer_norm_eps=1e-5)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tools/refs/make_unet_refs.py - torch references for dc's UNet (nn/unet.c).
 
-The golden fixture (../shared/fixtures/unet_sd1, made with diffusers 0.25.1)
+The golden fixture (tests/fixtures/unet_sd1, made with diffusers 0.25.1)
 covers one SD 1.x-like config. The configs it does not show are checked
 against this reference, written here in PyTorch from diffusers' structure
 (v0.25.1: unet_2d_condition.UNet2DConditionModel, unet_2d_blocks.
@@ -42,7 +42,7 @@ encoder_hidden_states.npy and out_sample.npy, like the fixture:
                1e-6, 3 in / 5 out channels, an 8x12 latent, batch 3
 
 Every run first checks tools/convert/convert_unet.py against the real full-size key
-lists (../shared/fixtures/key_lists/sd15_unet.json and sd21_unet.json):
+lists (tests/fixtures/key_lists/sd15_unet.json and sd21_unet.json):
 the names and shapes its config logic implies equal the listed ones, the
 parameter counts match summary.json (859,520,964 and 865,910,724), and this
 torch module built with those configs (on the meta device: nothing is
@@ -462,7 +462,7 @@ def make_case(outdir, name, spec):
 def main():
     args = [a for a in sys.argv[1:] if a != "--check"]
     outdir = args[0] if args else os.path.join(ROOT, "tests", "data", "unet")
-    fixtures = args[1] if len(args) > 1 else os.path.join(ROOT, "..", "shared", "fixtures")
+    fixtures = args[1] if len(args) > 1 else os.path.join(ROOT, "tests", "fixtures")
     check_key_lists(fixtures)
     check_fixture(fixtures)
     if "--check" in sys.argv:

@@ -6,7 +6,7 @@ paths users take):
   test.dcw (+ expected .npy)       tools/refs/make_test_dcw.py
   dit_{pt,st}_f32.dcw, dit_pt_{f16,q8}.dcw
                                    the golden DiT fixture (.pt and safetensors),
-                                   when ../shared/fixtures is present
+                                   when tests/fixtures is present
   dit_<case>.dcw                   tests/data/dit/<case> (tools/refs/make_dit_refs.py)
   ...                              whatever each tools/refs/prepare_<component>.py writes
 
@@ -24,11 +24,11 @@ CONVERT = os.path.join(ROOT, "tools", "convert", "convert.py")
 
 def folders(usage):
     """(TMPDIR, FIXTURES) from a prepare_*.py command line (TMPDIR made if
-    missing; FIXTURES by default ../shared/fixtures); usage when there is none."""
+    missing; FIXTURES by default tests/fixtures); usage when there is none."""
     if len(sys.argv) < 2:
         sys.exit(usage)
     tmp = sys.argv[1]
-    fixtures = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "..", "shared", "fixtures")
+    fixtures = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "tests", "fixtures")
     os.makedirs(tmp, exist_ok=True)
     return tmp, fixtures
 

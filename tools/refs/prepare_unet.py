@@ -2,7 +2,7 @@
 """tools/refs/prepare_unet.py - the model files tests/test_unet.c reads, made
 through the real converter (tools/convert/convert.py --family unet) into TMPDIR:
 
-  unet_fixture_{f32,f16,q8}.dcw  ../shared/fixtures/unet_sd1 (if present)
+  unet_fixture_{f32,f16,q8}.dcw  tests/fixtures/unet_sd1 (if present)
   unet_<case>.dcw                tests/data/unet/<case> (tools/refs/make_unet_refs.py), f32
   unet_sd2_linear_numheads.dcw   sd2_linear's weights with a config that names the
                                  heads in num_attention_heads ([1, 2, 2]) and sets
