@@ -191,10 +191,16 @@ train:
 FMNIST = /usr/share/datasets/fashion-mnist
 CALIBRATE = ./dc eval $(FMNIST)/train-images-idx3-ubyte.gz $(FMNIST)/train-labels-idx1-ubyte.gz \
   --subset data/calibration/train_images.txt --samples 50 --keep 1 --quiet
+# Each model records how it was made in terms a user can repeat (the
+# training scripts and their options, the dataset), never this machine's paths.
+TRAINED_VAE = tools/train/train_fmnist.py vae --minutes $(TRAIN_MINUTES_VAE)
+SHIP_META = --meta 'dc.dataset=Fashion-MNIST, training split (Debian package dataset-fashion-mnist)'
 DIT_CONVERT = $(PYTHON) tools/convert/convert.py models/fmnist/dit --family dit --vae models/fmnist/vae \
-  --class-names data/classes/fashion_mnist.txt --dtype f16 -o data/models/fmnist-dit.dcw
+  --class-names data/classes/fashion_mnist.txt --dtype f16 -o data/models/fmnist-dit.dcw $(SHIP_META) \
+  --meta 'dc.training=make train: $(TRAINED_VAE), then tools/train/train_fmnist.py dit --vae (that VAE) --minutes $(TRAIN_MINUTES_DIT) (seed 0)'
 SD_CONVERT = $(PYTHON) tools/convert/convert.py models/fmnist/sd --family sd \
-  --class-names data/classes/fashion_mnist.txt --template "a photo of a {}." --dtype q8 -o data/models/fmnist-sd.dcw
+  --class-names data/classes/fashion_mnist.txt --template "a photo of a {}." --dtype q8 -o data/models/fmnist-sd.dcw $(SHIP_META) \
+  --meta 'dc.training=make train: $(TRAINED_VAE), then tools/train/train_fmnist_sd.py --vae (that VAE) --minutes $(TRAIN_MINUTES_SD) (seed 0)'
 ship: dc
 	@mkdir -p data/models data/calibration
 	$(DIT_CONVERT)
