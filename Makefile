@@ -15,6 +15,7 @@
 #   make CC=clang     any C99 compiler with OpenMP (gcc and clang are tested)
 #   make MPI=1        build/mpi/dc, for `mpirun -n N build/mpi/dc eval ...` (Open MPI)
 #   make test-mpi     dc eval over 2 MPI ranks against one process (tests/mpi_test.sh)
+#   make test-lone    a clone of HEAD alone in a temporary folder passes the release suite
 
 CC ?= cc
 # a Python with numpy (the first python3 on PATH may lack Debian's packages)
@@ -68,7 +69,7 @@ HEADERS = dc.h dc_internal.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h nn
 TEST_SRC = $(wildcard tests/test_*.c) tests/main.c
 BENCH_SRC = bench/conv_bench.c
 
-.PHONY: all setup test test-one test-single test-embed test-tools test-python test-install test-mpi test-valgrind bench \
+.PHONY: all setup test test-one test-single test-embed test-tools test-python test-install test-mpi test-valgrind test-lone bench \
         single clean train ship shared pc man install uninstall FORCE
 
 ifeq ($(MPI),1)
@@ -136,6 +137,10 @@ test-embed: build/single/dc.h $(B)/dc
 	CC="$(CC)" CFLAGS="$(ALL_CFLAGS)" LDLIBS="$(LDLIBS)" sh tests/embed.sh $(B)/embed $(B)/dc
 test-tools:
 	$(PYTHON) tools/convert/test_tools.py
+# test-lone: the committed HEAD cloned into an empty temporary folder passes
+# the release suite there (no ../shared or anything else beside it)
+test-lone:
+	MAKE="$(MAKE)" PYTHON="$(PYTHON)" sh tests/lone_clone.sh test-one
 # test-mpi: dc eval over 2 MPI ranks on localhost against one process
 test-mpi:
 	$(MAKE) -s MPI=1 build/mpi/dc

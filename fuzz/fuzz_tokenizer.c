@@ -8,7 +8,7 @@
 
    The tokenizer comes from a .dcw written by tools/refs/prepare_tokenizer.py:
    $DC_FUZZ_TOKENIZER, else build/fuzz/tmp/tokenizer_sd1.dcw (CLIP's real
-   49408-token vocabulary, made when tests/fixtures is present), else
+   49408-token vocabulary, made from tests/fixtures/clip_tokenizer), else
    build/fuzz/tmp/tokenizer_tiny.dcw (a synthetic byte-level one).
 
    Build and run: make fuzz (fuzz/Makefile.inc). */

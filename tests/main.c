@@ -50,6 +50,13 @@ int t_close(const char *name, const float *got, const float *want, size_t n, dou
     return 1;
 }
 
+int t_readable(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
 const char *t_path(const char *dir, const char *fmt, ...)
 {
     static char bufs[8][1024];

@@ -619,7 +619,7 @@ def absolute_paths(meta):
 
 @test
 def the_absolute_path_check_should_find_each_kind_and_pass_plain_text():
-    bad = {"a": "/work/main/models/fmnist/sd", "b": "DiT.pt + VAE /home/u/vae", "c": ["x", "~/models/sd"],
+    bad = {"a": "/srv/build/models/fmnist/sd", "b": "DiT.pt + VAE /home/u/vae", "c": ["x", "~/models/sd"],
            "d": "C:\\Users\\me\\sd", "e": "from (/tmp/x/y)"}
     assert [f.split(":")[0] for f in absolute_paths(bad)] == list(bad), absolute_paths(bad)
     fine = {"a": "sd", "b": "DiT-fmnist.pt + VAE vae", "c": ["/", "a/b", "1/2", "</w>", "/</w>"], "d": 3,

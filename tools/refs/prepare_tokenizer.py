@@ -21,7 +21,7 @@ writes into TMPDIR, through the real converter (tools/convert/convert_tokenizer.
   tokenizer_prompts.txt     the fixture's prompts (prompts.json), one a line: hex of
                             their UTF-8 bytes (prompts hold tabs and newlines), a tab,
                             n_tokens_incl_bos_eos (at most 77), a tab, truncated (0/1)
-  (the last four only when the fixture is there)
+  (the last four from the fixture)
 
     prepare_tokenizer.py --c-tables
 
