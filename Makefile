@@ -138,7 +138,7 @@ test-embed: build/single/dc.h $(B)/dc
 test-tools:
 	$(PYTHON) tools/convert/test_tools.py
 # test-lone: the committed HEAD cloned into an empty temporary folder passes
-# the release suite there (no ../shared or anything else beside it)
+# the release suite there, with nothing else beside it
 test-lone:
 	MAKE="$(MAKE)" PYTHON="$(PYTHON)" sh tests/lone_clone.sh test-one
 # test-mpi: dc eval over 2 MPI ranks on localhost against one process
