@@ -400,8 +400,8 @@ static void small_models_should_run_one_image_per_thread(void)
 {
     dc_model *m = NULL;
     dc_error err;
-    if (dc_model_load(&m, t_path(T.data, "../../data/models/default.dcw"), NULL, &err) != DC_OK)
-        SKIP("no default model in data/models");
+    NEED(dc_model_load(&m, t_path(T.data, "../../data/models/default.dcw"), NULL, &err) == DC_OK,
+         "data/models/default.dcw: %s (part of the repository)", err.msg);
     int before = dc_get_threads();
     dc_set_threads(3);
     CHECK(dc_images_at_once(m) == 3, "3 threads: %d images at once", dc_images_at_once(m));

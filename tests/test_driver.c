@@ -460,7 +460,7 @@ static void result_lines(const char *text, const char *key, char *buf, size_t ca
    images also exercise the hand-out of images and the order of output. */
 static void images_at_once_should_each_get_their_result_alone(void)
 {
-    if (access(t_path(T.data, "../../data/models/default.dcw"), R_OK)) SKIP("no default model in data/models");
+    NEED(t_readable(t_path(T.data, "../../data/models/default.dcw")), "data/models/default.dcw missing (part of the repository)");
     static const char *names[] = {"bag_0018", "coat_0006", "trouser_0002", "sneaker_0009"};
     char args[4096] = "-t 3 classify --json --quiet", alone[16384] = "", together[16384], want[16384];
     for (int i = 0; i < 4; i++) {
@@ -486,8 +486,9 @@ static void images_at_once_should_each_get_their_result_alone(void)
     const char *fm = "/usr/share/datasets/fashion-mnist/";
     char m[1024], res[1024], images[512];
     snprintf(m, sizeof m, "%s", t_path(T.data, "../../data/models/fmnist-dit.dcw"));
-    if (access(m, R_OK) || access("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", R_OK))
-        SKIP("shipped DiT or dataset-fashion-mnist missing");
+    NEED(t_readable(m), "data/models/fmnist-dit.dcw missing (part of the repository)");
+    NEED(t_readable("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+         "Fashion-MNIST missing: install Debian's dataset-fashion-mnist (make setup)");
     snprintf(images, sizeof images, "%st10k-images-idx3-ubyte.gz %st10k-labels-idx1-ubyte.gz", fm, fm);
     for (int threads = 1; threads <= 3; threads += 2) {
         snprintf(res, sizeof res, "%s", t_path(T.tmp, threads == 1 ? "at_once_1.jsonl" : "at_once_3.jsonl"));
