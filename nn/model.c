@@ -197,14 +197,14 @@ dc_status dc_token_text(const dc_model *m, int64_t id, char *buf, size_t cap, dc
 
 /* ---- contexts ---- */
 
-/* A denoiser of at most this many parameters runs one image per thread
-   (dc_images_at_once): its matrices are a few hundred wide, so a layer
-   takes microseconds and splitting it over threads costs about as much as
-   it saves. A judgement, not a measurement of the crossing point: the
-   shipped models (4.5 M and 5.3 M parameters) gain 2x from it on 2 cores
-   (bench/images_at_once.sh), while SD 1.5 and DiT-XL (675-860 M) keep
-   their threads near the sgemm's peak on one image and need their memory
-   once, not per thread. */
+/* A model of at most this many parameters (all its networks) runs one
+   image per thread (dc_images_at_once): its matrices are a few hundred
+   wide, so a layer takes microseconds and splitting it over threads costs
+   about as much as it saves. A judgement, not a measured crossing point:
+   the shipped models (4.5 M and 5.3 M parameters) ran 2.2-4.4x faster with
+   it on 2 cores (bench/README.md, images_at_once.sh), while SD 1.5 and
+   DiT-XL (675-860 M) keep their threads near the sgemm's peak on one image
+   and need their activations once, not per thread. */
 #define DC_IMAGE_PER_THREAD_MAX_PARAMS 50000000
 
 int dc_images_at_once(const dc_model *m)
