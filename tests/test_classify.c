@@ -394,6 +394,24 @@ static void same_seed_should_give_the_same_result_for_any_thread_count(void)
     for (int i = 0; i < 3; i++) dc_result_free(&r[i]);
 }
 
+/* The shipped models are small: one image per thread, as many at once as
+   threads; one thread (or no model) means one image at a time. */
+static void small_models_should_run_one_image_per_thread(void)
+{
+    dc_model *m = NULL;
+    dc_error err;
+    NEED(dc_model_load(&m, t_path(T.data, "../../data/models/default.dcw"), NULL, &err) == DC_OK,
+         "data/models/default.dcw: %s (part of the repository)", err.msg);
+    int before = dc_get_threads();
+    dc_set_threads(3);
+    CHECK(dc_images_at_once(m) == 3, "3 threads: %d images at once", dc_images_at_once(m));
+    dc_set_threads(1);
+    CHECK(dc_images_at_once(m) == 1, "1 thread: %d images at once", dc_images_at_once(m));
+    CHECK(dc_images_at_once(NULL) == 1, "no model: %d", dc_images_at_once(NULL));
+    dc_set_threads(before);
+    dc_model_free(m);
+}
+
 static void bad_options_should_be_refused_by_name(void)
 {
     double off[3] = {1, 2, 3};
@@ -855,4 +873,5 @@ void suite_classify(void)
     RUN(schedules_should_match_the_reference_fixtures);
     RUN(dit_model_should_classify_a_latent_end_to_end);
     RUN(latent_path_should_equal_the_image_path_for_both_families);
+    RUN(small_models_should_run_one_image_per_thread);
 }
