@@ -77,6 +77,10 @@ static void loader_should_read_metadata_written_by_numpy(void)
     double fl[4];
     CHECK(dc__meta_floats(&w, "test.floats", fl, 4, &n, &err) == DC_OK && n == 2 &&
           fl[0] == 0.25 && fl[1] == -1.5, "test.floats");
+    n = 0;
+    CHECK(dc__meta_ints(&w, "test.ints", NULL, 0, &n, &err) == DC_OK && n == 3, "test.ints: the count alone");
+    CHECK(dc__meta_floats(&w, "test.floats", fl, 1, &n, &err) == DC_ERR_FORMAT && strstr(err.msg, "'test.floats'") &&
+          strstr(err.msg, "at most 1"), "an array longer than cap: %s", err.msg);
     const char *str;
     uint32_t len;
     CHECK(dc__meta_strs_at(&w, "test.words", 1, &str, &len, &err) == DC_OK && len == 2 &&
