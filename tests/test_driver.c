@@ -85,6 +85,14 @@ static void classify_should_print_rankings_as_text_json_and_csv(void)
     snprintf(args, sizeof args, "classify -m '%s' --samples 4,20 --keep 2,1 --csv --top 2 --quiet '%s'", m, img);
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "image,rank,class,error\n") &&
           strstr(out, ",1,") && strstr(out, ",2,"), "csv: %s", out);
+    /* a path with a comma and quotes stays one field (RFC 4180: quoted, each quote written twice) */
+    char odd[1024], want[1100];
+    snprintf(odd, sizeof odd, "%s", t_path(T.tmp, "odd, \"name\".png"));
+    snprintf(want, sizeof want, "\n\"%s\",1,\"", t_path(T.tmp, "odd, \"\"name\"\".png"));
+    snprintf(args, sizeof args, "cp '%s' '%s'", img, odd);
+    CHECK(system(args) == 0, "cannot copy %s", img);
+    snprintf(args, sizeof args, "classify -m '%s' --samples 4,20 --keep 2,1 --csv --top 1 --quiet '%s'", m, odd);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, want), "csv, a path with a comma and quotes: %s", out);
     const char *png = t_path(T.tmp, "plot.png");
     remove(png);
     snprintf(args, sizeof args, "classify -m '%s' --samples 4,20 --keep 2,1 --quiet --plot '%s' '%s'", m, png, img);
@@ -149,6 +157,37 @@ static void classify_should_name_each_bad_input(void)
           !strstr(out, "too large") && strstr(out, "rgb_45x31.png: "), "a folder as an image: %s", out);
 }
 
+/* Class lists and presets take lines of up to 4094 bytes (DRIVER_LINE_MAX,
+   tools/driver/driver.h) and name the file of a longer one. The model is
+   absent on purpose: a file that reads whole gets as far as loading it. */
+static void class_lists_and_presets_should_take_lines_up_to_the_limit(void)
+{
+    const int limit = 4094;
+    char args[4096];
+    const char *img = t_path(T.data, "images/rgb_45x31.png"), *absent = t_path(T.tmp, "absent.dcw");
+    for (int past = 0; past < 2; past++)
+        for (int preset = 0; preset < 2; preset++) {
+            char file[1024];
+            snprintf(file, sizeof file, "%s", t_path(T.tmp, "long_line_%d%d.txt", past, preset));
+            FILE *f = fopen(file, "w");
+            if (!f) {
+                CHECK(0, "cannot write %s", file);
+                return;
+            }
+            fputc('#', f); /* a comment line of limit (+1) bytes */
+            for (int i = 1; i < limit + past; i++) fputc('x', f);
+            fputs(preset ? "\ntemplate a {}\nclasses\ncat\ndog\n" : "\ncat\ndog\n", f);
+            fclose(f);
+            snprintf(args, sizeof args, "classify -m '%s' %s '%s' --quiet '%s'", absent, preset ? "--preset" : "--classes",
+                     file, img);
+            int rc = run_dc(out, sizeof out, "", args);
+            char expect[1200];
+            snprintf(expect, sizeof expect, "%s: a line is longer than %d bytes", file, limit);
+            if (past) CHECK(rc == 2 && strstr(out, expect), "%s, a line of %d bytes: %s", file, limit + 1, out);
+            else CHECK(rc == 1 && strstr(out, "absent.dcw: cannot open"), "%s, a line of %d bytes: %s", file, limit, out);
+        }
+}
+
 static void tokenize_should_print_77_ids_per_prompt(void)
 {
     FILE *f = fopen(t_path(T.tmp, "tokenizer_sd1.dcw"), "rb");
@@ -185,6 +224,10 @@ static void classify_should_run_a_text_conditional_pipeline(void)
               "%s: %s", m, out);
     }
     const char *m = t_path(T.tmp, "sd_tiny_epsilon.dcw");
+    snprintf(args, sizeof args, "classify -m '%s' --class 'a \"red\", car' --class cat --samples 2 --keep 1 --csv "
+             "--quiet '%s'", m, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, ",\"a \"\"red\"\", car\",") && strstr(out, ",\"cat\","),
+          "csv, a class with a comma and quotes: %s", out);
     snprintf(args, sizeof args, "classify -m '%s' --class cat --template 'a photo' --quiet '%s'", m, img);
     CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "has no {}"), "template: %s", out);
     snprintf(args, sizeof args, "classify -m '%s' --quiet '%s'", m, img);
@@ -516,6 +559,7 @@ void suite_driver(void)
     RUN(tokenize_should_print_77_ids_per_prompt);
     RUN(classify_should_print_rankings_as_text_json_and_csv);
     RUN(classify_should_name_each_bad_input);
+    RUN(class_lists_and_presets_should_take_lines_up_to_the_limit);
     RUN(driver_should_explain_itself_and_refuse_unknown_input);
     RUN(info_should_describe_a_model_and_name_a_bad_one);
     RUN(driver_should_reexec_onto_the_best_openblas_kernels);

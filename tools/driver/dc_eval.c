@@ -21,7 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <stb/stb_image.h> /* its zlib inflater reads .gz IDX files (compiled into libdc) */
+#include <stb/stb_image.h> /* its zlib inflater reads .gz IDX files: the driver's own copy, stb_zlib.c */
 
 static const char eval_help[] =
     "usage: dc eval [-m MODEL] DATASET [LABELS] [OPTIONS]\n"
@@ -1045,7 +1045,7 @@ static void check_labels(const dataset *d, int n_classes)
 static void open_model(eval_state *s)
 {
     common_opts *co = &s->co;
-    if (!open_classifier(co->model, &co->classes, co->tmpl, &s->m, &s->c, &s->cl)) par_exit(1);
+    if (!open_classifier(co->model, &co->classes, co->tmpl, &s->m, &s->c, &s->cl)) driver_exit(1); /* it said why */
     s->n_classes = dc_classes_count(s->cl);
     choose_default_stop(co, s->m, s->n_classes);
     check_labels(&s->d, s->n_classes);
