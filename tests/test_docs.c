@@ -8,19 +8,6 @@
 #include <ctype.h>
 #include <stdlib.h>
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    if (p) p[fread(p, 1, (size_t)n, f)] = 0;
-    fclose(f);
-    return p;
-}
-
 static void reading_guide_should_name_only_functions_that_exist(void)
 {
     static const char *sources[] = {"dc.c", "nn/model.c", "nn/stats.c", "nn/core.c", "nn/weights.c", "nn/cpu.c",
@@ -29,7 +16,7 @@ static void reading_guide_should_name_only_functions_that_exist(void)
                                     "nn/kernels.c", "tools/driver/dc_main.c", "tools/driver/driver.c",
                                     "tools/driver/dc_eval.c", "tools/driver/durable.c", "tools/driver/par.c",
                                     "tools/driver/calibrate.c"};
-    char *guide = slurp(t_path(T.data, "../../docs/reading-guide.md"));
+    char *guide = t_read_file(t_path(T.data, "../../docs/reading-guide.md"), NULL);
     if (!guide) {
         CHECK(0, "cannot read docs/reading-guide.md");
         return;
@@ -37,7 +24,7 @@ static void reading_guide_should_name_only_functions_that_exist(void)
     char *all = calloc(1, 1);
     size_t len = 0;
     for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++) {
-        char *s = slurp(t_path(T.data, "../../%s", sources[i]));
+        char *s = t_read_file(t_path(T.data, "../../%s", sources[i]), NULL);
         if (!s) { /* a source moved or renamed: the list above must follow it */
             CHECK(0, "cannot read %s, a source the guide may name", sources[i]);
             continue;
@@ -113,7 +100,7 @@ static int library_files(const char *makefile, char names[][64], int cap)
    process, tools/driver/driver.c's driver_exit). */
 static void library_should_never_call_exit(void)
 {
-    char *makefile = slurp(t_path(T.data, "../../Makefile")), names[96][64];
+    char *makefile = t_read_file(t_path(T.data, "../../Makefile"), NULL), names[96][64];
     if (!makefile) {
         CHECK(0, "cannot read the Makefile");
         return;
@@ -122,7 +109,7 @@ static void library_should_never_call_exit(void)
     free(makefile);
     CHECK(n > 20, "only %d library files found in the Makefile's NN_SRC and HEADERS", n);
     for (int i = 0; i < n; i++) {
-        char *src = slurp(t_path(T.data, "../../%s", names[i]));
+        char *src = t_read_file(t_path(T.data, "../../%s", names[i]), NULL);
         if (!src) {
             CHECK(0, "cannot read %s, a library file the Makefile lists", names[i]);
             continue;
