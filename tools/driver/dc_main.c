@@ -314,7 +314,6 @@ static int cmd_classify(int argc, char **argv)
     char default_model[4096];
     common_opts_finish(&co, default_model, sizeof default_model);
 
-    dc_error err;
     dc_model *m = NULL;
     dc_ctx *c = NULL;
     dc_classes *cl = NULL;
@@ -328,12 +327,7 @@ static int cmd_classify(int argc, char **argv)
     rc = 0;
     for (int i = 0; i < images.n; i++) {
         dc_result r;
-        prog.start = prog.last = wall();
-        prog.label = images.names[i];
-        dc_status st = dc_classify_image(c, cl, images.names[i], &co.o, &r, &err);
-        if (prog.tty && prog.enabled) fprintf(stderr, "\n");
-        if (st != DC_OK) {
-            fprintf(stderr, "dc: %s\n", err.msg);
+        if (classify_file(c, cl, images.names[i], &co.o, &prog, &r) != DC_OK) {
             rc = 1;
             continue;
         }

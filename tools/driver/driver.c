@@ -226,6 +226,18 @@ void on_progress(void *user, long done, long total)
     }
 }
 
+dc_status classify_file(dc_ctx *c, const dc_classes *cl, const char *path, const dc_classify_opts *o,
+                        progress_state *prog, dc_result *r)
+{
+    dc_error err;
+    prog->start = prog->last = wall();
+    prog->label = path;
+    dc_status st = dc_classify_image(c, cl, path, o, r, &err);
+    if (prog->tty && prog->enabled) fprintf(stderr, "\n"); /* past the bar */
+    if (st != DC_OK) fprintf(stderr, "dc: %s\n", err.msg);
+    return st;
+}
+
 void json_string(FILE *f, const char *s)
 {
     fputc('"', f);

@@ -51,6 +51,10 @@ typedef struct {
 double wall(void);
 /* dc_classify_opts.progress: a bar on a terminal, a line every 10 s otherwise */
 void on_progress(void *user, long done, long total);
+/* dc_classify_image on one file, its progress (o->progress_user = prog)
+   labelled with the path; on failure prints the library's reason. */
+dc_status classify_file(dc_ctx *c, const dc_classes *cl, const char *path, const dc_classify_opts *o,
+                        progress_state *prog, dc_result *r);
 void json_string(FILE *f, const char *s);
 /* s as one CSV field (RFC 4180): always quoted, so that commas, quotes
    and line breaks in a path or class name stay inside it; a quote is

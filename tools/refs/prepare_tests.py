@@ -20,6 +20,15 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CONVERT = os.path.join(ROOT, "tools", "convert", "convert.py")
+# the converter's modules, for the prepare_*.py scripts that import this one
+sys.path.insert(0, os.path.dirname(CONVERT))
+import convert  # noqa: E402
+
+
+def convert_in_process(family, src, out, *options):
+    """convert.py SRC --family FAMILY -o OUT [OPTIONS] in this process: a
+    refusal raises SystemExit with the converter's message."""
+    convert.main([src, "--family", family, "-o", out, *options])
 
 
 def folders(usage):

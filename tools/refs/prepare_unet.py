@@ -22,23 +22,18 @@ import glob
 import json
 import os
 import shutil
-import sys
 import tempfile
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
-import convert  # noqa: E402
+from prepare_tests import ROOT, convert_in_process, folders  # also puts tools/convert on the path
 import convert_unet  # noqa: E402
 from dcw import write_dcw  # noqa: E402
-from prepare_tests import folders  # noqa: E402
 from safetensors_np import open_safetensors, write_safetensors  # noqa: E402
 
 
 def convert_unet_file(src, out, *options):
-    convert.main([src, "--family", "unet", "-o", out, *options])
+    convert_in_process("unet", src, out, *options)
 
 
 def write_modified(case_dir, out, edit):
