@@ -98,6 +98,9 @@ void dc__runner_free(dc__runner *r);
 
 /* ---- threads ---- */
 int dc__num_threads(void);
+/* This thread's index in the running parallel region, 0..dc__num_threads()-1
+   (0 outside one, or without OpenMP): which slice of a shared scratch it owns. */
+int dc__thread_index(void);
 
 /* ---- weight file (nn/weights.c, docs/dcw-format.md) ---- */
 
