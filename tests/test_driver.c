@@ -486,6 +486,37 @@ static void eval_should_count_images_a_budget_left_undecided(void)
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"undecided\": 4}"), "merge: %s", out);
 }
 
+/* A folder data set: root/CLASS/ folders in sorted order name the classes
+   and label their images; hidden entries, loose files, other files and
+   nested folders are not part of it. */
+static void eval_should_read_a_folder_of_class_folders(void)
+{
+    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
+    if (!f) SKIP("DiT fixture not present");
+    fclose(f);
+    char args[4096], sh[16384], root[1024], res[1024];
+    const char *img = t_path(T.data, "images/rgb_45x31.png");
+    snprintf(root, sizeof root, "%s", t_path(T.tmp, "class_folders"));
+    snprintf(res, sizeof res, "%s", t_path(T.tmp, "class_folders.jsonl"));
+    remove(res);
+    snprintf(sh, sizeof sh, "rm -rf '%s' && mkdir -p '%s/5/nested' '%s/3' '%s/.hidden' && cp '%s' '%s/3/b.png' && "
+             "cp '%s' '%s/3/a.PNG' && cp '%s' '%s/5/c.png' && cp '%s' '%s/5/nested/d.png' && cp '%s' '%s/.hidden/e.png' && "
+             "touch '%s/5/notes.txt' '%s/loose.png'", root, root, root, root, img, root, img, root, img, root, img, root,
+             img, root, root, root);
+    CHECK(system(sh) == 0, "cannot make %s", root);
+    snprintf(args, sizeof args, "eval -m '%s' '%s' --samples 2 --keep 1 --quiet --results '%s' --json",
+             t_path(T.tmp, "dit_vae.dcw"), root, res);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"n\": 3,"), "eval: %s", out);
+    char *rows = t_read_file(res, NULL);
+    CHECK(rows && strstr(rows, "\"classes\": [\"3\", \"5\"]") && strstr(rows, "{\"index\": 0, \"label\": 0,") &&
+          strstr(rows, "{\"index\": 1, \"label\": 0,") && strstr(rows, "{\"index\": 2, \"label\": 1,") &&
+          !strstr(rows, "\"index\": 3"), "%s", rows ? rows : "no results file");
+    free(rows);
+    snprintf(args, sizeof args, "eval -m '%s' '%s/5/nested' --quiet --results '%s'", t_path(T.tmp, "dit_vae.dcw"),
+             root, t_path(T.tmp, "no_classes.jsonl"));
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "has no class folders"), "no class folders: %s", out);
+}
+
 static void calibrate_should_measure_unlabelled_images_and_name_bad_input(void)
 {
     FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
@@ -550,6 +581,7 @@ void suite_driver(void)
     RUN(default_stopping_rule_should_follow_the_model);
     RUN(calibrate_should_measure_unlabelled_images_and_name_bad_input);
     RUN(eval_should_count_images_a_budget_left_undecided);
+    RUN(eval_should_read_a_folder_of_class_folders);
     RUN(shipped_dit_should_classify_the_shipped_samples);
     RUN(shipped_default_sd_model_should_classify_the_shipped_samples);
     RUN(match_should_score_captions_and_winoground);

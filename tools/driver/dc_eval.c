@@ -178,70 +178,60 @@ static int is_image_name(const char *s)
     return !strcmp(ext, "png") || !strcmp(ext, "jpg") || !strcmp(ext, "jpeg");
 }
 
-static void load_folder(dataset *d, const char *root)
-{
-    DIR *dir = opendir(root);
-    if (!dir) die("eval: cannot open folder '%s'", root);
-    struct dirent *e;
-    char path[8192];
-    while ((e = readdir(dir))) {
-        struct stat sb;
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "%s/%s", root, e->d_name);
-        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) names_add(&d->folder_classes, e->d_name, strlen(e->d_name));
-    }
-    closedir(dir);
-    if (!d->folder_classes.n) die("eval: '%s' has no class folders (root/CLASS/*.png)", root);
-    qsort(d->folder_classes.names, (size_t)d->folder_classes.n, sizeof(char *), cmp_str);
-    int cap = 0;
-    for (int c = 0; c < d->folder_classes.n; c++) {
-        snprintf(path, sizeof path, "%s/%s", root, d->folder_classes.names[c]);
-        name_list files = {0};
-        if (!(dir = opendir(path))) continue;
-        while ((e = readdir(dir)))
-            if (e->d_name[0] != '.' && is_image_name(e->d_name)) {
-                char full[16384];
-                snprintf(full, sizeof full, "%s/%s", path, e->d_name);
-                names_add(&files, full, strlen(full));
-            }
-        closedir(dir);
-        if (files.n > 1) qsort(files.names, (size_t)files.n, sizeof(char *), cmp_str);
-        for (int i = 0; i < files.n; i++) {
-            names_add(&d->files, files.names[i], strlen(files.names[i]));
-            if (d->files.n > cap) {
-                cap = 2 * d->files.n;
-                d->labels = realloc(d->labels, sizeof(int) * (size_t)cap);
-                if (!d->labels) die("%s", "eval: out of memory");
-            }
-            d->labels[d->files.n - 1] = c;
-        }
-        names_free(&files);
-    }
-    d->n = d->files.n;
-    if (!d->n) die("eval: no .png/.jpg/.jpeg images under '%s'", root);
-}
-
-/* The images under dir, through its subfolders (at most 16 deep), in
-   sorted order. */
-static void collect_images(name_list *out, const char *dir, int depth)
+/* The names in dir but the hidden ones, in sorted order. */
+static void list_folder(name_list *out, const char *dir)
 {
     DIR *dp = opendir(dir);
-    if (!dp) die("calibrate: cannot open folder '%s'", dir);
-    name_list entries = {0};
+    if (!dp) die("cannot open folder '%s'", dir);
     struct dirent *e;
     while ((e = readdir(dp)))
-        if (e->d_name[0] != '.') names_add(&entries, e->d_name, strlen(e->d_name));
+        if (e->d_name[0] != '.') names_add(out, e->d_name, strlen(e->d_name));
     closedir(dp);
-    if (entries.n > 1) qsort(entries.names, (size_t)entries.n, sizeof(char *), cmp_str);
+    if (out->n > 1) qsort(out->names, (size_t)out->n, sizeof(char *), cmp_str);
+}
+
+/* The image files in dir, in sorted order, then through its subfolders
+   down to max_depth levels below it (depth counts the levels walked). */
+static void collect_images(name_list *out, const char *dir, int depth, int max_depth)
+{
+    name_list entries = {0};
+    list_folder(&entries, dir);
     for (int i = 0; i < entries.n; i++) {
         char path[16384];
         struct stat sb;
         snprintf(path, sizeof path, "%s/%s", dir, entries.names[i]);
         if (stat(path, &sb) != 0) continue;
-        if (S_ISDIR(sb.st_mode) && depth < 16) collect_images(out, path, depth + 1);
+        if (S_ISDIR(sb.st_mode) && depth < max_depth) collect_images(out, path, depth + 1, max_depth);
         else if (S_ISREG(sb.st_mode) && is_image_name(path)) names_add(out, path, strlen(path));
     }
     names_free(&entries);
+}
+
+/* root/CLASS/ folders, classes in sorted order, each image labelled with its folder's. */
+static void load_folder(dataset *d, const char *root)
+{
+    name_list entries = {0};
+    list_folder(&entries, root);
+    for (int i = 0; i < entries.n; i++) {
+        const char *name = entries.names[i];
+        char path[8192];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", root, name);
+        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) names_add(&d->folder_classes, name, strlen(name));
+    }
+    names_free(&entries);
+    if (!d->folder_classes.n) die("eval: '%s' has no class folders (root/CLASS/*.png)", root);
+    for (int c = 0; c < d->folder_classes.n; c++) {
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", root, d->folder_classes.names[c]);
+        int before = d->files.n;
+        collect_images(&d->files, path, 0, 0);
+        d->labels = realloc(d->labels, sizeof(int) * (size_t)(d->files.n ? d->files.n : 1));
+        if (!d->labels) die("%s", "eval: out of memory");
+        for (int i = before; i < d->files.n; i++) d->labels[i] = c;
+    }
+    d->n = d->files.n;
+    if (!d->n) die("eval: no .png/.jpg/.jpeg images under '%s'", root);
 }
 
 /* dc calibrate's images: one IDX image file, or image files and folders. */
@@ -256,7 +246,7 @@ static void load_unlabelled(dataset *d, const name_list *args)
     for (int i = 0; i < args->n; i++) {
         const char *a = args->names[i];
         if (stat(a, &sb) != 0) die("calibrate: cannot read '%s'", a);
-        if (S_ISDIR(sb.st_mode)) collect_images(&d->files, a, 0);
+        if (S_ISDIR(sb.st_mode)) collect_images(&d->files, a, 0, 16);
         else if (is_image_name(a)) names_add(&d->files, a, strlen(a));
         else die("calibrate: '%s' is not a .png/.jpg/.jpeg image (an IDX image file comes alone)", a);
     }
