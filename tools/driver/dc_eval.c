@@ -1140,6 +1140,10 @@ static void eval_state_free(eval_state *s)
     dc_model_free(s->m);
 }
 
+/* dc eval or dc calibrate: the options and the data set; on rank 0 the
+   results file, opened before the model loads; the model; on rank 0 what is
+   left to do; the images over the ranks; on rank 0 the results closed, the
+   calibration written and the report. */
 static int run(int argc, char **argv, const run_kind *kind)
 {
     eval_state s;
