@@ -15,6 +15,7 @@ float32's) only when np.asarray / load_tensor is called on it.
     load_tensor(t) -> np.ndarray
     write_safetensors(path, tensors, metadata=None)
     component_file(src, part, who) -> (.safetensors path, config.json path) of a diffusers component
+    component_source(src, part, who, is_its_config=None) -> (config dict or None, .safetensors path)
 """
 import glob
 import json
