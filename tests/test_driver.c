@@ -70,9 +70,8 @@ static void driver_should_reexec_onto_the_best_openblas_kernels(void)
 
 static void classify_should_print_rankings_as_text_json_and_csv(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "dit_vae.dcw")),
+         "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     char args[4096];
     const char *m = t_path(T.tmp, "dit_vae.dcw"), *img = t_path(T.data, "images/rgb_45x31.png");
     snprintf(args, sizeof args, "classify -m '%s' --samples 4,20 --keep 2,1 --quiet '%s' '%s'", m, img,
@@ -120,9 +119,8 @@ static void classify_should_print_rankings_as_text_json_and_csv(void)
 
 static void classify_should_name_each_bad_input(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "dit_vae.dcw")),
+         "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     char args[4096];
     const char *m = t_path(T.tmp, "dit_vae.dcw"), *img = t_path(T.data, "images/rgb_45x31.png");
     static const struct { const char *opts; int rc; const char *expect; } cases[] = {
@@ -178,21 +176,21 @@ static void class_lists_and_presets_should_take_lines_up_to_the_limit(void)
             for (int i = 1; i < limit + past; i++) fputc('x', f);
             fputs(preset ? "\ntemplate a {}\nclasses\ncat\ndog\n" : "\ncat\ndog\n", f);
             fclose(f);
-            snprintf(args, sizeof args, "classify -m '%s' %s '%s' --quiet '%s'", absent, preset ? "--preset" : "--classes",
-                     file, img);
+            snprintf(args, sizeof args, "classify -m '%s' %s '%s' --quiet '%s'", absent,
+                     preset ? "--preset" : "--classes", file, img);
             int rc = run_dc(out, sizeof out, "", args);
             char expect[1200];
             snprintf(expect, sizeof expect, "%s: a line is longer than %d bytes", file, limit);
             if (past) CHECK(rc == 2 && strstr(out, expect), "%s, a line of %d bytes: %s", file, limit + 1, out);
-            else CHECK(rc == 1 && strstr(out, "absent.dcw: cannot open"), "%s, a line of %d bytes: %s", file, limit, out);
+            else CHECK(rc == 1 && strstr(out, "absent.dcw: cannot open"), "%s, a line of %d bytes: %s", file, limit,
+                       out);
         }
 }
 
 static void tokenize_should_print_77_ids_per_prompt(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "tokenizer_sd1.dcw"), "rb");
-    NEED(f, "tokenizer_sd1.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "tokenizer_sd1.dcw")),
+         "tokenizer_sd1.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     char args[2048];
     snprintf(args, sizeof args, "tokenize -m '%s' 'a photo of a cat.' ''", t_path(T.tmp, "tokenizer_sd1.dcw"));
     CHECK(run_dc(out, sizeof out, "", args) == 0, "tokenize failed: %s", out);
@@ -210,9 +208,8 @@ static void tokenize_should_print_77_ids_per_prompt(void)
 
 static void classify_should_run_a_text_conditional_pipeline(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "sd_tiny_epsilon.dcw"), "rb");
-    NEED(f, "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "sd_tiny_epsilon.dcw")),
+         "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     char args[4096];
     const char *img = t_path(T.data, "images/rgb_45x31.png");
     for (int v = 0; v < 2; v++) {
@@ -246,9 +243,8 @@ static void classify_should_run_a_text_conditional_pipeline(void)
 
 static void match_should_score_captions_and_winoground(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "sd_tiny_epsilon.dcw"), "rb");
-    NEED(f, "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "sd_tiny_epsilon.dcw")),
+         "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     char args[4096];
     const char *m = t_path(T.tmp, "sd_tiny_epsilon.dcw");
     const char *a = t_path(T.data, "images/rgb_45x31.png"), *b = t_path(T.data, "images/grey_20x50.png");
@@ -313,12 +309,10 @@ static void eval_plot_should_draw_the_confusion_matrix(void)
 
 static void eval_should_resume_shard_and_merge(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
-    f = fopen("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", "rb");
-    NEED(f, "Fashion-MNIST missing: install Debian's dataset-fashion-mnist (make setup)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "dit_vae.dcw")),
+         "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
+    NEED(t_readable("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+         "Fashion-MNIST missing: install Debian's dataset-fashion-mnist (make setup)");
     char args[4096], res0[1024], res1[1024], all[1024];
     const char *m = t_path(T.tmp, "dit_vae.dcw");
     const char *ds = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz "
@@ -492,18 +486,17 @@ static void eval_should_count_images_a_budget_left_undecided(void)
    nested folders are not part of it. */
 static void eval_should_read_a_folder_of_class_folders(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    if (!f) SKIP("DiT fixture not present");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "dit_vae.dcw")),
+         "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     char args[4096], sh[16384], root[1024], res[1024];
     const char *img = t_path(T.data, "images/rgb_45x31.png");
     snprintf(root, sizeof root, "%s", t_path(T.tmp, "class_folders"));
     snprintf(res, sizeof res, "%s", t_path(T.tmp, "class_folders.jsonl"));
     remove(res);
-    snprintf(sh, sizeof sh, "rm -rf '%s' && mkdir -p '%s/5/nested' '%s/3' '%s/.hidden' && cp '%s' '%s/3/b.png' && "
-             "cp '%s' '%s/3/a.PNG' && cp '%s' '%s/5/c.png' && cp '%s' '%s/5/nested/d.png' && cp '%s' '%s/.hidden/e.png' && "
-             "touch '%s/5/notes.txt' '%s/loose.png'", root, root, root, root, img, root, img, root, img, root, img, root,
-             img, root, root, root);
+    snprintf(sh, sizeof sh, "rm -rf '%s' && mkdir -p '%s/5/nested' '%s/3' '%s/.hidden' && "
+             "cp '%s' '%s/3/b.png' && cp '%s' '%s/3/a.PNG' && cp '%s' '%s/5/c.png' && "
+             "cp '%s' '%s/5/nested/d.png' && cp '%s' '%s/.hidden/e.png' && touch '%s/5/notes.txt' '%s/loose.png'",
+             root, root, root, root, img, root, img, root, img, root, img, root, img, root, root, root);
     CHECK(system(sh) == 0, "cannot make %s", root);
     snprintf(args, sizeof args, "eval -m '%s' '%s' --samples 2 --keep 1 --quiet --results '%s' --json",
              t_path(T.tmp, "dit_vae.dcw"), root, res);
@@ -520,9 +513,8 @@ static void eval_should_read_a_folder_of_class_folders(void)
 
 static void calibrate_should_measure_unlabelled_images_and_name_bad_input(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "dit_vae.dcw")),
+         "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     char args[4096], m[1024], cal[1024], res[1024];
     snprintf(m, sizeof m, "%s", t_path(T.tmp, "dit_vae.dcw"));
     snprintf(cal, sizeof cal, "%s", t_path(T.tmp, "calibrate_cli.txt"));
@@ -533,7 +525,7 @@ static void calibrate_should_measure_unlabelled_images_and_name_bad_input(void)
              classes, cal, res, t_path(T.data, "images"));
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "evaluations per image: 12.0") &&
           strstr(out, "written to"), "folder of images: %s", out);
-    f = fopen(cal, "r");
+    FILE *f = fopen(cal, "r");
     char text[4096] = "";
     if (f) {
         text[fread(text, 1, sizeof text - 1, f)] = 0;

@@ -45,9 +45,7 @@ static void tt_unload(tok_model *m)
 
 static int tt_have_fixture(void)
 {
-    FILE *f = fopen(t_path(T.fixtures, "clip_tokenizer/ids_sd1.npy"), "rb");
-    if (f) fclose(f);
-    return f != NULL;
+    return t_readable(t_path(T.fixtures, "clip_tokenizer/ids_sd1.npy"));
 }
 
 /* Hex text -> bytes (NUL-terminated, malloc'ed); NULL if it is not hex. */

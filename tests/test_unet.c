@@ -149,9 +149,7 @@ static double unet_compare(const char *model_path, const char *dir, const char *
 
 static int unet_have_fixture(void)
 {
-    FILE *f = fopen(t_path(T.fixtures, "unet_sd1/out_sample.npy"), "rb");
-    if (f) fclose(f);
-    return f != NULL;
+    return t_readable(t_path(T.fixtures, "unet_sd1/out_sample.npy"));
 }
 
 static void unet_should_match_diffusers_on_the_sd1_fixture(void)

@@ -30,6 +30,16 @@ def convert_in_process(family, src, out, *options):
     convert.main([src, "--family", family, "-o", out, *options])
 
 
+def convert_fixture_and_cases(family, fixture, tmp):
+    """TMP/<family>_fixture_<dtype>.dcw from the golden fixture folder at each
+    dtype, and TMP/<family>_<case>.dcw (f32) from each tests/data/<family>/<case>."""
+    if os.path.isdir(fixture):
+        for dt in ("f32", "f16", "q8"):
+            convert_in_process(family, fixture, os.path.join(tmp, f"{family}_fixture_{dt}.dcw"), "--dtype", dt)
+    for case in sorted(glob.glob(os.path.join(ROOT, "tests", "data", family, "*"))):
+        convert_in_process(family, case, os.path.join(tmp, f"{family}_{os.path.basename(case)}.dcw"))
+
+
 def folders(usage):
     """(TMPDIR, FIXTURES) from a prepare_*.py command line (TMPDIR made if
     missing; FIXTURES by default tests/fixtures, which must be there); usage

@@ -18,7 +18,6 @@ through the real converter (tools/convert/convert.py --family unet) into TMPDIR:
 
 Called by tools/refs/prepare_tests.py. usage: prepare_unet.py TMPDIR [FIXTURES]
 """
-import glob
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ import tempfile
 
 import numpy as np
 
-from prepare_tests import ROOT, convert_in_process, folders  # also puts tools/convert on the path
+from prepare_tests import ROOT, convert_fixture_and_cases, convert_in_process, folders  # and tools/convert on the path
 import convert_unet  # noqa: E402
 from dcw import write_dcw  # noqa: E402
 from safetensors_np import open_safetensors, write_safetensors  # noqa: E402
@@ -94,13 +93,8 @@ def key_lists(fixtures, tmp):
 
 def main():
     tmp, fixtures = folders(__doc__)
-    fixture = os.path.join(fixtures, "unet_sd1")
-    if os.path.isdir(fixture):
-        for dt in ("f32", "f16", "q8"):
-            convert_unet_file(fixture, os.path.join(tmp, f"unet_fixture_{dt}.dcw"), "--dtype", dt)
+    convert_fixture_and_cases("unet", os.path.join(fixtures, "unet_sd1"), tmp)
     data = os.path.join(ROOT, "tests", "data", "unet")
-    for case in sorted(glob.glob(os.path.join(data, "*"))):
-        convert_unet_file(case, os.path.join(tmp, f"unet_{os.path.basename(case)}.dcw"))
 
     sd2 = os.path.join(data, "sd2_linear")
     with tempfile.TemporaryDirectory() as work:
