@@ -48,6 +48,12 @@ int t_close(const char *name, const float *got, const float *want, size_t n, dou
 int t_npy(dc__npy *a, const char *fmt, ...);
 /* Path helpers: into a static rotating buffer. */
 const char *t_path(const char *dir, const char *fmt, ...);
+/* Opens a .dcw file (checksum verified); fails the test with the loader's
+   message and returns 0 if it cannot. */
+int t_weights(dc__weights *w, const char *path);
+/* A whole file, NUL-terminated (malloc'ed; its size in *size unless NULL),
+   or NULL if it cannot be read. */
+char *t_read_file(const char *path, size_t *size);
 
 void t_run(const char *name, void (*fn)(void));
 #define RUN(fn) t_run(#fn, fn)

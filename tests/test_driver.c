@@ -70,9 +70,8 @@ static void driver_should_reexec_onto_the_best_openblas_kernels(void)
 
 static void classify_should_print_rankings_as_text_json_and_csv(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "dit_vae.dcw")),
+         "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     char args[4096];
     const char *m = t_path(T.tmp, "dit_vae.dcw"), *img = t_path(T.data, "images/rgb_45x31.png");
     snprintf(args, sizeof args, "classify -m '%s' --samples 4,20 --keep 2,1 --quiet '%s' '%s'", m, img,
@@ -85,6 +84,14 @@ static void classify_should_print_rankings_as_text_json_and_csv(void)
     snprintf(args, sizeof args, "classify -m '%s' --samples 4,20 --keep 2,1 --csv --top 2 --quiet '%s'", m, img);
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "image,rank,class,error\n") &&
           strstr(out, ",1,") && strstr(out, ",2,"), "csv: %s", out);
+    /* a path with a comma and quotes stays one field (RFC 4180: quoted, each quote written twice) */
+    char odd[1024], want[1100];
+    snprintf(odd, sizeof odd, "%s", t_path(T.tmp, "odd, \"name\".png"));
+    snprintf(want, sizeof want, "\n\"%s\",1,\"", t_path(T.tmp, "odd, \"\"name\"\".png"));
+    snprintf(args, sizeof args, "cp '%s' '%s'", img, odd);
+    CHECK(system(args) == 0, "cannot copy %s", img);
+    snprintf(args, sizeof args, "classify -m '%s' --samples 4,20 --keep 2,1 --csv --top 1 --quiet '%s'", m, odd);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, want), "csv, a path with a comma and quotes: %s", out);
     const char *png = t_path(T.tmp, "plot.png");
     remove(png);
     snprintf(args, sizeof args, "classify -m '%s' --samples 4,20 --keep 2,1 --quiet --plot '%s' '%s'", m, png, img);
@@ -112,9 +119,8 @@ static void classify_should_print_rankings_as_text_json_and_csv(void)
 
 static void classify_should_name_each_bad_input(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "dit_vae.dcw")),
+         "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     char args[4096];
     const char *m = t_path(T.tmp, "dit_vae.dcw"), *img = t_path(T.data, "images/rgb_45x31.png");
     static const struct { const char *opts; int rc; const char *expect; } cases[] = {
@@ -149,11 +155,42 @@ static void classify_should_name_each_bad_input(void)
           !strstr(out, "too large") && strstr(out, "rgb_45x31.png: "), "a folder as an image: %s", out);
 }
 
+/* Class lists and presets take lines of up to 4094 bytes (DRIVER_LINE_MAX,
+   tools/driver/driver.h) and name the file of a longer one. The model is
+   absent on purpose: a file that reads whole gets as far as loading it. */
+static void class_lists_and_presets_should_take_lines_up_to_the_limit(void)
+{
+    const int limit = 4094;
+    char args[4096];
+    const char *img = t_path(T.data, "images/rgb_45x31.png"), *absent = t_path(T.tmp, "absent.dcw");
+    for (int past = 0; past < 2; past++)
+        for (int preset = 0; preset < 2; preset++) {
+            char file[1024];
+            snprintf(file, sizeof file, "%s", t_path(T.tmp, "long_line_%d%d.txt", past, preset));
+            FILE *f = fopen(file, "w");
+            if (!f) {
+                CHECK(0, "cannot write %s", file);
+                return;
+            }
+            fputc('#', f); /* a comment line of limit (+1) bytes */
+            for (int i = 1; i < limit + past; i++) fputc('x', f);
+            fputs(preset ? "\ntemplate a {}\nclasses\ncat\ndog\n" : "\ncat\ndog\n", f);
+            fclose(f);
+            snprintf(args, sizeof args, "classify -m '%s' %s '%s' --quiet '%s'", absent,
+                     preset ? "--preset" : "--classes", file, img);
+            int rc = run_dc(out, sizeof out, "", args);
+            char expect[1200];
+            snprintf(expect, sizeof expect, "%s: a line is longer than %d bytes", file, limit);
+            if (past) CHECK(rc == 2 && strstr(out, expect), "%s, a line of %d bytes: %s", file, limit + 1, out);
+            else CHECK(rc == 1 && strstr(out, "absent.dcw: cannot open"), "%s, a line of %d bytes: %s", file, limit,
+                       out);
+        }
+}
+
 static void tokenize_should_print_77_ids_per_prompt(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "tokenizer_sd1.dcw"), "rb");
-    NEED(f, "tokenizer_sd1.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "tokenizer_sd1.dcw")),
+         "tokenizer_sd1.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     char args[2048];
     snprintf(args, sizeof args, "tokenize -m '%s' 'a photo of a cat.' ''", t_path(T.tmp, "tokenizer_sd1.dcw"));
     CHECK(run_dc(out, sizeof out, "", args) == 0, "tokenize failed: %s", out);
@@ -171,9 +208,8 @@ static void tokenize_should_print_77_ids_per_prompt(void)
 
 static void classify_should_run_a_text_conditional_pipeline(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "sd_tiny_epsilon.dcw"), "rb");
-    NEED(f, "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "sd_tiny_epsilon.dcw")),
+         "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     char args[4096];
     const char *img = t_path(T.data, "images/rgb_45x31.png");
     for (int v = 0; v < 2; v++) {
@@ -185,6 +221,10 @@ static void classify_should_run_a_text_conditional_pipeline(void)
               "%s: %s", m, out);
     }
     const char *m = t_path(T.tmp, "sd_tiny_epsilon.dcw");
+    snprintf(args, sizeof args, "classify -m '%s' --class 'a \"red\", car' --class cat --samples 2 --keep 1 --csv "
+             "--quiet '%s'", m, img);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, ",\"a \"\"red\"\", car\",") && strstr(out, ",\"cat\","),
+          "csv, a class with a comma and quotes: %s", out);
     snprintf(args, sizeof args, "classify -m '%s' --class cat --template 'a photo' --quiet '%s'", m, img);
     CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "has no {}"), "template: %s", out);
     snprintf(args, sizeof args, "classify -m '%s' --quiet '%s'", m, img);
@@ -203,9 +243,8 @@ static void classify_should_run_a_text_conditional_pipeline(void)
 
 static void match_should_score_captions_and_winoground(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "sd_tiny_epsilon.dcw"), "rb");
-    NEED(f, "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "sd_tiny_epsilon.dcw")),
+         "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     char args[4096];
     const char *m = t_path(T.tmp, "sd_tiny_epsilon.dcw");
     const char *a = t_path(T.data, "images/rgb_45x31.png"), *b = t_path(T.data, "images/grey_20x50.png");
@@ -270,12 +309,10 @@ static void eval_plot_should_draw_the_confusion_matrix(void)
 
 static void eval_should_resume_shard_and_merge(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
-    f = fopen("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", "rb");
-    NEED(f, "Fashion-MNIST missing: install Debian's dataset-fashion-mnist (make setup)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "dit_vae.dcw")),
+         "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
+    NEED(t_readable("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+         "Fashion-MNIST missing: install Debian's dataset-fashion-mnist (make setup)");
     char args[4096], res0[1024], res1[1024], all[1024];
     const char *m = t_path(T.tmp, "dit_vae.dcw");
     const char *ds = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz "
@@ -527,11 +564,40 @@ static void eval_should_count_images_a_budget_left_undecided(void)
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"undecided\": 4}"), "merge: %s", out);
 }
 
+/* A folder data set: root/CLASS/ folders in sorted order name the classes
+   and label their images; hidden entries, loose files, other files and
+   nested folders are not part of it. */
+static void eval_should_read_a_folder_of_class_folders(void)
+{
+    NEED(t_readable(t_path(T.tmp, "dit_vae.dcw")),
+         "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
+    char args[4096], sh[16384], root[1024], res[1024];
+    const char *img = t_path(T.data, "images/rgb_45x31.png");
+    snprintf(root, sizeof root, "%s", t_path(T.tmp, "class_folders"));
+    snprintf(res, sizeof res, "%s", t_path(T.tmp, "class_folders.jsonl"));
+    remove(res);
+    snprintf(sh, sizeof sh, "rm -rf '%s' && mkdir -p '%s/5/nested' '%s/3' '%s/.hidden' && "
+             "cp '%s' '%s/3/b.png' && cp '%s' '%s/3/a.PNG' && cp '%s' '%s/5/c.png' && "
+             "cp '%s' '%s/5/nested/d.png' && cp '%s' '%s/.hidden/e.png' && touch '%s/5/notes.txt' '%s/loose.png'",
+             root, root, root, root, img, root, img, root, img, root, img, root, img, root, root, root);
+    CHECK(system(sh) == 0, "cannot make %s", root);
+    snprintf(args, sizeof args, "eval -m '%s' '%s' --samples 2 --keep 1 --quiet --results '%s' --json",
+             t_path(T.tmp, "dit_vae.dcw"), root, res);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"n\": 3,"), "eval: %s", out);
+    char *rows = t_read_file(res, NULL);
+    CHECK(rows && strstr(rows, "\"classes\": [\"3\", \"5\"]") && strstr(rows, "{\"index\": 0, \"label\": 0,") &&
+          strstr(rows, "{\"index\": 1, \"label\": 0,") && strstr(rows, "{\"index\": 2, \"label\": 1,") &&
+          !strstr(rows, "\"index\": 3"), "%s", rows ? rows : "no results file");
+    free(rows);
+    snprintf(args, sizeof args, "eval -m '%s' '%s/5/nested' --quiet --results '%s'", t_path(T.tmp, "dit_vae.dcw"),
+             root, t_path(T.tmp, "no_classes.jsonl"));
+    CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "has no class folders"), "no class folders: %s", out);
+}
+
 static void calibrate_should_measure_unlabelled_images_and_name_bad_input(void)
 {
-    FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    fclose(f);
+    NEED(t_readable(t_path(T.tmp, "dit_vae.dcw")),
+         "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     char args[4096], m[1024], cal[1024], res[1024];
     snprintf(m, sizeof m, "%s", t_path(T.tmp, "dit_vae.dcw"));
     snprintf(cal, sizeof cal, "%s", t_path(T.tmp, "calibrate_cli.txt"));
@@ -542,7 +608,7 @@ static void calibrate_should_measure_unlabelled_images_and_name_bad_input(void)
              classes, cal, res, t_path(T.data, "images"));
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "evaluations per image: 12.0") &&
           strstr(out, "written to"), "folder of images: %s", out);
-    f = fopen(cal, "r");
+    FILE *f = fopen(cal, "r");
     char text[4096] = "";
     if (f) {
         text[fread(text, 1, sizeof text - 1, f)] = 0;
@@ -592,6 +658,7 @@ void suite_driver(void)
     RUN(images_at_once_should_each_get_their_result_alone);
     RUN(calibrate_should_measure_unlabelled_images_and_name_bad_input);
     RUN(eval_should_count_images_a_budget_left_undecided);
+    RUN(eval_should_read_a_folder_of_class_folders);
     RUN(shipped_dit_should_classify_the_shipped_samples);
     RUN(shipped_default_sd_model_should_classify_the_shipped_samples);
     RUN(match_should_score_captions_and_winoground);
@@ -601,6 +668,7 @@ void suite_driver(void)
     RUN(tokenize_should_print_77_ids_per_prompt);
     RUN(classify_should_print_rankings_as_text_json_and_csv);
     RUN(classify_should_name_each_bad_input);
+    RUN(class_lists_and_presets_should_take_lines_up_to_the_limit);
     RUN(driver_should_explain_itself_and_refuse_unknown_input);
     RUN(info_should_describe_a_model_and_name_a_bad_one);
     RUN(driver_should_reexec_onto_the_best_openblas_kernels);

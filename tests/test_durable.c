@@ -89,16 +89,8 @@ static int run(const char *args, long fsize)
    field that differs between runs); NULL if unreadable. */
 static char *rows_of(const char *path, int *lines)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (!s || fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-    fclose(f);
+    char *s = t_read_file(path, NULL);
     if (!s) return NULL;
-    s[n] = 0;
     *lines = 0;
     for (char *p = s; (p = strchr(p, '\n')); p++) ++*lines;
     for (char *p = s; (p = strstr(p, "\"seconds\": ")); ) {

@@ -1,7 +1,9 @@
 /* tools/driver/dc_main.c - the `dc` command-line driver.
 
-   Parses options, calls the library, prints. The only place in dc that
-   calls exit(). Commands grow with the model families; each has --help. */
+   Parses options, calls the library, prints. The library never exits; the
+   driver's errors end the process through driver_exit() (driver.c), the
+   one call of exit() in dc. Commands grow with the model families; each
+   has --help. */
 #define _POSIX_C_SOURCE 200809L
 #include "dc.h"
 #include "driver.h"
@@ -341,8 +343,10 @@ static int print_classified(const common_opts *co, const dc_classes *cl, const c
                r->n_timesteps, r->seconds);
     } else if (co->csv) {
         for (int j = 0; j < k; j++) {
-            printf("\"%s\",%d,\"%s\",%.6g\n", image, j + 1, dc_classes_name(cl, r->ranking[j]),
-                   r->mean_error[r->ranking[j]]);
+            csv_string(stdout, image);
+            printf(",%d,", j + 1);
+            csv_string(stdout, dc_classes_name(cl, r->ranking[j]));
+            printf(",%.6g\n", r->mean_error[r->ranking[j]]);
         }
     } else {
         printf("%s: %s\n", image, dc_classes_name(cl, r->ranking[0]));

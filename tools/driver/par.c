@@ -56,7 +56,7 @@ int par_start(int *argc, char ***argv, int *rank)
     /* only the main thread calls MPI; OpenMP threads compute */
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     P.mpi = 1;
-    driver_exit_hook(par_exit);
+    driver_exit_hook(par_abort);
     MPI_Comm_size(MPI_COMM_WORLD, &P.size);
     MPI_Comm_rank(MPI_COMM_WORLD, &P.rank);
     *rank = P.rank;
@@ -73,14 +73,14 @@ void par_stop(void)
     driver_exit_hook(NULL);
 }
 
-void par_exit(int code)
+void par_abort(int code)
 {
     fflush(stdout);
     fflush(stderr);
 #ifdef DC_MPI
     if (P.mpi) MPI_Abort(MPI_COMM_WORLD, code);
 #endif
-    exit(code);
+    (void)code;
 }
 
 /* the calling thread: worker 0 (OpenMP's thread 0 inside par_for) */

@@ -47,13 +47,10 @@ typedef struct {
 int par_start(int *argc, char ***argv, int *rank);
 /* The end of a run that went well: leaves the job. */
 void par_stop(void);
-/* Ends this process with code; with MPI, the whole job (the other ranks
-   would wait forever for this one). */
-void par_exit(int code)
-#if defined(__GNUC__)
-    __attribute__((noreturn))
-#endif
-    ;
+/* driver_exit's hook while this process is a rank of an MPI job: ends
+   the whole job (the other ranks would wait forever for this one). Returns
+   when the process is not one. */
+void par_abort(int code);
 /* Every image of todo[0..n) (given on rank 0; workers pass NULL, 0) is
    computed exactly once, by one of pw's workers on some rank, and accepted
    on rank 0. Returns when all are done. */
