@@ -4,7 +4,7 @@
 #   make              build ./dc and libdc.a
 #   make test         every test: normal, single-file, portable and ASan+UBSan builds
 #                     (and ./dc and libdc.a, as make does)
-#   make bench        sgemm and conv2d throughput (bench/README.md)
+#   make bench        sgemm, conv2d and int8 product throughput (bench/README.md)
 #   make single       write build/single/dc.h: the whole library as one header in
 #                     the stb manner (the implementation where DC_IMPLEMENTATION is
 #                     defined; nothing but the public API exported)
@@ -101,9 +101,10 @@ DRIVER_SRC = tools/driver/dc_main.c tools/driver/dc_eval.c tools/driver/dc_match
 $(B)/dc: $(DRIVER_SRC:%.c=$(B)/%.o) $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 
+# (-Wno-psabi: SIMDe's vector types passed without AVX, inside this file only)
 $(B)/tests/q8_simde.o: $(TEST_SIMDE) nn/q8.h nn/q8_avx512vnni.c nn/q8_avxvnni.c nn/q8_avx2.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -Wno-psabi -c $< -o $@
 $(B)/run_tests: $(TEST_SRC:%.c=$(B)/%.o) $(B)/tests/q8_simde.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 
@@ -171,12 +172,15 @@ $(B)/dit_bench: $(B)/bench/dit_bench.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 $(B)/sd_bench: $(B)/bench/sd_bench.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
+$(B)/q8_bench: $(B)/bench/q8_bench.o $(B)/libdc.a
+	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 $(B)/many_classes: $(B)/bench/many_classes.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 # the quick benches; bench/dit_bench.sh and bench/sd_bench.sh are the long
 # full-size ones, against PyTorch in the same run
-bench: $(B)/conv_bench $(B)/dit_bench $(B)/sd_bench
+bench: $(B)/conv_bench $(B)/dit_bench $(B)/sd_bench $(B)/q8_bench
 	$(B)/conv_bench
+	$(B)/q8_bench
 
 # ---- the shipped models: trained here on Fashion-MNIST (python3-torch) ----
 # A VAE (diffusers folder); on its latents a class-conditional DiT (state

@@ -79,6 +79,7 @@ static dc_status q8mat_alloc(dc__q8mat *q, int M, int K, const dc__q8variant *v,
 {
     memset(q, 0, sizeof *q);
     if (!v) return dc__fail(err, DC_ERR_INVALID, "int8 product: no variant given");
+    DC_ASSERT(v->nr <= DC_Q8_NR_MAX && v->nr % 4 == 0);
     if (M < 1 || K < 1) return dc__fail(err, DC_ERR_INVALID, "int8 product: bad size %d x %d", M, K);
     if (K > DC_Q8_MAX_K)
         return dc__fail(err, DC_ERR_INVALID,
@@ -203,8 +204,9 @@ static q8_scratch scratch_of(const dc__q8mat *q, int N, void *mem)
     return s;
 }
 
-/* Column j of panel p: n values src[k * ks] (k < K) quantized into the
-   panel; returns the column's scale. K padding stays as memset it. */
+/* Column j of a panel: src[k * ks] (k < K) quantized into it; returns the
+   column's scale. K padding stays as memset it. (The rows seam: a column
+   is a token, contiguous.) */
 static float pack_x_col(uint8_t *panel, int nr, int j, const float *src, size_t ks, int K,
                         int offset)
 {
@@ -218,6 +220,51 @@ static float pack_x_col(uint8_t *panel, int nr, int j, const float *src, size_t 
     return bad ? NAN : m / 127.0f;
 }
 
+/* The shared packer of the conv seam (dc__q8_packer): rows read
+   contiguously, four of them at a time, one 32-bit group per column. */
+static void pack_x_rows(uint8_t *panel, int nr, int cnt, const float *src, size_t ks, int K,
+                        int offset, float *sx)
+{
+    float m[DC_Q8_NR_MAX], inv[DC_Q8_NR_MAX], z[DC_Q8_NR_MAX];
+    for (int j = 0; j < cnt; j++) m[j] = z[j] = 0.0f;
+    for (int k = 0; k < K; k++) {
+        const float *row = src + (size_t)k * ks;
+        for (int j = 0; j < cnt; j++) {
+            float a = fabsf(row[j]);
+            m[j] = a > m[j] ? a : m[j];
+            z[j] += row[j] * 0.0f; /* NaN when a value is inf or NaN */
+        }
+    }
+    for (int j = 0; j < cnt; j++) {
+        int bad = !(z[j] == 0.0f);
+        inv[j] = m[j] > 0.0f && !bad ? 127.0f / m[j] : 0.0f;
+        sx[j] = bad ? NAN : m[j] / 127.0f;
+    }
+    uint32_t add = offset ? 128 : 0, pad = add * 0x01010101u;
+    int kg = (K + 3) / 4;
+    for (int g = 0; g < kg; g++) {
+        uint8_t *dst = panel + (size_t)g * nr * 4;
+        for (int j = 0; j < nr; j++) {
+            uint32_t word = pad;
+            if (j < cnt) {
+                word = 0;
+                for (int i = 0; i < 4; i++) {
+                    int k = 4 * g + i;
+                    /* a non-finite column quantizes to 0 (its scale is NaN) */
+                    uint32_t b = k < K && z[j] == 0.0f
+                                     ? (uint32_t)(q8_round(src[(size_t)k * ks + j] * inv[j]) + (int)add) & 0xff
+                                     : add;
+                    word |= b << (8 * i);
+                }
+            }
+            /* little-endian or not, byte i of the group is k = 4g + i */
+            uint8_t bytes[4] = {(uint8_t)word, (uint8_t)(word >> 8), (uint8_t)(word >> 16),
+                                (uint8_t)(word >> 24)};
+            memcpy(dst + j * 4, bytes, 4);
+        }
+    }
+}
+
 /* Packs columns n0 .. n0+nb of the activations; panels shared among threads. */
 static void pack_block(const dc__q8mat *q, q8_scratch *s, const float *X, size_t col_stride,
                        size_t k_stride, int n0, int nb)
@@ -229,10 +276,16 @@ static void pack_block(const dc__q8mat *q, q8_scratch *s, const float *X, size_t
 #endif
     for (int p = 0; p < np; p++) {
         uint8_t *panel = s->x + p * pbytes;
+        int cnt = nb - p * nr < nr ? nb - p * nr : nr;
+        if (col_stride == 1) {
+            dc__q8_packer pack = q->v->pack ? q->v->pack : pack_x_rows;
+            pack(panel, nr, cnt, X + n0 + p * nr, k_stride, q->K, q->v->x_offset, s->sx + p * nr);
+            continue;
+        }
         /* padding: K to 4 and columns to NR; any value is right for K
            (the weights there are 0), columns past nb are never stored */
         memset(panel, q->v->x_offset ? 128 : 0, pbytes);
-        for (int j = 0; j < nr && p * nr + j < nb; j++) {
+        for (int j = 0; j < cnt; j++) {
             int n = n0 + p * nr + j;
             s->sx[p * nr + j] = pack_x_col(panel, nr, j, X + (size_t)n * col_stride, k_stride, q->K,
                                            q->v->x_offset);
@@ -392,7 +445,7 @@ static void kernel_scalar(int32_t *c, int ldc, const int8_t *w, const uint8_t *x
 
 static int always(void) { return 1; }
 
-static const dc__q8variant q8_scalar = {"scalar", "C int32", 4, 4, 0, kernel_scalar, always};
+static const dc__q8variant q8_scalar = {"scalar", "C int32", 4, 4, 0, kernel_scalar, always, NULL};
 const dc__q8variant *dc__q8_scalar(void) { return &q8_scalar; }
 
 const char *dc__q8_name(const dc__q8variant *v) { return v ? v->name : "none"; }
@@ -412,6 +465,52 @@ void dc__q8_candidates(const dc__q8variant **list, int cap)
 /* a fixed problem: tails in M, N and K for every tile in use, a second
    K block, the extremes -127 and 127 (u8 255 with the offset) */
 enum { CHECK_M = 19, CHECK_N = 71, CHECK_K = 4 * KC_GROUPS + 4 * 3 + 3 };
+
+/* W . X through v and through the scalar twin, from the check's integers
+   made floats (X with an infinity and a zero column): 1 when bit-equal */
+static int float_check(const dc__q8variant *v, const int8_t *a, const int8_t *bt, char *why,
+                       size_t why_cap)
+{
+    enum { M = CHECK_M, N = CHECK_N, K = CHECK_K };
+    float *W = malloc(sizeof(float) * M * K), *X = malloc(sizeof(float) * K * N);
+    float *y = malloc(sizeof(float) * M * N), *want = malloc(sizeof(float) * M * N);
+    dc__q8mat qv, qs;
+    int ok = 0, packed = 0;
+    void *sv = NULL, *ss = NULL;
+    dc_error e;
+    if (!W || !X || !y || !want) goto done;
+    for (int i = 0; i < M * K; i++) W[i] = a[i] * 0.01f;
+    for (int k = 0; k < K; k++)
+        for (int n = 0; n < N; n++)
+            X[k * N + n] = n == 3 ? 0.0f : bt[n * K + k] * (0.5f + 0.001f * (float)k);
+    X[5 * N + 7] = INFINITY;
+    if (dc__q8mat_pack(&qv, W, M, K, v, &e)) goto done;
+    if (dc__q8mat_pack(&qs, W, M, K, dc__q8_scalar(), &e)) {
+        dc__q8mat_free(&qv);
+        goto done;
+    }
+    packed = 1;
+    sv = dc__aligned_alloc(dc__q8_scratch_bytes(&qv, N));
+    ss = dc__aligned_alloc(dc__q8_scratch_bytes(&qs, N));
+    if (!sv || !ss) goto done;
+    dc__q8_matmul_cols(y, N, &qv, X, N, N, sv);
+    dc__q8_matmul_cols(want, N, &qs, X, N, N, ss);
+    ok = !memcmp(y, want, sizeof(float) * M * N);
+    if (!ok && why) snprintf(why, why_cap, "%s: self-check failed: its float product differs", v->name);
+done:
+    if (!ok && why && !packed) snprintf(why, why_cap, "%s: self-check could not run", v->name);
+    if (packed) {
+        dc__q8mat_free(&qv);
+        dc__q8mat_free(&qs);
+    }
+    dc__aligned_free(sv);
+    dc__aligned_free(ss);
+    free(W);
+    free(X);
+    free(y);
+    free(want);
+    return ok;
+}
 
 int dc__q8_self_check(const dc__q8variant *v, char *why, size_t why_cap)
 {
@@ -441,7 +540,7 @@ int dc__q8_self_check(const dc__q8variant *v, char *why, size_t why_cap)
     dc_error e;
     if (dc__q8_int_product(c, a, bt, M, N, K, v, &e) ||
         dc__q8_int_product(want, a, bt, M, N, K, dc__q8_scalar(), &e)) {
-        if (why) snprintf(why, why_cap, "%s: %s", v->name, e.msg);
+        if (why) snprintf(why, why_cap, "%s: %.200s", v->name, e.msg);
         goto done;
     }
     for (int i = 0; i < M * N; i++)
@@ -451,7 +550,8 @@ int dc__q8_self_check(const dc__q8variant *v, char *why, size_t why_cap)
                          v->name, c[i], i / N, i % N, want[i]);
             goto done;
         }
-    ok = 1;
+    /* the float path: the variant's packer and the shared epilogue */
+    ok = float_check(v, a, bt, why, why_cap);
 done:
     free(a);
     free(bt);

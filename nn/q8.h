@@ -27,6 +27,8 @@
    (x + 128, for vpdpbusd) a partial sum reaches 255 * 127 * K, which must
    stay below 2^31; SD 1.5's largest K is 2560 * 9 = 23040. */
 #define DC_Q8_MAX_K 65536
+/* the widest register tile a variant may have (columns) */
+#define DC_Q8_NR_MAX 64
 
 /* A microkernel: the int32 tile c[r * ldc + j] (r < MR, j < NR) gets
    sum over kg groups of 4 of w[g][r][0..3] . x[g][j][0..3]; stored when
@@ -35,6 +37,14 @@
 typedef void (*dc__q8_kernel)(int32_t *c, int ldc, const int8_t *w, const uint8_t *x, int kg,
                               int accumulate);
 
+/* Quantizes and packs one panel of activations from rows: column j < cnt
+   of the panel is src[k * ks + j] (k < K); sx[j] gets its scale. Writes
+   every byte of the panel (kg * nr * 4): columns past cnt and k past K as
+   0 (128 with x_offset). Must give exactly what nn/q8.c's scalar packer
+   gives (the self-check and tests compare the float results bit for bit). */
+typedef void (*dc__q8_packer)(uint8_t *panel, int nr, int cnt, const float *src, size_t ks, int K,
+                              int x_offset, float *sx);
+
 typedef struct dc__q8variant {
     const char *name;     /* "scalar", "avx2", "avxvnni", "avx512vnni", "neon", "neondot" */
     const char *units;    /* the instructions it multiplies with */
@@ -42,6 +52,7 @@ typedef struct dc__q8variant {
     int x_offset;         /* 1: activations packed as u8 x + 128 (u8 x s8 units) */
     dc__q8_kernel kernel;
     int (*runs_here)(void); /* this CPU (and OS) has the units */
+    dc__q8_packer pack;   /* the conv seam's packer; NULL: the shared scalar one */
 } dc__q8variant;
 
 /* A weight W [M][K] packed for one variant. */

@@ -79,7 +79,7 @@ Q8_TARGET_AVX2 static void kernel_avx2(int32_t *c, int ldc, const int8_t *w, con
 #if defined(DC_Q8_SIMDE)
 static int runs_avx2(void) { return 1; }
 static const dc__q8variant variant_avx2 = {"avx2", "vpmaddubsw+vpmaddwd ymm (SIMDe)", MR_AVX2,
-                                           NR_AVX2, 0, kernel_avx2, runs_avx2};
+                                           NR_AVX2, 0, kernel_avx2, runs_avx2, NULL};
 const dc__q8variant *dc__q8_avx2_simde(void);
 const dc__q8variant *dc__q8_avx2_simde(void) { return &variant_avx2; }
 #else
@@ -89,7 +89,7 @@ static int runs_avx2(void)
     return __builtin_cpu_supports("avx2");
 }
 static const dc__q8variant variant_avx2 = {"avx2", "vpmaddubsw+vpmaddwd ymm", MR_AVX2, NR_AVX2, 0,
-                                           kernel_avx2, runs_avx2};
+                                           kernel_avx2, runs_avx2, NULL};
 const dc__q8variant *dc__q8_avx2(void) { return &variant_avx2; }
 #endif
 #undef Q8_BUILD_AVX2

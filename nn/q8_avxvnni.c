@@ -72,7 +72,7 @@ Q8_TARGET_AVXVNNI static void kernel_avxvnni(int32_t *c, int ldc, const int8_t *
 #if defined(DC_Q8_SIMDE)
 static int runs_avxvnni(void) { return 1; }
 static const dc__q8variant variant_avxvnni = {"avxvnni", "vpdpbusd ymm (SIMDe)", MR_AVXVNNI,
-                                              NR_AVXVNNI, 1, kernel_avxvnni, runs_avxvnni};
+                                              NR_AVXVNNI, 1, kernel_avxvnni, runs_avxvnni, NULL};
 const dc__q8variant *dc__q8_avxvnni_simde(void);
 const dc__q8variant *dc__q8_avxvnni_simde(void) { return &variant_avxvnni; }
 #else
@@ -87,7 +87,7 @@ static int runs_avxvnni(void)
     return (a >> 4) & 1; /* CPUID.(7,1):EAX[4] AVX-VNNI */
 }
 static const dc__q8variant variant_avxvnni = {"avxvnni", "vpdpbusd ymm (VEX)", MR_AVXVNNI,
-                                              NR_AVXVNNI, 1, kernel_avxvnni, runs_avxvnni};
+                                              NR_AVXVNNI, 1, kernel_avxvnni, runs_avxvnni, NULL};
 const dc__q8variant *dc__q8_avxvnni(void) { return &variant_avxvnni; }
 #endif
 #undef Q8_BUILD_AVXVNNI

@@ -55,7 +55,7 @@ static void kernel_neon(int32_t *c, int ldc, const int8_t *w, const uint8_t *x, 
 
 static int runs_neon(void) { return 1; }
 static const dc__q8variant variant_neon = {"neon", "smull+sadalp", MR_NEON, NR_NEON, 0, kernel_neon,
-                                           runs_neon};
+                                           runs_neon, NULL};
 const dc__q8variant *dc__q8_neon(void) { return &variant_neon; }
 #else
 const dc__q8variant *dc__q8_neon(void) { return NULL; }

@@ -66,7 +66,7 @@ static int runs_neondot(void)
 #endif
 }
 static const dc__q8variant variant_neondot = {"neondot", "sdot", MR_NEONDOT, NR_NEONDOT, 0,
-                                              kernel_neondot, runs_neondot};
+                                              kernel_neondot, runs_neondot, NULL};
 const dc__q8variant *dc__q8_neondot(void) { return &variant_neondot; }
 #else
 const dc__q8variant *dc__q8_neondot(void) { return NULL; }
