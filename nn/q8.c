@@ -331,8 +331,16 @@ static void finish_block(const dc__q8mat *q, const q8_scratch *s, float *y, size
         const int32_t *c = s->c + (size_t)m * s->nc;
         float sw = q->scale[m], bm = b ? b[m] : 0.0f;
         int32_t off = q->offset[m];
-        for (int j = 0; j < nb; j++)
-            y[m * ym + (size_t)(n0 + j) * yn] = dc__q8_dequant(c[j] - off, sw, s->sx[j], bm);
+        float *ym_row = y + m * ym + (size_t)n0 * yn;
+        /* elementwise, so vector lanes give the scalar bits (C99: no fma contraction) */
+        if (yn == 1) {
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+            for (int j = 0; j < nb; j++) ym_row[j] = dc__q8_dequant(c[j] - off, sw, s->sx[j], bm);
+        } else {
+            for (int j = 0; j < nb; j++) ym_row[j * yn] = dc__q8_dequant(c[j] - off, sw, s->sx[j], bm);
+        }
     }
 }
 

@@ -1,10 +1,12 @@
 /* nn/q8_avx512vnni.c - the int8 product's AVX512-VNNI microkernel (zmm
    vpdpbusd: Ice Lake, Zen 4 and later).
 
-   Tile: MR = 8 rows of W by NR = 48 columns (3 zmm of 16 int32 lanes; a lane
+   Tile: MR = 6 rows of W by NR = 64 columns (4 zmm of 16 int32 lanes; a lane
    is one column, its 4 bytes four consecutive k). Per group of 4 along K,
-   3 loads of activations and 8 broadcasts of 4 weight bytes feed 24
-   vpdpbusd into 24 accumulators (27 of 32 zmm registers).
+   4 loads of activations and 6 broadcasts of 4 weight bytes feed 24
+   vpdpbusd into 24 accumulators (29 of 32 zmm registers). Measured
+   (bench/q8_bench.c, 1 thread) against 8x48 and 12x32: 6x64 is the fastest,
+   and 64 columns divide the conv's 128-pixel tiles and 64-token batches.
 
    Exactness: vpdpbusd multiplies u8 by s8, so activations are packed as
    x + 128 in [1, 255] (nn/q8.c) and the packing's 128 * sum_k w[m,k] is
@@ -35,7 +37,7 @@
 #endif
 
 #ifdef Q8_BUILD_AVX512VNNI
-enum { MR_AVX512VNNI = 8, NV_AVX512VNNI = 3, NR_AVX512VNNI = 16 * NV_AVX512VNNI };
+enum { MR_AVX512VNNI = 6, NV_AVX512VNNI = 4, NR_AVX512VNNI = 16 * NV_AVX512VNNI };
 
 Q8_TARGET_AVX512VNNI static void kernel_avx512vnni(int32_t *c, int ldc, const int8_t *w,
                                                    const uint8_t *x, int kg, int accumulate)

@@ -49,9 +49,9 @@ static void triple_loop(int32_t *c, const int8_t *a, const int8_t *bt, int M, in
 }
 
 /* (M, N, K) covering every tail: 1, primes, around every MR (4, 6, 8) and
-   NR (4, 8, 12, 16, 48) and around the K block (256) */
+   NR (4, 8, 12, 16, 64) and around the K block (256) */
 static const int Ms[] = {1, 2, 3, 5, 7, 8, 9, 13, 24, 31};
-static const int Ns[] = {1, 2, 3, 5, 11, 16, 17, 47, 48, 49, 64, 97};
+static const int Ns[] = {1, 2, 3, 5, 11, 16, 17, 47, 48, 49, 63, 64, 65, 97, 128, 131};
 static const int Ks[] = {1, 2, 3, 4, 5, 7, 8, 13, 63, 255, 256, 257, 1031};
 #define COUNT(a) ((int)(sizeof a / sizeof *a))
 
