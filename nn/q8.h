@@ -119,6 +119,9 @@ const dc__q8variant *dc__q8_avx512vnni(void);
 const dc__q8variant *dc__q8_neon(void);
 const dc__q8variant *dc__q8_neondot(void);
 const char *dc__q8_name(const dc__q8variant *v);
+/* The 16-column packer of nn/q8_avx2.c (AVX2), shared with the AVX-VNNI variant. */
+void dc__q8_pack16_avx2(uint8_t *panel, int nr, int cnt, const float *src, size_t ks, int K,
+                        int x_offset, float *sx);
 
 /* Every compiled variant, fastest first, then NULL. */
 void dc__q8_candidates(const dc__q8variant **list, int cap);
