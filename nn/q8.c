@@ -14,6 +14,7 @@
 #include "nn.h"
 #include "q8.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,16 +35,21 @@ static int q8_round(float v)
     return q > 127 ? 127 : q < -127 ? -127 : q;
 }
 
-/* max |x| over n values at stride s; *bad set when one is not finite */
+/* max |x| over n values at stride s; *bad set when one is not finite.
+   Both reductions are exact in any order, so they may run in vector lanes. */
 static float absmax(const float *x, int n, size_t s, int *bad)
 {
-    float m = 0.0f, z = 0.0f;
+    float m = 0.0f;
+    int nonfinite = 0;
+#ifdef _OPENMP
+#pragma omp simd reduction(max : m) reduction(| : nonfinite)
+#endif
     for (int i = 0; i < n; i++) {
         float a = fabsf(x[(size_t)i * s]);
         m = a > m ? a : m;
-        z += x[(size_t)i * s] * 0.0f; /* NaN when x is inf or NaN */
+        nonfinite |= !(a <= FLT_MAX); /* inf or NaN */
     }
-    *bad = !(z == 0.0f);
+    *bad = nonfinite;
     return m;
 }
 
@@ -358,15 +364,29 @@ static void finish_block(const dc__q8mat *q, const q8_scratch *s, float *y, size
         }
         return;
     }
-    /* the rows seam writes y [n][M]: a block of 16 rows of C at a time, so
-       that both C's rows and y's are read and written in runs */
-    for (int mb = p0 * q->v->mr; mb < m1; mb += 16) {
-        int me = mb + 16 < m1 ? mb + 16 : m1;
-        for (int j = 0; j < nb; j++) {
-            float *yj = y + (size_t)(n0 + j) * yn;
-            for (int m = mb; m < me; m++)
-                yj[m * ym] = dc__q8_dequant(s->c[(size_t)m * s->nc + j] - q->offset[m], q->scale[m],
-                                            s->sx[j], b ? b[m] : 0.0f);
+    /* the rows seam writes y [n][M], C transposed: tiles of 64 rows of C
+       by 16 columns, each computed along C's rows (vectorised, elementwise:
+       the same bits) and then stored along y's (runs of 64 floats) */
+    for (int mb = p0 * q->v->mr; mb < m1; mb += 64) {
+        int mn = m1 - mb < 64 ? m1 - mb : 64;
+        for (int jb = 0; jb < nb; jb += 16) {
+            int jn = nb - jb < 16 ? nb - jb : 16;
+            float t[64][16];
+            for (int i = 0; i < mn; i++) {
+                int m = mb + i;
+                const int32_t *c = s->c + (size_t)m * s->nc + jb;
+                const float *sx = s->sx + jb;
+                float sw = q->scale[m], bm = b ? b[m] : 0.0f;
+                int32_t off = q->offset[m];
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+                for (int j = 0; j < jn; j++) t[i][j] = dc__q8_dequant(c[j] - off, sw, sx[j], bm);
+            }
+            for (int j = 0; j < jn; j++) {
+                float *yj = y + (size_t)(n0 + jb + j) * yn + mb; /* ym is 1 here */
+                for (int i = 0; i < mn; i++) yj[i] = t[i][j];
+            }
         }
     }
 }
