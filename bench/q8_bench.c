@@ -42,6 +42,7 @@ static double now(void)
 
 /* ---- peaks: 12 independent accumulators, ITER iterations a call ---- */
 #define ITER 200000L
+#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(DC_PORTABLE)
 /* GMAC/s of the fastest of the calls fn(ITER) made in `secs` seconds */
 static double rate(void (*fn)(long), double macs, double secs)
 {
@@ -54,6 +55,7 @@ static double rate(void (*fn)(long), double macs, double secs)
     } while (t - t0 < secs);
     return ITER * 12.0 * macs / best / 1e9;
 }
+#endif
 
 #if defined(__x86_64__) && !defined(DC_PORTABLE)
 #include <immintrin.h>
