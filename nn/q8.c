@@ -14,7 +14,6 @@
 #include "nn.h"
 #include "q8.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,20 +35,25 @@ static int q8_round(float v)
 }
 
 /* max |x| over n values at stride s; *bad set when one is not finite.
-   Both reductions are exact in any order, so they may run in vector lanes. */
+   Taken on the bits: with the sign cleared, a float's bits order as its
+   magnitude does, and inf and NaN are the largest (>= 0x7f800000). An
+   integer max reduction is exact in any order, so it may run in vector
+   lanes. */
 static float absmax(const float *x, int n, size_t s, int *bad)
 {
-    float m = 0.0f;
-    int nonfinite = 0;
+    uint32_t mx = 0;
 #ifdef _OPENMP
-#pragma omp simd reduction(max : m) reduction(| : nonfinite)
+#pragma omp simd reduction(max : mx)
 #endif
     for (int i = 0; i < n; i++) {
-        float a = fabsf(x[(size_t)i * s]);
-        m = a > m ? a : m;
-        nonfinite |= !(a <= FLT_MAX); /* inf or NaN */
+        uint32_t u;
+        memcpy(&u, x + (size_t)i * s, 4);
+        u &= 0x7fffffffu;
+        mx = u > mx ? u : mx;
     }
-    *bad = nonfinite;
+    *bad = mx >= 0x7f800000u;
+    float m;
+    memcpy(&m, &mx, 4);
     return m;
 }
 
