@@ -9,7 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
-test_env T = {"tests/data", "/tmp", "./dc", "../shared/fixtures"};
+test_env T = {"tests/data", "/tmp", "./dc", "tests/fixtures"};
 int t_failed_checks, t_skip;
 static int passed, failed, skipped;
 static const char *filter;
@@ -48,6 +48,13 @@ int t_close(const char *name, const float *got, const float *want, size_t n, dou
         return 0;
     }
     return 1;
+}
+
+int t_readable(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
 }
 
 const char *t_path(const char *dir, const char *fmt, ...)

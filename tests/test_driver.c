@@ -71,7 +71,7 @@ static void driver_should_reexec_onto_the_best_openblas_kernels(void)
 static void classify_should_print_rankings_as_text_json_and_csv(void)
 {
     FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    if (!f) SKIP("DiT fixture not present");
+    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     char args[4096];
     const char *m = t_path(T.tmp, "dit_vae.dcw"), *img = t_path(T.data, "images/rgb_45x31.png");
@@ -113,7 +113,7 @@ static void classify_should_print_rankings_as_text_json_and_csv(void)
 static void classify_should_name_each_bad_input(void)
 {
     FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    if (!f) SKIP("DiT fixture not present");
+    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     char args[4096];
     const char *m = t_path(T.tmp, "dit_vae.dcw"), *img = t_path(T.data, "images/rgb_45x31.png");
@@ -152,7 +152,7 @@ static void classify_should_name_each_bad_input(void)
 static void tokenize_should_print_77_ids_per_prompt(void)
 {
     FILE *f = fopen(t_path(T.tmp, "tokenizer_sd1.dcw"), "rb");
-    if (!f) SKIP("tokenizer fixture not present");
+    NEED(f, "tokenizer_sd1.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     char args[2048];
     snprintf(args, sizeof args, "tokenize -m '%s' 'a photo of a cat.' ''", t_path(T.tmp, "tokenizer_sd1.dcw"));
@@ -172,7 +172,7 @@ static void tokenize_should_print_77_ids_per_prompt(void)
 static void classify_should_run_a_text_conditional_pipeline(void)
 {
     FILE *f = fopen(t_path(T.tmp, "sd_tiny_epsilon.dcw"), "rb");
-    if (!f) SKIP("tiny SD pipeline not prepared (fixtures absent)");
+    NEED(f, "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     char args[4096];
     const char *img = t_path(T.data, "images/rgb_45x31.png");
@@ -204,7 +204,7 @@ static void classify_should_run_a_text_conditional_pipeline(void)
 static void match_should_score_captions_and_winoground(void)
 {
     FILE *f = fopen(t_path(T.tmp, "sd_tiny_epsilon.dcw"), "rb");
-    if (!f) SKIP("tiny SD pipeline not prepared (fixtures absent)");
+    NEED(f, "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     char args[4096];
     const char *m = t_path(T.tmp, "sd_tiny_epsilon.dcw");
@@ -271,10 +271,10 @@ static void eval_plot_should_draw_the_confusion_matrix(void)
 static void eval_should_resume_shard_and_merge(void)
 {
     FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    if (!f) SKIP("DiT fixture not present");
+    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     f = fopen("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", "rb");
-    if (!f) SKIP("dataset-fashion-mnist not installed");
+    NEED(f, "Fashion-MNIST missing: install Debian's dataset-fashion-mnist (make setup)");
     fclose(f);
     char args[4096], res0[1024], res1[1024], all[1024];
     const char *m = t_path(T.tmp, "dit_vae.dcw");
@@ -378,7 +378,7 @@ static int shipped_correct(const char *model, int *total)
 static void shipped_dit_should_classify_the_shipped_samples(void)
 {
     const char *model = t_path(T.data, "../../data/models/fmnist-dit.dcw");
-    if (access(model, R_OK)) SKIP("no shipped DiT in data/models (make train)");
+    NEED(t_readable(model), "data/models/fmnist-dit.dcw missing (part of the repository)");
     int total, correct = shipped_correct(model, &total);
     printf("  shipped DiT: %d of %d sample images correct (floor %d)\n", correct, total, SHIPPED_DIT_FLOOR);
     CHECK(correct >= SHIPPED_DIT_FLOOR, "%d correct, floor %d", correct, SHIPPED_DIT_FLOOR);
@@ -386,7 +386,7 @@ static void shipped_dit_should_classify_the_shipped_samples(void)
 
 static void shipped_default_sd_model_should_classify_the_shipped_samples(void)
 {
-    if (access(t_path(T.data, "../../data/models/default.dcw"), R_OK)) SKIP("no default model in data/models");
+    NEED(t_readable(t_path(T.data, "../../data/models/default.dcw")), "data/models/default.dcw missing (part of the repository)");
     int total, correct = shipped_correct(NULL, &total);
     printf("  default (SD) model: %d of %d sample images correct (floor %d)\n", correct, total, SHIPPED_SD_FLOOR);
     CHECK(correct >= SHIPPED_SD_FLOOR, "%d correct, floor %d", correct, SHIPPED_SD_FLOOR);
@@ -397,7 +397,7 @@ static void shipped_default_sd_model_should_classify_the_shipped_samples(void)
    schedule, and any schedule option keeps the user's choice. */
 static void default_stopping_rule_should_follow_the_model(void)
 {
-    if (access(t_path(T.data, "../../data/models/default.dcw"), R_OK)) SKIP("no default model in data/models");
+    NEED(t_readable(t_path(T.data, "../../data/models/default.dcw")), "data/models/default.dcw missing (part of the repository)");
     char args[4096];
     const char *img = t_path(T.data, "../../data/samples/bag_0018.png"), *m = t_path(T.tmp, "dit_vae.dcw");
     snprintf(args, sizeof args, "classify --json --quiet '%s'", img);
@@ -424,6 +424,89 @@ static void default_stopping_rule_should_follow_the_model(void)
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "--max-seconds '-1'"), "seconds: %s", out);
 }
 
+/* out's lines that carry key, each without its "seconds" field, sorted
+   (workers finish images in any order), into buf */
+static void result_lines(const char *text, const char *key, char *buf, size_t cap)
+{
+    static char lines[64][4096];
+    int n = 0;
+    for (const char *p = text; *p && n < 64;) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len < sizeof lines[0]) {
+            char *l = lines[n];
+            size_t k = 0;
+            for (size_t j = 0; j < len; j++) {
+                if (!strncmp(p + j, "\"seconds\": ", 11)) { /* skip the field's number */
+                    for (j += 11; j < len && (p[j] == '.' || (p[j] >= '0' && p[j] <= '9')); j++) {}
+                    j--;
+                    continue;
+                }
+                l[k++] = p[j];
+            }
+            l[k] = 0;
+            n += strstr(l, key) != NULL;
+        }
+        p += len + (e != NULL);
+    }
+    qsort(lines, (size_t)n, sizeof lines[0], (int (*)(const void *, const void *))strcmp);
+    buf[0] = 0;
+    for (int i = 0; i < n; i++) snprintf(buf + strlen(buf), cap - strlen(buf), "%s\n", lines[i]);
+}
+
+/* The shipped models run one image per thread (dc_images_at_once): each
+   image's result, decisions, evaluation counts and errors, must be the one
+   it gets alone on one thread, whatever the other images; 3 workers on 4
+   images also exercise the hand-out of images and the order of output. */
+static void images_at_once_should_each_get_their_result_alone(void)
+{
+    NEED(t_readable(t_path(T.data, "../../data/models/default.dcw")), "data/models/default.dcw missing (part of the repository)");
+    static const char *names[] = {"bag_0018", "coat_0006", "trouser_0002", "sneaker_0009"};
+    char args[4096] = "-t 3 classify --json --quiet", alone[16384] = "", together[16384], want[16384];
+    for (int i = 0; i < 4; i++) {
+        char img[1024], one[2048];
+        snprintf(img, sizeof img, "'%s'", t_path(T.data, "../../data/samples/"));
+        img[strlen(img) - 1] = 0;
+        snprintf(img + strlen(img), sizeof img - strlen(img), "%s.png'", names[i]);
+        snprintf(args + strlen(args), sizeof args - strlen(args), " %s", img);
+        snprintf(one, sizeof one, "-t 1 classify --json --quiet %s", img);
+        CHECK(run_dc(out, sizeof out, "", one) == 0, "%s alone: %s", names[i], out);
+        size_t have = strlen(alone), add = strlen(out);
+        if (have + add < sizeof alone) memcpy(alone + have, out, add + 1);
+    }
+    CHECK(run_dc(out, sizeof out, "", args) == 0, "together: %s", out);
+    /* in the order given */
+    const char *p = out;
+    for (int i = 0; i < 4 && p; i++) p = strstr(p, names[i]);
+    CHECK(p != NULL, "output not in the images' order: %s", out);
+    result_lines(out, "\"image\"", together, sizeof together);
+    result_lines(alone, "\"image\"", want, sizeof want);
+    CHECK(strstr(want, "\"evals\"") && !strcmp(together, want), "together:\n%s\nalone:\n%s", together, want);
+
+    const char *fm = "/usr/share/datasets/fashion-mnist/";
+    char m[1024], res[1024], images[512];
+    snprintf(m, sizeof m, "%s", t_path(T.data, "../../data/models/fmnist-dit.dcw"));
+    NEED(t_readable(m), "data/models/fmnist-dit.dcw missing (part of the repository)");
+    NEED(t_readable("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+         "Fashion-MNIST missing: install Debian's dataset-fashion-mnist (make setup)");
+    snprintf(images, sizeof images, "%st10k-images-idx3-ubyte.gz %st10k-labels-idx1-ubyte.gz", fm, fm);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        snprintf(res, sizeof res, "%s", t_path(T.tmp, threads == 1 ? "at_once_1.jsonl" : "at_once_3.jsonl"));
+        remove(res);
+        snprintf(args, sizeof args, "-t %d eval -m '%s' %s --limit 5 --results '%s' --quiet", threads, m, images, res);
+        CHECK(run_dc(out, sizeof out, "", args) == 0, "eval -t %d: %s", threads, out);
+        FILE *f = fopen(res, "r");
+        char text[16384] = "";
+        if (f) {
+            text[fread(text, 1, sizeof text - 1, f)] = 0;
+            fclose(f);
+        }
+        result_lines(text, "\"index\"", threads == 1 ? want : together, sizeof want);
+    }
+    CHECK(strstr(want, "\"index\": 4,") && !strcmp(together, want), "eval, 3 workers:\n%s\none thread:\n%s",
+          together, want);
+}
+
 /* dc eval under a budget: every image stopped at it, counted as undecided,
    and the rows say so, so a resumed or merged report counts them too. */
 static void eval_should_count_images_a_budget_left_undecided(void)
@@ -432,8 +515,9 @@ static void eval_should_count_images_a_budget_left_undecided(void)
     char m[1024], res[1024], args[4096], images[512];
     snprintf(m, sizeof m, "%s", t_path(T.data, "../../data/models/fmnist-dit.dcw"));
     snprintf(images, sizeof images, "%st10k-images-idx3-ubyte.gz %st10k-labels-idx1-ubyte.gz", fm, fm);
-    if (access(m, R_OK) || access("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", R_OK))
-        SKIP("shipped DiT or dataset-fashion-mnist missing");
+    NEED(t_readable(m), "data/models/fmnist-dit.dcw missing (part of the repository)");
+    NEED(t_readable("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+         "Fashion-MNIST missing: install Debian's dataset-fashion-mnist (make setup)");
     snprintf(res, sizeof res, "%s", t_path(T.tmp, "budget_eval.jsonl"));
     remove(res);
     snprintf(args, sizeof args, "eval -m '%s' %s --limit 4 --max-evals 30 --results '%s' --json --quiet", m, images, res);
@@ -446,7 +530,7 @@ static void eval_should_count_images_a_budget_left_undecided(void)
 static void calibrate_should_measure_unlabelled_images_and_name_bad_input(void)
 {
     FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    if (!f) SKIP("DiT fixture not present");
+    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     char args[4096], m[1024], cal[1024], res[1024];
     snprintf(m, sizeof m, "%s", t_path(T.tmp, "dit_vae.dcw"));
@@ -505,6 +589,7 @@ static void calibrate_should_measure_unlabelled_images_and_name_bad_input(void)
 void suite_driver(void)
 {
     RUN(default_stopping_rule_should_follow_the_model);
+    RUN(images_at_once_should_each_get_their_result_alone);
     RUN(calibrate_should_measure_unlabelled_images_and_name_bad_input);
     RUN(eval_should_count_images_a_budget_left_undecided);
     RUN(shipped_dit_should_classify_the_shipped_samples);

@@ -682,8 +682,9 @@ typedef struct {
     common_opts co;
     dataset d;
     dc_ctx *c;
+    par_workers pw;      /* the images run at once, each with its context */
     dc_classes *cl;
-    unsigned char *rgb;  /* IDX: one image as RGB */
+    unsigned char *rgb;  /* IDX: one image as RGB per worker */
     int calibrate;       /* rows carry their timestep sums */
     int unlabelled;      /* dc calibrate: no labels; the leading class is the reference */
     /* rank 0 */
@@ -705,18 +706,20 @@ static void write_failed(eval_state *s, const char *why)
              why, s->results_path, s->file_rows);
 }
 
-static char *eval_compute(void *user, int i)
+static char *eval_compute(void *user, int worker, int i)
 {
     eval_state *s = user;
     dc_result r;
     dc_error err;
     dc_status st;
+    dc_ctx *c = s->pw.ctx[worker];
     if (s->d.pixels) { /* grey IDX pixels -> RGB */
         const unsigned char *g = s->d.pixels + (size_t)i * s->d.w * s->d.h;
-        for (int p = 0; p < s->d.w * s->d.h; p++) s->rgb[3 * p] = s->rgb[3 * p + 1] = s->rgb[3 * p + 2] = g[p];
-        st = dc_classify_rgb(s->c, s->cl, s->rgb, s->d.w, s->d.h, &s->co.o, &r, &err);
+        unsigned char *rgb = s->rgb + (size_t)worker * s->d.w * s->d.h * 3;
+        for (int p = 0; p < s->d.w * s->d.h; p++) rgb[3 * p] = rgb[3 * p + 1] = rgb[3 * p + 2] = g[p];
+        st = dc_classify_rgb(c, s->cl, rgb, s->d.w, s->d.h, &s->co.o, &r, &err);
     } else {
-        st = dc_classify_image(s->c, s->cl, s->d.files.names[i], &s->co.o, &r, &err);
+        st = dc_classify_image(c, s->cl, s->d.files.names[i], &s->co.o, &r, &err);
     }
     if (st != DC_OK) {
         char *why = malloc(strlen(err.msg) + 2);
@@ -792,9 +795,8 @@ static void eval_tick(void *user)
    ranks waiting for work and syncs the results when due */
 static void eval_progress(void *user, long done, long total)
 {
-    (void)done, (void)total;
-    par_serve();
-    eval_tick(user);
+    (void)done, (void)total, (void)user;
+    par_serve(); /* and eval_tick */
 }
 
 static int same_file(const char *a, const char *b)
@@ -994,8 +996,6 @@ static int eval_main(int argc, char **argv, int unlabelled)
     int n_classes = dc_classes_count(s.cl);
     choose_default_stop(co, m, n_classes);
     if (!is_folder && !unlabelled) load_idx(d, pos.names[0], pos.names[1], n_classes);
-    s.rgb = d->pixels ? malloc((size_t)d->w * d->h * 3) : NULL;
-    if (d->pixels && !s.rgb) die("%s", "eval: out of memory");
 
     /* rank 0: what is left to do */
     int n_idx = 0, *idx = NULL, *todo = NULL, n_todo = 0;
@@ -1036,11 +1036,14 @@ static int eval_main(int argc, char **argv, int unlabelled)
             fprintf(stderr, "eval: resuming: %d of %d images already in %s\n", s.mine.n, n_idx, s.results_path);
     }
 
+    par_workers_open(&s.pw, m, s.c, rank == 0 ? n_todo : 1);
+    s.rgb = d->pixels ? malloc((size_t)d->w * d->h * 3 * s.pw.n) : NULL;
+    if (d->pixels && !s.rgb) die("%s", "eval: out of memory");
     s.todo = n_todo;
     s.t0 = wall();
     co->o.progress = eval_progress, co->o.progress_user = &s;
     par_work work = {eval_compute, eval_accept, eval_tick, &s};
-    par_run(todo, n_todo, &work);
+    par_run(todo, n_todo, &work, &s.pw);
 
     if (rank == 0) {
         if (!co->quiet && isatty(2) && s.count) fprintf(stderr, "\n");
@@ -1082,6 +1085,7 @@ static int eval_main(int argc, char **argv, int unlabelled)
     free(todo);
     free(idx);
     free(s.rgb);
+    par_workers_close(&s.pw);
     free(s.per_rank);
     free(d->pixels);
     free(d->labels);
