@@ -944,6 +944,7 @@ static int eval_main(int argc, char **argv, int unlabelled)
         int rc = cmd_merge(pos.n, pos.names, co->json, fit, plot);
         names_free(&pos);
         names_free(&co->classes);
+    dc_calibration_free(&co->cal);
         return rc;
     }
     if (!unlabelled && (pos.n < 1 || pos.n > 2)) die("%s", "eval: usage: dc eval [-m MODEL] DATASET [LABELS] [OPTIONS]");
@@ -992,7 +993,7 @@ static int eval_main(int argc, char **argv, int unlabelled)
     }
     if (!open_classifier(co->model, &co->classes, co->tmpl, &m, &s.c, &s.cl)) par_exit(1);
     int n_classes = dc_classes_count(s.cl);
-    choose_default_stop(co, m, n_classes);
+    co->o.stop = choose_default_stop(co, m, n_classes);
     if (!is_folder && !unlabelled) load_idx(d, pos.names[0], pos.names[1], n_classes);
     s.rgb = d->pixels ? malloc((size_t)d->w * d->h * 3) : NULL;
     if (d->pixels && !s.rgb) die("%s", "eval: out of memory");
@@ -1089,6 +1090,7 @@ static int eval_main(int argc, char **argv, int unlabelled)
     names_free(&d->folder_classes);
     names_free(&pos);
     names_free(&co->classes);
+    dc_calibration_free(&co->cal);
     dc_classes_free(s.cl);
     dc_ctx_free(s.c);
     dc_model_free(m);

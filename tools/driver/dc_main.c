@@ -287,6 +287,66 @@ static const char *classify_help =
     "                      (several images: OUT-1.png, OUT-2.png, ...)\n"
     "  --quiet             no progress on stderr\n";
 
+/* One image's result as a reader should take it: the classes still in the
+   running by mean error (one when decided), then the dropped ones, each
+   with the timesteps it was scored on and its error against the best on
+   those same timesteps (dc_result.vs_best). A dropped class's own mean
+   covers fewer timesteps than the best's and is not shown: beside the
+   best's it would read as a score. prob: NULL, or per class. */
+static void print_text(const char *image, const dc_result *r, const dc_classes *cl, int k, int trials,
+                       const double *prob)
+{
+    const char *best = dc_classes_name(cl, r->ranking[0]);
+    printf("%s: %s%s\n", image, best, r->undecided ? " (undecided)" : "");
+    for (int j = 0; j < k; j++) {
+        int c = r->ranking[j], steps = r->n_scored[c] / (trials > 0 ? trials : 1);
+        if (j < r->n_left)
+            printf("  %d. %-30s error %.5f over %d timesteps", j + 1, dc_classes_name(cl, c), r->mean_error[c], steps);
+        else if (isnan(r->vs_best[c]))
+            printf("     %-30s dropped after %d timesteps", dc_classes_name(cl, c), steps);
+        else
+            printf("     %-30s dropped after %d timesteps, error %+.5f vs %s on those", dc_classes_name(cl, c), steps,
+                   r->vs_best[c], best);
+        if (prob) printf("  p %.3f", prob[c]);
+        printf("\n");
+    }
+    if (k < r->n_classes) printf("  (%d more classes dropped; --top %d shows all)\n", r->n_classes - k, r->n_classes);
+    printf("  %ld evaluations (%s), %d timesteps, %.2f s\n", r->n_evals, dc_stop_name(r->stop), r->n_timesteps,
+           r->seconds);
+    if (r->undecided)
+        printf("  undecided: the budget ran out with %d classes in the running, shown by mean error; the first "
+               "is the best so far\n", r->n_left);
+    if (r->note && *r->note) printf("  note: %s\n", r->note);
+}
+
+/* The same as one JSON object (JSON Lines): every number of the text and
+   the result's own (error, scored), "kept" for the classes in the
+   running. */
+static void print_json(const char *image, const dc_result *r, const dc_classes *cl, int k, int trials,
+                       const double *prob)
+{
+    printf("{\"image\": ");
+    json_string(stdout, image);
+    printf(", \"prediction\": ");
+    json_string(stdout, dc_classes_name(cl, r->ranking[0]));
+    printf(", \"top\": [");
+    for (int j = 0; j < k; j++) {
+        int c = r->ranking[j];
+        printf("%s{\"class\": ", j ? ", " : "");
+        json_string(stdout, dc_classes_name(cl, c));
+        printf(", \"kept\": %s, \"error\": %.6g, \"scored\": %d, \"timesteps\": %d", j < r->n_left ? "true" : "false",
+               r->mean_error[c], r->n_scored[c], r->n_scored[c] / (trials > 0 ? trials : 1));
+        if (isnan(r->vs_best[c])) printf(", \"vs_best\": null");
+        else printf(", \"vs_best\": %.6g", r->vs_best[c]);
+        if (prob) printf(", \"probability\": %.6g", prob[c]);
+        printf("}");
+    }
+    printf("], \"stop\": \"%s\", \"note\": ", dc_stop_name(r->stop));
+    json_string(stdout, r->note ? r->note : "");
+    printf(", \"decided\": %s, \"left\": %d, \"evals\": %ld, \"timesteps\": %d, \"seconds\": %.3f}\n",
+           r->undecided ? "false" : "true", r->n_left, r->n_evals, r->n_timesteps, r->seconds);
+}
+
 static int cmd_classify(int argc, char **argv)
 {
     common_opts co;
@@ -318,7 +378,7 @@ static int cmd_classify(int argc, char **argv)
     dc_classes *cl = NULL;
     int rc = 1;
     if (!open_classifier(co.model, &co.classes, co.tmpl, &m, &c, &cl)) goto done;
-    choose_default_stop(&co, m, dc_classes_count(cl));
+    (void)choose_default_stop(&co, m, dc_classes_count(cl)); /* its warnings; the result names the rule */
     progress_state prog = {!co.quiet, isatty(2), 0, 0, ""};
     co.o.progress = on_progress;
     co.o.progress_user = &prog;
@@ -344,41 +404,13 @@ static int cmd_classify(int argc, char **argv)
             for (int j = 0; j < r.n_classes; j++) z += prob[j] = exp(-(r.mean_error[j] - mn) / co.temperature);
             for (int j = 0; j < r.n_classes; j++) prob[j] /= z;
         }
-        if (co.json) {
-            printf("{\"image\": ");
-            json_string(stdout, images.names[i]);
-            printf(", \"prediction\": ");
-            json_string(stdout, dc_classes_name(cl, r.ranking[0]));
-            printf(", \"top\": [");
-            for (int j = 0; j < k; j++) {
-                printf("%s{\"class\": ", j ? ", " : "");
-                json_string(stdout, dc_classes_name(cl, r.ranking[j]));
-                printf(", \"error\": %.6g, \"scored\": %d", r.mean_error[r.ranking[j]], r.n_scored[r.ranking[j]]);
-                if (co.temperature > 0) printf(", \"probability\": %.6g", prob[r.ranking[j]]);
-                printf("}");
-            }
-            printf("], \"stop\": \"%s\", \"decided\": %s, \"left\": %d, \"evals\": %ld, \"timesteps\": %d, "
-                   "\"seconds\": %.3f}\n", stop_name(co.o.stop), r.undecided ? "false" : "true", r.n_left, r.n_evals,
-                   r.n_timesteps, r.seconds);
-        } else if (co.csv) {
+        if (co.json) print_json(images.names[i], &r, cl, k, co.o.trials, co.temperature > 0 ? prob : NULL);
+        else if (co.csv) {
             for (int j = 0; j < k; j++) {
                 printf("\"%s\",%d,\"%s\",%.6g\n", images.names[i], j + 1, dc_classes_name(cl, r.ranking[j]),
                        r.mean_error[r.ranking[j]]);
             }
-        } else {
-            printf("%s: %s\n", images.names[i], dc_classes_name(cl, r.ranking[0]));
-            for (int j = 0; j < k; j++) {
-                printf("  %d. %-30s error %.5f (%d scores)", j + 1, dc_classes_name(cl, r.ranking[j]),
-                       r.mean_error[r.ranking[j]], r.n_scored[r.ranking[j]]);
-                if (co.temperature > 0) printf("  p %.3f", prob[r.ranking[j]]);
-                printf("\n");
-            }
-            printf("  %ld evaluations (%s), %d timesteps, %.2f s\n", r.n_evals, stop_name(co.o.stop),
-                   r.n_timesteps, r.seconds);
-            if (r.undecided)
-                printf("  undecided: the budget ran out with %d classes in the running; the first is the best "
-                       "so far\n", r.n_left);
-        }
+        } else print_text(images.names[i], &r, cl, k, co.o.trials, co.temperature > 0 ? prob : NULL);
         if (plot) { /* OUT.png, or OUT-<i>.png for several images */
             char path[4096];
             const char *dot = strrchr(plot, '.');
@@ -392,6 +424,7 @@ static int cmd_classify(int argc, char **argv)
     }
 done:
     names_free(&co.classes);
+    dc_calibration_free(&co.cal);
     names_free(&images);
     dc_classes_free(cl);
     dc_ctx_free(c);
