@@ -45,7 +45,8 @@ static const char *eval_help =
     "                      (wrong class - true class) spreads at each timestep and\n"
     "                      write \"t spread mean count\" lines (for --stop calibrated\n"
     "                      --calibration FILE). Needs every class scored at every\n"
-    "                      timestep: --samples K --keep 1. Use held-out images\n"
+    "                      timestep: --samples K --keep 1 (--stop adaptive, the\n"
+    "                      default here). Use held-out images\n"
     "                      (e.g. the training split), never the test images\n"
     "  --plot FILE.png     draw the confusion matrix (counts, per-class accuracy)\n"
     "  --json              the last line of stdout is one JSON object with n, top1,\n"
@@ -935,10 +936,12 @@ static int eval_main(int argc, char **argv, int unlabelled)
         if (!pos.n) die("%s", "calibrate: no images (usage: dc calibrate [-m MODEL] IMAGES... -o FILE)");
         if (!co->schedule_set) { /* every class at one shared grid of 50 timesteps */
             co->o.n_stages = 1, co->o.samples[0] = 50, co->o.keep[0] = 1;
-            co->o.stop = DC_STOP_ADAPTIVE;
             co->schedule_set = 1;
         }
     }
+    /* a calibration compares classes at shared timesteps: the staged
+       schedule gives them, the default rule (t-tests) does not */
+    if (calibrate && co->o.stop == DC_STOP_AUTO) co->o.stop = DC_STOP_ADAPTIVE;
     if (merge) {
         if (!pos.n) die("%s", "eval --merge: which result files?");
         int rc = cmd_merge(pos.n, pos.names, co->json, fit, plot);
@@ -993,7 +996,7 @@ static int eval_main(int argc, char **argv, int unlabelled)
     }
     if (!open_classifier(co->model, &co->classes, co->tmpl, &m, &s.c, &s.cl)) par_exit(1);
     int n_classes = dc_classes_count(s.cl);
-    co->o.stop = choose_default_stop(co, m, n_classes);
+    co->o.stop = choose_default_stop(co, m, n_classes, 1);
     if (!is_folder && !unlabelled) load_idx(d, pos.names[0], pos.names[1], n_classes);
     s.rgb = d->pixels ? malloc((size_t)d->w * d->h * 3) : NULL;
     if (d->pixels && !s.rgb) die("%s", "eval: out of memory");

@@ -250,20 +250,24 @@ static const char *classify_help =
     "  --template T        prompt template with {} for the class name (text models;\n"
     "                      default: the model's own, else \"a photo of a {}.\")\n"
     "schedule:\n"
-    "  --samples A,B,..    timesteps scored by the end of each stage (default 50,500)\n"
-    "  --keep A,B,..       classes kept after each stage; the last is 1 (default 5,1)\n"
-    "  --stop adaptive|sequential|calibrated|screened\n"
-    "                      the paper's fixed stages; pruning by a paired t-test\n"
-    "                      (Clark & Jaini 2023) within the last stage's budget;\n"
-    "                      that test on timesteps drawn where classes differ most and\n"
-    "                      weighted back (the model's calibration, or --calibration);\n"
-    "                      or, for many classes, calibrated with a screen that drops\n"
-    "                      hopeless classes after one or a few timesteps.\n"
-    "                      Default: calibrated (screened above 20 classes) if the\n"
-    "                      model carries a calibration (the shipped models do) and\n"
-    "                      no schedule option is given, else adaptive\n"
+    "  --samples A,B,..    timesteps scored by the end of each stage (default 50,500);\n"
+    "                      the last is every rule's budget of timesteps\n"
+    "  --keep A,B,..       classes kept after each stage, the last 1 (default 5,1;\n"
+    "                      --stop adaptive alone reads it)\n"
+    "  --stop auto|adaptive|sequential|calibrated|screened\n"
+    "                      auto (the default): calibrated, or screened above 20\n"
+    "                      classes, when the model (the shipped ones do) or\n"
+    "                      --calibration carries a timestep calibration, else\n"
+    "                      sequential, and the output says how to make one;\n"
+    "                      adaptive: the paper's fixed stages (--samples, --keep);\n"
+    "                      sequential: pruning by a paired t-test (Clark & Jaini\n"
+    "                      2023) within the last stage's budget; calibrated: that\n"
+    "                      test on timesteps drawn where classes differ most and\n"
+    "                      weighted back; screened: calibrated, with a screen that\n"
+    "                      drops hopeless classes after one or a few timesteps\n"
     "  --calibration FILE  a timestep calibration from dc calibrate or dc eval\n"
-    "                      --calibrate (implies --stop calibrated unless screened)\n"
+    "                      --calibrate, for the rules that read one (auto,\n"
+    "                      calibrated, screened) in place of the model's\n"
     "  --alpha P           the test's level, --min-scores N scores before testing\n"
     "                      (defaults: sequential 0.002 and 20, calibrated and\n"
     "                      screened 0.005 and 10)\n"
@@ -276,7 +280,8 @@ static const char *classify_help =
     "  --trials N          noise draws per timestep (default 1)\n"
     "  --seed N            the noise; same seed, same result (default 0)\n"
     "  --size PX           image side before the VAE (default: the model's)\n"
-    "  --batch N           most evaluations per network call (default 16)\n"
+    "  --batch N           most evaluations per network call (default 16, the\n"
+    "                      library's)\n"
     "output:\n"
     "  --top K             classes shown per image (default 5)\n"
     "  --temperature T     also print probabilities softmax(-error / T); fit T with\n"
@@ -378,7 +383,7 @@ static int cmd_classify(int argc, char **argv)
     dc_classes *cl = NULL;
     int rc = 1;
     if (!open_classifier(co.model, &co.classes, co.tmpl, &m, &c, &cl)) goto done;
-    (void)choose_default_stop(&co, m, dc_classes_count(cl)); /* its warnings; the result names the rule */
+    (void)choose_default_stop(&co, m, dc_classes_count(cl), 0); /* its warnings; each result names the rule */
     progress_state prog = {!co.quiet, isatty(2), 0, 0, ""};
     co.o.progress = on_progress;
     co.o.progress_user = &prog;

@@ -344,7 +344,7 @@ int parse_stop(const char *name, dc_stop *stop)
     return 0;
 }
 
-dc_stop choose_default_stop(common_opts *co, const dc_model *m, int n_classes)
+dc_stop choose_default_stop(common_opts *co, const dc_model *m, int n_classes, int say_note)
 {
     const char *note;
     dc_stop rule = dc_classify_rule(m, &co->o, n_classes, &note);
@@ -353,7 +353,7 @@ dc_stop choose_default_stop(common_opts *co, const dc_model *m, int n_classes)
                 dc_stop_name(rule));
     if (co->calibration && rule != DC_STOP_CALIBRATED && rule != DC_STOP_SCREENED)
         fprintf(stderr, "dc: warning: --calibration: --stop %s does not read a calibration\n", dc_stop_name(rule));
-    if (*note && !co->quiet) fprintf(stderr, "dc: note: %s\n", note);
+    if (say_note && *note && !co->quiet) fprintf(stderr, "dc: note: %s\n", note);
     return rule;
 }
 

@@ -79,9 +79,10 @@ int open_classifier(const char *model, const name_list *names, const char *tmpl,
 int parse_stop(const char *name, dc_stop *stop);
 /* The rule co->o.stop names for this model and class count, DC_STOP_AUTO
    resolved by the library (dc_classify_rule); says on stderr when
-   --calibration goes unread, and the library's note when the default fell
-   back to the t-test for lack of a calibration (unless --quiet). */
-dc_stop choose_default_stop(common_opts *co, const dc_model *m, int n_classes);
+   --calibration or --keep go unread, and with say_note the library's note
+   when the default fell back to the t-test for lack of a calibration
+   (unless --quiet; dc classify prints it per image instead). */
+dc_stop choose_default_stop(common_opts *co, const dc_model *m, int n_classes, int say_note);
 /* dc_stop_name */
 const char *stop_name(dc_stop stop);
 
