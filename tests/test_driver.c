@@ -447,7 +447,8 @@ static void default_stopping_rule_should_follow_the_model(void)
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"stop\": \"screened\"") &&
           strstr(out, "\"decided\": false") && strstr(out, "\"evals\": 42"), "21 classes, 42 evaluations: %s", out);
     snprintf(args, sizeof args, "classify --quiet --max-evals 42%s '%s'", many, img);
-    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "undecided: the budget ran out with 21 classes"),
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "undecided: the budget ran out with 21 classes") &&
+          strstr(out, " (undecided)\n  1. ") && strstr(out, "  5. ") && strstr(out, "16 still in the running"),
           "text: %s", out);
     snprintf(args, sizeof args, "classify --quiet --max-evals 20%s '%s'", many, img);
     CHECK(run_dc(out, sizeof out, "", args) == 1 && strstr(out, "--max-evals 20 cannot score one timestep"),

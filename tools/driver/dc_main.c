@@ -315,7 +315,11 @@ static void print_text(const char *image, const dc_result *r, const dc_classes *
         if (prob) printf("  p %.3f", prob[c]);
         printf("\n");
     }
-    if (k < r->n_classes) printf("  (%d more classes dropped; --top %d shows all)\n", r->n_classes - k, r->n_classes);
+    int more_kept = r->n_left > k ? r->n_left - k : 0, more = r->n_classes - k;
+    if (more && !more_kept) printf("  (%d more classes dropped; --top %d shows all)\n", more, r->n_classes);
+    else if (more)
+        printf("  (%d more classes: %d still in the running, %d dropped; --top %d shows all)\n", more, more_kept,
+               more - more_kept, r->n_classes);
     printf("  %ld evaluations (%s), %d timesteps, %.2f s\n", r->n_evals, dc_stop_name(r->stop), r->n_timesteps,
            r->seconds);
     if (r->undecided)
