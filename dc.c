@@ -581,12 +581,12 @@ static dc_status classify_calibrated(classify_state *s, int *rank_end, dc_error 
 /* The rule DC_STOP_AUTO stands for. The calibrated rule reaches the t-test's
    accuracy with fewer evaluations, but only a calibration says where to
    draw; without one the t-test still decides in a few hundred evaluations
-   where the paper's schedule spends n x 50 + 5 x 450. Above
-   DC_SCREENED_ABOVE classes the screen pays for itself. */
+   where the paper's schedule spends n x 50 + 5 x 450. From
+   DC_SCREENED_FROM classes the screen pays for itself. */
 static dc_stop auto_rule(int calibrated, int n_classes)
 {
     if (!calibrated) return DC_STOP_SEQUENTIAL;
-    return n_classes > DC_SCREENED_ABOVE ? DC_STOP_SCREENED : DC_STOP_CALIBRATED;
+    return n_classes >= DC_SCREENED_FROM ? DC_STOP_SCREENED : DC_STOP_CALIBRATED;
 }
 
 /* dc_result.note: what a user whose default ran the slower rule can do. */

@@ -167,15 +167,16 @@ typedef enum {
                              takes the calibrated spread as the noise drops
                              classes after each draw, so hopeless ones cost
                              one or a few evaluations instead of the minimum */
-    DC_STOP_AUTO          /* the default: calibrated (screened above
-                             DC_SCREENED_ABOVE classes) when the options or
+    DC_STOP_AUTO          /* the default: calibrated (screened from
+                             DC_SCREENED_FROM classes) when the options or
                              the model carry a timestep calibration, else
                              sequential; dc_classify_rule says which */
 } dc_stop;
 
-/* DC_STOP_AUTO screens above this many classes: there the t-test's
-   minimum scores per class dominate the cost (bench/README.md). */
-#define DC_SCREENED_ABOVE 20
+/* DC_STOP_AUTO screens from this many classes: at the shipped models' 10
+   the screen made the calibrated rule's decisions with 17-19% fewer
+   evaluations (docs/results.md); fewer classes are unmeasured. */
+#define DC_SCREENED_FROM 10
 
 /* A timestep calibration holds timesteps 0 <= t < DC_CALIB_MAX_T, strictly
    ascending, so at most DC_CALIB_MAX_T points: what dc calibrate writes and

@@ -372,11 +372,11 @@ static void calibration_should_be_checked(void)
 
 /* DC_STOP_AUTO, the default: the t-test without a calibration (and a note
    saying how to make one), calibrated with one, screened with one above
-   DC_SCREENED_ABOVE classes; dc_classify_rule names the same rule. */
+   DC_SCREENED_FROM classes; dc_classify_rule names the same rule. */
 static void default_rule_should_take_a_calibration_when_there_is_one(void)
 {
-    double off[DC_SCREENED_ABOVE + 1];
-    for (int c = 0; c <= DC_SCREENED_ABOVE; c++) off[c] = 1 + c;
+    double off[DC_SCREENED_FROM];
+    for (int c = 0; c < DC_SCREENED_FROM; c++) off[c] = 1 + c;
     dc__schedule sch = sd_schedule();
     standin si = {0};
     dc_result r;
@@ -391,8 +391,8 @@ static void default_rule_should_take_a_calibration_when_there_is_one(void)
           "without a calibration: %s, note '%s'", dc_stop_name(r.stop), r.note);
     dc_result_free(&r);
     o.calib_t = calib_band_t, o.calib_spread = calib_band_spread, o.n_calib = 4;
-    for (int n = DC_SCREENED_ABOVE; n <= DC_SCREENED_ABOVE + 1; n++) {
-        dc_stop want = n > DC_SCREENED_ABOVE ? DC_STOP_SCREENED : DC_STOP_CALIBRATED;
+    for (int n = DC_SCREENED_FROM - 1; n <= DC_SCREENED_FROM; n++) {
+        dc_stop want = n >= DC_SCREENED_FROM ? DC_STOP_SCREENED : DC_STOP_CALIBRATED;
         CHECK(dc_classify_rule(NULL, &o, n, &note) == want && !*note, "rule for %d classes: %s", n, note);
         CHECK(classify(&si, &sch, off, n, 4, &o, &r, &err) == DC_OK, "%s", err.msg);
         CHECK(r.stop == want && !*r.note, "%d classes: %s", n, dc_stop_name(r.stop));

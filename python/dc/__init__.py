@@ -146,7 +146,7 @@ class Options:
         """The stopping rule these options run on model for n_classes classes
         and the library's note (dc.h: dc_classify_rule): stop "auto" (the
         default) is calibrated with a calibration (screened above
-        dc.h's DC_SCREENED_ABOVE classes), else the t-test."""
+        dc.h's DC_SCREENED_FROM classes on), else the t-test."""
         note = ctypes.c_char_p()
         o = self.to_c(model, n_classes)
         k = _lib.dc_classify_rule(model._m, ctypes.byref(o), n_classes, ctypes.byref(note))

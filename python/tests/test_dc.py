@@ -115,7 +115,7 @@ class ClassifyLikeTheDriver(unittest.TestCase):
             self.assertEqual(p.image, w["image"])
         self.assert_same(want[0], arrays[0], "grey array")
         self.assert_same(want[1], arrays[1], "rgb array")
-        self.assertEqual(want[0]["stop"], "calibrated")  # the shipped model's default rule
+        self.assertEqual(want[0]["stop"], "screened")  # the shipped model's default rule: 10 classes
 
     def test_options_should_reach_the_library_as_the_driver_passes_them(self):
         want = driver_json("--stop", "sequential", "--seed", "7", "--batch", "8", "--samples", "30,200",
@@ -157,11 +157,11 @@ class ClassifyLikeTheDriver(unittest.TestCase):
 
     def test_the_default_rule_should_be_the_librarys(self):
         """stop "auto": calibrated on the shipped model (screened above
-        DC_SCREENED_ABOVE classes), the t-test with a note on a copy without
+        DC_SCREENED_FROM classes), the t-test with a note on a copy without
         its calibration, calibrated again with a calibration file; the
         driver's JSON says the same."""
-        self.assertEqual(dc.Options().rule(self.model, 10), ("calibrated", ""))
-        self.assertEqual(dc.Options().rule(self.model, 21)[0], "screened")
+        self.assertEqual(dc.Options().rule(self.model, 9), ("calibrated", ""))
+        self.assertEqual(dc.Options().rule(self.model, 10), ("screened", ""))
         self.assertEqual(dc.Options(stop="sequential").rule(self.model, 10), ("sequential", ""))
         bare = os.path.join(TMP, "no_calibration.dcw")
         meta, tensors = read_dcw(self.model.path)
@@ -179,7 +179,7 @@ class ClassifyLikeTheDriver(unittest.TestCase):
         want = driver_json("-m", bare, "--calibration", cal, self.grey_png)[0]
         got = m.classify(self.grey, calibration=cal)
         self.assert_same(want, got, "a calibration file")
-        self.assertEqual((got.stop, got.note), ("calibrated", ""))
+        self.assertEqual((got.stop, got.note), ("screened", ""))
         self.assertEqual(got.kept, [got.prediction])
 
     def test_calibration_files_should_be_read_by_the_library(self):

@@ -255,7 +255,7 @@ static const char *classify_help =
     "  --keep A,B,..       classes kept after each stage, the last 1 (default 5,1;\n"
     "                      --stop adaptive alone reads it)\n"
     "  --stop auto|adaptive|sequential|calibrated|screened\n"
-    "                      auto (the default): calibrated, or screened above 20\n"
+    "                      auto (the default): calibrated, or screened from 10\n"
     "                      classes, when the model (the shipped ones do) or\n"
     "                      --calibration carries a timestep calibration, else\n"
     "                      sequential, and the output says how to make one;\n"
