@@ -25,8 +25,10 @@
    Below, each part comes before what uses it: the timestep grid and
    stages, the noise, scoring a batch, the four stopping rules, the loop
    that runs one of them (dc__classify_core), the class list and the
-   denoiser (one path for DiT and the UNet), and the public entry points
-   (dc_classify_image -> dc_classify_rgb -> dc_classify_latent). The loop
+   denoiser (one path for DiT and the UNet), and the public entry points:
+   dc_classify_image -> dc_classify_rgb (which encodes the image) ->
+   classify_latent, and dc_classify_latent (a latent already encoded) ->
+   classify_latent, which runs dc__classify_core on the model. The loop
    sees the model only through a dc__denoiser (dc_internal.h), so the tests
    drive it with a stand-in of known errors. The networks, the model file
    and everything numeric beneath them live in nn/. */
@@ -728,9 +730,11 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
     for (size_t i = 0; i < cells; i++) res->errors[i] = NAN;
     for (int c = 0; c < n_classes; c++) s.alive[c] = c;
     s.n_alive = n_classes;
-    /* the paper's schedule costs exactly this; sequential stopping at most this */
+    /* the progress total: every class at every timestep of the grid, the
+       most a sequential rule can cost; the paper's schedule costs less
+       (its later stages score only the classes kept), and exactly: */
     s.evals_total = (long)n_classes * max_n * o->trials;
-    if (o->stop == DC_STOP_ADAPTIVE) { /* exactly what the schedule will cost */
+    if (o->stop == DC_STOP_ADAPTIVE) {
         long total = 0, alive = n_classes;
         int *sub = malloc(sizeof(int) * (size_t)s.grid_len);
         char *seen = calloc((size_t)s.grid_len, 1);

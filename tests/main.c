@@ -9,7 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
-test_env T = {"tests/data", "/tmp", "./dc", "../shared/fixtures"};
+test_env T = {"tests/data", "/tmp", "./dc", "tests/fixtures"};
 int t_failed_checks, t_skip;
 static int passed, failed, skipped;
 static const char *filter;
@@ -50,6 +50,13 @@ int t_close(const char *name, const float *got, const float *want, size_t n, dou
     return 1;
 }
 
+int t_readable(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
 const char *t_path(const char *dir, const char *fmt, ...)
 {
     static char bufs[8][1024];
@@ -61,6 +68,32 @@ const char *t_path(const char *dir, const char *fmt, ...)
     vsnprintf(b + len, 1024 - (size_t)len, fmt, ap);
     va_end(ap);
     return b;
+}
+
+int t_weights(dc__weights *w, const char *path)
+{
+    dc_error err;
+    if (dc__weights_open(w, path, 1, &err) == DC_OK) return 1;
+    t_fail(__FILE__, __LINE__, "%s", err.msg);
+    return 0;
+}
+
+char *t_read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) buf[n] = 0;
+    if (size) *size = buf ? (size_t)n : 0;
+    return buf;
 }
 
 int t_npy(dc__npy *a, const char *fmt, ...)

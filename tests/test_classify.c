@@ -506,6 +506,24 @@ static void same_seed_should_give_the_same_result_for_any_thread_count(void)
     for (int i = 0; i < 3; i++) dc_result_free(&r[i]);
 }
 
+/* The shipped models are small: one image per thread, as many at once as
+   threads; one thread (or no model) means one image at a time. */
+static void small_models_should_run_one_image_per_thread(void)
+{
+    dc_model *m = NULL;
+    dc_error err;
+    NEED(dc_model_load(&m, t_path(T.data, "../../data/models/default.dcw"), NULL, &err) == DC_OK,
+         "data/models/default.dcw: %s (part of the repository)", err.msg);
+    int before = dc_get_threads();
+    dc_set_threads(3);
+    CHECK(dc_images_at_once(m) == 3, "3 threads: %d images at once", dc_images_at_once(m));
+    dc_set_threads(1);
+    CHECK(dc_images_at_once(m) == 1, "1 thread: %d images at once", dc_images_at_once(m));
+    CHECK(dc_images_at_once(NULL) == 1, "no model: %d", dc_images_at_once(NULL));
+    dc_set_threads(before);
+    dc_model_free(m);
+}
+
 static void bad_options_should_be_refused_by_name(void)
 {
     double off[3] = {1, 2, 3};
@@ -789,7 +807,7 @@ static void student_t_should_match_closed_forms(void)
 static void schedules_should_match_the_reference_fixtures(void)
 {
     FILE *f = fopen(t_path(T.fixtures, "schedules/case.json"), "rb");
-    if (!f) SKIP("../shared/fixtures/schedules not present");
+    NEED(f, "tests/fixtures/schedules/case.json missing (part of the repository)");
     fclose(f);
     static const struct { const char *kind, *file; double b0, b1; } cases[] = {
         {"scaled_linear", "sd_scaled_linear_alphas_cumprod.npy", 0.00085, 0.012},
@@ -821,7 +839,7 @@ static void schedules_should_match_the_reference_fixtures(void)
 static void dit_model_should_classify_a_latent_end_to_end(void)
 {
     FILE *f = fopen(t_path(T.tmp, "dit_st_f32.dcw"), "rb");
-    if (!f) SKIP("DiT fixture model not prepared");
+    NEED(f, "dit_st_f32.dcw missing (%s)", "prepared by tools/refs/prepare_tests.py from tests/fixtures");
     fclose(f);
     dc_model *m = NULL;
     dc_ctx *c = NULL;
@@ -894,7 +912,7 @@ static void latent_path_should_equal_the_image_path_for_both_families(void)
 {
     const char *image = t_path(T.data, "../../data/samples/bag_0018.png");
     FILE *f = fopen(t_path(T.data, "../../data/models/fmnist-sd.dcw"), "rb");
-    if (!f) SKIP("no shipped models in data/models (make train)");
+    NEED(f, "data/models/fmnist-sd.dcw missing (part of the repository)");
     fclose(f);
     loaded dit, sd;
     int ok_dit = load_shipped(&dit, "fmnist-dit.dcw"), ok_sd = load_shipped(&sd, "fmnist-sd.dcw");
@@ -972,4 +990,5 @@ void suite_classify(void)
     RUN(schedules_should_match_the_reference_fixtures);
     RUN(dit_model_should_classify_a_latent_end_to_end);
     RUN(latent_path_should_equal_the_image_path_for_both_families);
+    RUN(small_models_should_run_one_image_per_thread);
 }

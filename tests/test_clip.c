@@ -1,5 +1,5 @@
 /* tests/test_clip.c - the CLIP text encoder (nn/clip.c) against the golden
-   fixture made with transformers' CLIPTextModel (../shared/fixtures/
+   fixture made with transformers' CLIPTextModel (tests/fixtures/
    clip_text_quickgelu), converted by tools/convert/convert_clip.py in f32, f16 and
    q8; against torch references for other configs (tests/data/clip, made by
    tools/refs/make_clip_refs.py: exact GELU, odd head counts, other widths, one
@@ -37,10 +37,7 @@ static int clip_load(clip_model *cm, const char *path)
 {
     dc_error err;
     memset(cm, 0, sizeof *cm);
-    if (dc__weights_open(&cm->w, path, 1, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return 0;
-    }
+    if (!t_weights(&cm->w, path)) return 0;
     cm->open = 1;
     if (dc__clip_build(&cm->m, &cm->w, "text.", &err) != DC_OK) {
         CHECK(0, "%s", err.msg);
@@ -117,9 +114,7 @@ static double clip_compare(clip_model *cm, const dc__npy *ids, const char *dir, 
 
 static int clip_have_fixture(void)
 {
-    FILE *f = fopen(t_path(T.fixtures, "clip_text_quickgelu/last_hidden_state.npy"), "rb");
-    if (f) fclose(f);
-    return f != NULL;
+    return t_readable(t_path(T.fixtures, "clip_text_quickgelu/last_hidden_state.npy"));
 }
 
 /* The fixture's three outputs from the model file `tag`; returns the worst error. */
@@ -149,13 +144,13 @@ static double clip_fixture_case(const char *tag, double tol)
 
 static void clip_should_match_transformers_on_the_golden_fixture(void)
 {
-    if (!clip_have_fixture()) SKIP("../shared/fixtures/clip_text_quickgelu not present");
+    NEED(clip_have_fixture(), "tests/fixtures/clip_text_quickgelu missing (part of the repository)");
     clip_fixture_case("f32", CLIP_FIXTURE_TOL);
 }
 
 static void clip_should_stay_close_with_f16_and_q8_weights(void)
 {
-    if (!clip_have_fixture()) SKIP("../shared/fixtures/clip_text_quickgelu not present");
+    NEED(clip_have_fixture(), "tests/fixtures/clip_text_quickgelu missing (part of the repository)");
     double e16 = clip_fixture_case("f16", CLIP_F16_TOL);
     double e8 = clip_fixture_case("q8", CLIP_Q8_TOL);
     printf("  worst error: f16 %.3g (bound %.3g), q8 %.3g (bound %.3g)\n", e16, CLIP_F16_TOL, e8,
@@ -260,36 +255,32 @@ static void clip_should_refuse_bad_token_ids_and_lengths_by_name(void)
     clip_unload(&cm);
 }
 
-static void clip_should_name_a_missing_tensor(void)
+/* Building the text encoder of TMP/<file> under prefix fails with status
+   want and a message that holds expect. */
+static void clip_build_should_fail(const char *file, const char *prefix, dc_status want, const char *expect)
 {
     dc__weights w;
     dc__clip m;
     dc_error err;
-    if (dc__weights_open(&w, t_path(T.tmp, "clip_missing.dcw"), 1, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return;
-    }
-    CHECK(dc__clip_build(&m, &w, "text.", &err) == DC_ERR_MISSING &&
-          strstr(err.msg, "'text.text_model.encoder.layers.0.mlp.fc2.bias' is missing"), "%s", err.msg);
-    /* another prefix finds nothing, and says what it looked for */
-    CHECK(dc__clip_build(&m, &w, "cond.", &err) == DC_ERR_MISSING &&
-          strstr(err.msg, "'cond.text_model.embeddings.token_embedding.weight'"), "%s", err.msg);
+    if (!t_weights(&w, t_path(T.tmp, "%s", file))) return;
+    dc_status st = dc__clip_build(&m, &w, prefix, &err);
+    CHECK(st == want && strstr(err.msg, expect), "%s under '%s': status %d: %s", file, prefix, st, err.msg);
     dc__weights_close(&w);
+}
+
+static void clip_should_name_a_missing_tensor(void)
+{
+    clip_build_should_fail("clip_missing.dcw", "text.", DC_ERR_MISSING,
+                           "'text.text_model.encoder.layers.0.mlp.fc2.bias' is missing");
+    /* another prefix finds nothing, and says what it looked for */
+    clip_build_should_fail("clip_missing.dcw", "cond.", DC_ERR_MISSING,
+                           "'cond.text_model.embeddings.token_embedding.weight'");
 }
 
 static void clip_should_refuse_a_file_with_more_layers_than_its_metadata(void)
 {
-    dc__weights w;
-    dc__clip m;
-    dc_error err;
-    if (dc__weights_open(&w, t_path(T.tmp, "clip_extra_layer.dcw"), 1, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return;
-    }
-    CHECK(dc__clip_build(&m, &w, "text.", &err) == DC_ERR_FORMAT &&
-          strstr(err.msg, "'text.text_model.encoder.layers.2.layer_norm1.weight' exists, but "
-                 "clip.num_layers is 2"), "%s", err.msg);
-    dc__weights_close(&w);
+    clip_build_should_fail("clip_extra_layer.dcw", "text.", DC_ERR_FORMAT,
+                           "'text.text_model.encoder.layers.2.layer_norm1.weight' exists, but clip.num_layers is 2");
 }
 
 static void clip_converter_should_refuse_unknown_tensors_by_name(void)

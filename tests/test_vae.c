@@ -35,10 +35,7 @@ static int vae_open(vae_model *vm, const char *file)
 {
     dc_error err;
     memset(vm, 0, sizeof *vm);
-    if (dc__weights_open(&vm->w, t_path(T.tmp, "%s", file), 1, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return 0;
-    }
+    if (!t_weights(&vm->w, t_path(T.tmp, "%s", file))) return 0;
     if (dc__vae_build(&vm->m, &vm->w, "vae.", &err) != DC_OK) {
         CHECK(0, "%s", err.msg);
         dc__weights_close(&vm->w);

@@ -1,10 +1,13 @@
 /* tools/driver/dc_main.c - the `dc` command-line driver.
 
-   Parses options, calls the library, prints. The only place in dc that
-   calls exit(). Commands grow with the model families; each has --help. */
+   Parses options, calls the library, prints. The library never exits; the
+   driver's errors end the process through driver_exit() (driver.c), the
+   one call of exit() in dc. Commands grow with the model families; each
+   has --help. */
 #define _POSIX_C_SOURCE 200809L
 #include "dc.h"
 #include "driver.h"
+#include "par.h"
 
 #include <errno.h>
 #include <math.h>
@@ -356,6 +359,94 @@ static void print_json(const char *image, const dc_result *r, const dc_classes *
            r->undecided ? "false" : "true", r->n_left, r->n_evals, r->n_timesteps, r->seconds);
 }
 
+/* Images classified at once (par_for) and printed in their order as soon
+   as each and all before it are done. */
+typedef struct {
+    dc_result r;
+    dc_status st;
+    dc_error err;
+    int ready;
+} classified;
+typedef struct {
+    const par_workers *pw;
+    const dc_classes *cl;
+    const dc_classify_opts *o;
+    progress_state *prog; /* worker 0's images show progress */
+    const name_list *images;
+    classified *out;      /* [images->n] */
+    const common_opts *co;
+    const char *plot;
+    int printed;          /* images printed so far, in order */
+    int rc;
+} classify_run;
+
+/* Prints image i's ranking in the chosen form (and its plot); 0 if the plot failed. */
+static int print_classified(const common_opts *co, const dc_classes *cl, const char *image, int i, int n_images,
+                            const char *plot, const dc_result *r)
+{
+    int ok = 1;
+    int k = co->top < r->n_classes ? co->top : r->n_classes;
+    /* calibrated probabilities: softmax(-error / T) over every class */
+    double *prob = calloc((size_t)r->n_classes, sizeof(double));
+    if (co->temperature > 0 && prob) {
+        double mn = r->mean_error[r->ranking[0]], z = 0;
+        for (int j = 0; j < r->n_classes; j++) mn = r->mean_error[j] < mn ? r->mean_error[j] : mn;
+        for (int j = 0; j < r->n_classes; j++) z += prob[j] = exp(-(r->mean_error[j] - mn) / co->temperature);
+        for (int j = 0; j < r->n_classes; j++) prob[j] /= z;
+    }
+    if (co->json) {
+        print_json(image, r, cl, k, co->o.trials, co->temperature > 0 ? prob : NULL);    } else if (co->csv) {
+        for (int j = 0; j < k; j++) {
+            csv_string(stdout, image);
+            printf(",%d,", j + 1);
+            csv_string(stdout, dc_classes_name(cl, r->ranking[j]));
+            printf(",%.6g\n", r->mean_error[r->ranking[j]]);
+        }
+    } else {
+        print_text(image, r, cl, k, co->o.trials, co->temperature > 0 ? prob : NULL);
+    }
+    if (plot) { /* OUT.png, or OUT-<i>.png for several images */
+        char path[4096];
+        const char *dot = strrchr(plot, '.');
+        if (n_images == 1 || !dot) snprintf(path, sizeof path, "%s", plot);
+        else snprintf(path, sizeof path, "%.*s-%d%s", (int)(dot - plot), plot, i + 1, dot);
+        if (!plot_result(path, image, r, cl, co->top)) ok = 0; /* it says why */
+    }
+    fflush(stdout);
+    free(prob);
+    return ok;
+}
+
+static void classify_one(void *user, int worker, int i)
+{
+    classify_run *run = user;
+    const char *image = run->images->names[i];
+    dc_classify_opts o = *run->o;
+    if (worker) o.progress = NULL;
+    else run->prog->start = run->prog->last = wall(), run->prog->label = image;
+    classified *out = &run->out[i];
+    out->st = dc_classify_image(run->pw->ctx[worker], run->cl, image, &o, &out->r, &out->err);
+    if (!worker && run->prog->tty && run->prog->enabled) fprintf(stderr, "\n");
+#ifdef _OPENMP
+#pragma omp critical(classify_print)
+#endif
+    {
+        out->ready = 1;
+        for (; run->printed < run->images->n && run->out[run->printed].ready; run->printed++) {
+            classified *next = &run->out[run->printed];
+            if (next->st != DC_OK) {
+                fprintf(stderr, "dc: %s\n", next->err.msg);
+                run->rc = 1;
+                continue;
+            }
+            if (!print_classified(run->co, run->cl, run->images->names[run->printed], run->printed,
+                                  run->images->n, run->plot, &next->r))
+                run->rc = 1;
+            dc_result_free(&next->r);
+        }
+    }
+}
+
 static int cmd_classify(int argc, char **argv)
 {
     common_opts co;
@@ -381,7 +472,6 @@ static int cmd_classify(int argc, char **argv)
     char default_model[4096];
     common_opts_finish(&co, default_model, sizeof default_model);
 
-    dc_error err;
     dc_model *m = NULL;
     dc_ctx *c = NULL;
     dc_classes *cl = NULL;
@@ -392,45 +482,16 @@ static int cmd_classify(int argc, char **argv)
     co.o.progress = on_progress;
     co.o.progress_user = &prog;
     if (co.csv) printf("image,rank,class,error\n");
-    rc = 0;
-    for (int i = 0; i < images.n; i++) {
-        dc_result r;
-        prog.start = prog.last = wall();
-        prog.label = images.names[i];
-        dc_status st = dc_classify_image(c, cl, images.names[i], &co.o, &r, &err);
-        if (prog.tty && prog.enabled) fprintf(stderr, "\n");
-        if (st != DC_OK) {
-            fprintf(stderr, "dc: %s\n", err.msg);
-            rc = 1;
-            continue;
-        }
-        int k = co.top < r.n_classes ? co.top : r.n_classes;
-        /* calibrated probabilities: softmax(-error / T) over every class */
-        double *prob = calloc((size_t)r.n_classes, sizeof(double));
-        if (co.temperature > 0 && prob) {
-            double mn = r.mean_error[r.ranking[0]], z = 0;
-            for (int j = 0; j < r.n_classes; j++) mn = r.mean_error[j] < mn ? r.mean_error[j] : mn;
-            for (int j = 0; j < r.n_classes; j++) z += prob[j] = exp(-(r.mean_error[j] - mn) / co.temperature);
-            for (int j = 0; j < r.n_classes; j++) prob[j] /= z;
-        }
-        if (co.json) print_json(images.names[i], &r, cl, k, co.o.trials, co.temperature > 0 ? prob : NULL);
-        else if (co.csv) {
-            for (int j = 0; j < k; j++) {
-                printf("\"%s\",%d,\"%s\",%.6g\n", images.names[i], j + 1, dc_classes_name(cl, r.ranking[j]),
-                       r.mean_error[r.ranking[j]]);
-            }
-        } else print_text(images.names[i], &r, cl, k, co.o.trials, co.temperature > 0 ? prob : NULL);
-        if (plot) { /* OUT.png, or OUT-<i>.png for several images */
-            char path[4096];
-            const char *dot = strrchr(plot, '.');
-            if (images.n == 1 || !dot) snprintf(path, sizeof path, "%s", plot);
-            else snprintf(path, sizeof path, "%.*s-%d%s", (int)(dot - plot), plot, i + 1, dot);
-            if (!plot_result(path, images.names[i], &r, cl, co.top)) rc = 1; /* it says why */
-        }
-        fflush(stdout);
-        free(prob);
-        dc_result_free(&r);
-    }
+    /* one image per worker at a time, each printed once it and all before it are done */
+    par_workers pw;
+    par_workers_open(&pw, m, c, images.n);
+    classified *out = calloc((size_t)images.n, sizeof *out);
+    if (!out) die("%s", "out of memory");
+    classify_run run = {&pw, cl, &co.o, &prog, &images, out, &co, plot, 0, 0};
+    par_for(&pw, images.n, classify_one, &run);
+    rc = run.rc;
+    free(out);
+    par_workers_close(&pw);
 done:
     names_free(&co.classes);
     dc_calibration_free(&co.cal);

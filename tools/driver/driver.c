@@ -18,7 +18,8 @@ void driver_exit_hook(void (*hook)(int code))
     exit_hook = hook;
 }
 
-static void leave(int code)
+/* The one exit() of dc: the library returns a status and never exits. */
+void driver_exit(int code)
 {
     if (exit_hook) exit_hook(code);
     exit(code);
@@ -29,7 +30,7 @@ void die(const char *fmt, const char *arg)
     fprintf(stderr, "dc: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n");
-    leave(2);
+    driver_exit(2);
 }
 
 void die_code(int code, const char *fmt, ...)
@@ -40,7 +41,7 @@ void die_code(int code, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
-    leave(code);
+    driver_exit(code);
 }
 
 
@@ -90,22 +91,32 @@ long parse_long(const char *opt, const char *s, long lo, long hi)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi) {
-        fprintf(stderr, "dc: %s: '%s' is not a number in [%ld, %ld]\n", opt, s, lo, hi);
-        exit(2);
-    }
+    if (!*s || *end || errno || v < lo || v > hi) die_code(2, "%s: '%s' is not a number in [%ld, %ld]", opt, s, lo, hi);
     return v;
+}
+
+/* The next line of f (what names the file in an error) without its
+   newline or CR; -1 at the end of the file. A line longer than
+   DRIVER_LINE_MAX bytes is an error. */
+static long next_line(FILE *f, char line[DRIVER_LINE_MAX + 2], const char *what)
+{
+    if (!fgets(line, DRIVER_LINE_MAX + 2, f)) return -1;
+    size_t len = strlen(line);
+    if (len == DRIVER_LINE_MAX + 1 && line[len - 1] != '\n')
+        die_code(2, "%s: a line is longer than %d bytes", what, DRIVER_LINE_MAX);
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    return (long)len;
 }
 
 /* Reads class names, one per line (blank lines and # comments skipped), from f
    until EOF; trailing spaces and CR are trimmed. */
 void read_names(FILE *f, name_list *l, const char *what)
 {
-    char line[4096];
-    while (fgets(line, sizeof line, f)) {
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n') die("%s: a line is longer than 4095 bytes", what);
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ')) line[--len] = 0;
+    char line[DRIVER_LINE_MAX + 2];
+    long got;
+    while ((got = next_line(f, line, what)) >= 0) {
+        size_t len = (size_t)got;
+        while (len && line[len - 1] == ' ') line[--len] = 0;
         if (!len || line[0] == '#') continue;
         names_add(l, line, len);
     }
@@ -155,17 +166,13 @@ void load_preset(const char *name, dc_classify_opts *o, name_list *classes, char
         data_path(path, sizeof path, rel);
     }
     FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "dc: --preset %s: cannot open %s (presets: cifar10 stl10 pets fashion_mnist imagenet "
-                "food flowers aircraft objectnet)\n", name, path);
-        exit(2);
-    }
-    char line[4096];
+    if (!f)
+        die_code(2, "--preset %s: cannot open %s (presets: cifar10 stl10 pets fashion_mnist imagenet food flowers "
+                 "aircraft objectnet)", name, path);
+    char line[DRIVER_LINE_MAX + 2];
     int keep_n = -1;
-    while (fgets(line, sizeof line, f)) {
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n') die("%s: a line is longer than 4094 bytes", path);
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    long len;
+    while ((len = next_line(f, line, path)) >= 0) {
         if (!len || line[0] == '#') continue;
         if (!strncmp(line, "template ", 9)) {
             if ((size_t)snprintf(tmpl, tcap, "%s", line + 9) >= tcap) die("%s: template too long", path);
@@ -185,8 +192,7 @@ void load_preset(const char *name, dc_classify_opts *o, name_list *classes, char
             read_names(f, classes, path);
             break;
         } else {
-            fprintf(stderr, "dc: %s: cannot read line '%s'\n", path, line);
-            exit(2);
+            die_code(2, "%s: cannot read line '%s'", path, line);
         }
     }
     if (keep_n >= 0 && keep_n != o->n_stages) die("%s: 'keep' needs as many counts as 'samples'", path);
@@ -222,6 +228,18 @@ void on_progress(void *user, long done, long total)
     }
 }
 
+dc_status classify_file(dc_ctx *c, const dc_classes *cl, const char *path, const dc_classify_opts *o,
+                        progress_state *prog, dc_result *r)
+{
+    dc_error err;
+    prog->start = prog->last = wall();
+    prog->label = path;
+    dc_status st = dc_classify_image(c, cl, path, o, r, &err);
+    if (prog->tty && prog->enabled) fprintf(stderr, "\n"); /* past the bar */
+    if (st != DC_OK) fprintf(stderr, "dc: %s\n", err.msg);
+    return st;
+}
+
 void json_string(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -230,6 +248,16 @@ void json_string(FILE *f, const char *s)
         if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
         else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
         else fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+void csv_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
     }
     fputc('"', f);
 }

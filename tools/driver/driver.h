@@ -16,7 +16,10 @@ void die_code(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-/* hook(code) runs instead of exit(code) in die and die_code (NULL: exit) */
+/* Ends the process with code: runs the hook first (par.c's, under MPI,
+   ends the whole job), then exit(code), the only call of exit() in dc. */
+void driver_exit(int code);
+/* hook(code) runs first in driver_exit (NULL: none) */
 void driver_exit_hook(void (*hook)(int code));
 
 typedef struct {
@@ -30,6 +33,9 @@ void names_free(name_list *l);
 int parse_list(const char *opt, const char *s, int *out, int cap);
 /* a whole decimal number in [lo, hi], or exit 2 naming the option */
 long parse_long(const char *opt, const char *s, long lo, long hi);
+/* The longest line, in bytes before its newline, of the text files the
+   driver reads (class lists, presets); a longer one is an error. */
+#define DRIVER_LINE_MAX 4094
 /* class names, one per line; blank lines and # comments skipped */
 void read_names(FILE *f, name_list *l, const char *what);
 /* buf = <data>/<rel>: $DC_DATA, the installed share/dc, or the repository's data/ */
@@ -45,7 +51,15 @@ typedef struct {
 double wall(void);
 /* dc_classify_opts.progress: a bar on a terminal, a line every 10 s otherwise */
 void on_progress(void *user, long done, long total);
+/* dc_classify_image on one file, its progress (o->progress_user = prog)
+   labelled with the path; on failure prints the library's reason. */
+dc_status classify_file(dc_ctx *c, const dc_classes *cl, const char *path, const dc_classify_opts *o,
+                        progress_state *prog, dc_result *r);
 void json_string(FILE *f, const char *s);
+/* s as one CSV field (RFC 4180): always quoted, so that commas, quotes
+   and line breaks in a path or class name stay inside it; a quote is
+   written twice */
+void csv_string(FILE *f, const char *s);
 
 /* The options classify and eval share: model, classes, schedule, output.
    parse_common_option consumes argv[*i] (and its value) if it is one of
