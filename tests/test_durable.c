@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #define FMNIST "/usr/share/datasets/fashion-mnist/"
-#define SCHEDULE "--samples 2,6 --keep 2,1"
+#define SCHEDULE "--stop adaptive --samples 2,6 --keep 2,1"
 
 static char model[1024];
 static char out[65536];

@@ -45,7 +45,8 @@ static const char eval_help[] =
     "                      (wrong class - true class) spreads at each timestep and\n"
     "                      write \"t spread mean count\" lines (for --stop calibrated\n"
     "                      --calibration FILE). Needs every class scored at every\n"
-    "                      timestep: --samples K --keep 1. Use held-out images\n"
+    "                      timestep: --samples K --keep 1 (--stop adaptive, the\n"
+    "                      default here). Use held-out images\n"
     "                      (e.g. the training split), never the test images\n"
     "  --plot FILE.png     draw the confusion matrix (counts, per-class accuracy)\n"
     "  --json              the last line of stdout is one JSON object with n, top1,\n"
@@ -954,7 +955,6 @@ static void prepare_calibrate(eval_state *s)
     if (!s->ro.data.n) die("%s", "calibrate: no images (usage: dc calibrate [-m MODEL] IMAGES... -o FILE)");
     if (!co->schedule_set) {
         co->o.n_stages = 1, co->o.samples[0] = 50, co->o.keep[0] = 1;
-        co->o.stop = DC_STOP_ADAPTIVE;
         co->schedule_set = 1;
     }
     load_unlabelled(&s->d, &s->ro.data);
@@ -1039,7 +1039,10 @@ static void open_model(eval_state *s)
     common_opts *co = &s->co;
     if (!open_classifier(co->model, &co->classes, co->tmpl, &s->m, &s->c, &s->cl)) driver_exit(1); /* it said why */
     s->n_classes = dc_classes_count(s->cl);
-    choose_default_stop(co, s->m, s->n_classes);
+    /* a calibration compares classes at shared timesteps: the staged
+       schedule gives them, the default rule (t-tests) does not */
+    if (s->ro.calibration && co->o.stop == DC_STOP_AUTO) co->o.stop = DC_STOP_ADAPTIVE;
+    co->o.stop = choose_default_stop(co, s->m, s->n_classes, 1);
     check_labels(&s->d, s->n_classes);
 }
 
@@ -1135,6 +1138,7 @@ static void eval_state_free(eval_state *s)
     names_free(&s->d.folder_classes);
     names_free(&s->ro.data);
     names_free(&s->co.classes);
+    dc_calibration_free(&s->co.cal);
     par_workers_close(&s->pw); /* the other workers' contexts; the first is s->c */
     dc_classes_free(s->cl);
     dc_ctx_free(s->c);

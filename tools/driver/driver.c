@@ -180,6 +180,8 @@ void load_preset(const char *name, dc_classify_opts *o, name_list *classes, char
             o->n_stages = parse_list("preset samples", line + 8, o->samples, DC_MAX_STAGES);
         } else if (!strncmp(line, "keep ", 5)) {
             keep_n = parse_list("preset keep", line + 5, o->keep, DC_MAX_STAGES);
+        } else if (!strncmp(line, "stop ", 5)) {
+            if (!parse_stop(line + 5, &o->stop)) die("%s: stop must be auto, adaptive, sequential, calibrated or screened", path);
         } else if (!strncmp(line, "loss ", 5)) {
             const char *v = line + 5;
             if (!strcmp(v, "l2")) o->loss = DC_LOSS_L2;
@@ -266,7 +268,6 @@ void common_opts_init(common_opts *co)
     memset(co, 0, sizeof *co);
     co->tmpl[0] = 0; /* empty: the model's own template (dc_classes_new) */
     dc_classify_opts_default(&co->o);
-    co->o.batch = 16;
     co->top = 5;
 }
 
@@ -291,21 +292,15 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
         o->n_stages = parse_list("--samples", VALUE(), o->samples, DC_MAX_STAGES);
         co->schedule_set = 1;
     } else if (!strcmp(a, "--keep")) {
-        co->schedule_set = 1;
+        co->schedule_set = co->keep_set = 1;
         int n = parse_list("--keep", VALUE(), o->keep, DC_MAX_STAGES);
         if (n != o->n_stages) die("%s", "--keep needs as many counts as --samples");
     } else if (!strcmp(a, "--stop")) {
         const char *v = VALUE();
         co->schedule_set = 1;
-        if (!strcmp(v, "sequential")) o->stop = DC_STOP_SEQUENTIAL;
-        else if (!strcmp(v, "adaptive")) o->stop = DC_STOP_ADAPTIVE;
-        else if (!strcmp(v, "calibrated")) o->stop = DC_STOP_CALIBRATED;
-        else if (!strcmp(v, "screened")) o->stop = DC_STOP_SCREENED;
-        else die("--stop '%s': adaptive, sequential, calibrated or screened", v);
+        if (!parse_stop(v, &o->stop)) die("--stop '%s': auto, adaptive, sequential, calibrated or screened", v);
     } else if (!strcmp(a, "--calibration")) {
-        co->calibration = VALUE();
-        if (o->stop != DC_STOP_SCREENED) o->stop = DC_STOP_CALIBRATED; /* the rules that read it */
-        co->schedule_set = 1;
+        co->calibration = VALUE(); /* read by common_opts_finish; the rule is --stop's alone */
     } else if (!strcmp(a, "--max-evals")) o->max_evals = parse_long(a, VALUE(), 1, 1L << 40);
     else if (!strcmp(a, "--max-seconds")) {
         const char *v = VALUE();
@@ -315,9 +310,9 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
     } else if (!strcmp(a, "--alpha")) {
         const char *v = VALUE();
         char *end;
-        o->seq_alpha = strtod(v, &end);
-        if (*end || !(o->seq_alpha > 0 && o->seq_alpha < 1)) die("--alpha '%s': a level in (0, 1)", v);
-    } else if (!strcmp(a, "--min-scores")) o->seq_min_scores = (int)parse_long(a, VALUE(), 2, 100000);
+        o->ttest_alpha = strtod(v, &end);
+        if (*end || !(o->ttest_alpha > 0 && o->ttest_alpha < 1)) die("--alpha '%s': a level in (0, 1)", v);
+    } else if (!strcmp(a, "--min-scores")) o->ttest_min_scores = (int)parse_long(a, VALUE(), 2, 100000);
     else if (!strcmp(a, "--loss")) {
         const char *v = VALUE();
         if (!strcmp(v, "l2")) o->loss = DC_LOSS_L2;
@@ -342,29 +337,13 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
     return 1;
 }
 
-/* A timestep calibration file (dc eval --calibrate writes one): lines
-   "t spread [...]", '#' comments. */
+/* A timestep calibration file (dc calibrate and dc eval --calibrate write
+   them), read and checked by the library. */
 static void read_calibration(common_opts *co)
 {
-    FILE *f = fopen(co->calibration, "r");
-    if (!f) die("--calibration: cannot open '%s'", co->calibration);
-    char line[512];
-    int n = 0;
-    while (fgets(line, sizeof line, f)) {
-        char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
-        if (*p == '#' || *p == '\n' || !*p) continue;
-        int t;
-        float spread;
-        if (sscanf(p, "%d %f", &t, &spread) != 2 || n == CALIBRATION_MAX) {
-            fclose(f);
-            die("--calibration: '%s': expected at most 1024 lines of \"timestep spread\"", co->calibration);
-        }
-        co->calib_t[n] = t, co->calib_spread[n] = spread, n++;
-    }
-    fclose(f);
-    if (!n) die("--calibration: '%s' has no timestep", co->calibration);
-    co->o.calib_t = co->calib_t, co->o.calib_spread = co->calib_spread, co->o.n_calib = n;
+    dc_error err;
+    if (dc_calibration_load(&co->cal, co->calibration, &err) != DC_OK) die("--calibration: %s", err.msg);
+    co->o.calib_t = co->cal.t, co->o.calib_spread = co->cal.spread, co->o.n_calib = co->cal.n;
 }
 
 void common_opts_finish(common_opts *co, char *model_buf, size_t cap)
@@ -386,16 +365,29 @@ void common_opts_finish(common_opts *co, char *model_buf, size_t cap)
     }
 }
 
-void choose_default_stop(common_opts *co, const dc_model *m, int n_classes)
+int parse_stop(const char *name, dc_stop *stop)
 {
-    if (!co->schedule_set && dc_model_has_calibration(m))
-        co->o.stop = n_classes > DC_SCREEN_ABOVE ? DC_STOP_SCREENED : DC_STOP_CALIBRATED;
+    for (int k = DC_STOP_ADAPTIVE; k <= DC_STOP_AUTO; k++)
+        if (!strcmp(name, dc_stop_name((dc_stop)k))) return *stop = (dc_stop)k, 1;
+    return 0;
+}
+
+dc_stop choose_default_stop(common_opts *co, const dc_model *m, int n_classes, int say_note)
+{
+    const char *note;
+    dc_stop rule = dc_classify_rule(m, &co->o, n_classes, &note);
+    if (co->keep_set && rule != DC_STOP_ADAPTIVE)
+        fprintf(stderr, "dc: warning: --keep: --stop %s does not keep by stages (--stop adaptive does)\n",
+                dc_stop_name(rule));
+    if (co->calibration && rule != DC_STOP_CALIBRATED && rule != DC_STOP_SCREENED)
+        fprintf(stderr, "dc: warning: --calibration: --stop %s does not read a calibration\n", dc_stop_name(rule));
+    if (say_note && *note && !co->quiet) fprintf(stderr, "dc: note: %s\n", note);
+    return rule;
 }
 
 const char *stop_name(dc_stop stop)
 {
-    return stop == DC_STOP_SEQUENTIAL ? "sequential" : stop == DC_STOP_CALIBRATED ? "calibrated"
-           : stop == DC_STOP_SCREENED ? "screened" : "adaptive";
+    return dc_stop_name(stop);
 }
 
 int open_classifier(const char *model, const name_list *names, const char *tmpl, dc_model **m, dc_ctx **c,

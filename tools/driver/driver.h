@@ -69,13 +69,12 @@ typedef struct {
     char tmpl[1024];
     name_list classes;
     dc_classify_opts o;
-    int schedule_set;    /* --samples, --keep, --stop, --calibration or --preset given */
+    int schedule_set;    /* --samples, --keep, --stop or --preset given */
+    int keep_set;        /* --keep given (the adaptive schedule's) */
     int top, json, csv, quiet;
     double temperature;  /* > 0: print probabilities softmax(-error / T) */
-    const char *calibration; /* --calibration FILE, read into calib_* */
-#define CALIBRATION_MAX 1024     /* timesteps a calibration file may list */
-    int calib_t[CALIBRATION_MAX];
-    float calib_spread[CALIBRATION_MAX];
+    const char *calibration; /* --calibration FILE, read into cal (o.calib_* point there) */
+    dc_calibration cal;
 } common_opts;
 void common_opts_init(common_opts *co);
 int parse_common_option(int *i, int argc, char **argv, common_opts *co);
@@ -90,15 +89,15 @@ void common_opts_finish(common_opts *co, char *model_buf, size_t cap);
 int open_classifier(const char *model, const name_list *names, const char *tmpl, dc_model **m, dc_ctx **c,
                     dc_classes **cl);
 
-/* With no schedule option, a model that carries a timestep calibration
-   classifies with --stop calibrated (about 10x fewer evaluations than the
-   paper's schedule at the same accuracy, bench/README.md), or --stop
-   screened above DC_SCREEN_ABOVE classes, where the t-test's minimum
-   scores per class would dominate the cost; others with the paper's
-   adaptive schedule. */
-#define DC_SCREEN_ABOVE 20
-void choose_default_stop(common_opts *co, const dc_model *m, int n_classes);
-/* "adaptive", "sequential", "calibrated" or "screened" */
+/* "auto", "adaptive", ... -> *stop (dc_stop_name's names); 0 for another name */
+int parse_stop(const char *name, dc_stop *stop);
+/* The rule co->o.stop names for this model and class count, DC_STOP_AUTO
+   resolved by the library (dc_classify_rule); says on stderr when
+   --calibration or --keep go unread, and with say_note the library's note
+   when the default fell back to the t-test for lack of a calibration
+   (unless --quiet; dc classify prints it per image instead). */
+dc_stop choose_default_stop(common_opts *co, const dc_model *m, int n_classes, int say_note);
+/* dc_stop_name */
 const char *stop_name(dc_stop stop);
 
 int cmd_eval(int argc, char **argv);
