@@ -436,6 +436,7 @@ typedef struct {
     int n_classes, headers, damaged;
     name_list *class_names; /* may be NULL */
     char stop[32];
+    char compute[16];       /* "" for files made before headers named it */
 } reader;
 
 static void read_line(void *user, const char *line, size_t len)
@@ -453,6 +454,11 @@ static void read_line(void *user, const char *line, size_t len)
         if (st) {
             st += 9;
             snprintf(rd->stop, sizeof rd->stop, "%.*s", (int)strcspn(st, "\""), st);
+        }
+        const char *cp = strstr(line, "\"compute\": \"");
+        if (cp) {
+            cp += 12;
+            snprintf(rd->compute, sizeof rd->compute, "%.*s", (int)strcspn(cp, "\""), cp);
         }
         const char *q = strstr(line, "\"classes\": [");
         if (q && rd->class_names && !rd->class_names->n) { /* "a", "b", ...: names without quotes or escapes */
@@ -804,7 +810,7 @@ static int same_file(const char *a, const char *b)
     return !strcmp(a, b);
 }
 
-static void write_header(eval_state *s, const char *dataset, int n_classes)
+static void write_header(eval_state *s, const char *dataset, int n_classes, const char *compute)
 {
     char *text = NULL, msg[8192];
     size_t len = 0;
@@ -814,6 +820,7 @@ static void write_header(eval_state *s, const char *dataset, int n_classes)
     json_string(f, s->co.model);
     fprintf(f, ", \"dataset\": ");
     json_string(f, dataset);
+    fprintf(f, ", \"compute\": \"%s\"", compute);
     fprintf(f, ", \"stop\": \"%s\", \"n_classes\": %d, \"classes\": [", stop_name(s->co.o.stop), n_classes);
     for (int i = 0; i < n_classes; i++) {
         fprintf(f, "%s", i ? ", " : "");
@@ -1005,6 +1012,9 @@ static int eval_main(int argc, char **argv, int unlabelled)
         if (rd.stop[0] && strcmp(rd.stop, stop_name(co->o.stop)))
             die_code(2, "eval: '%s' holds results of --stop %s, this run uses --stop %s (give that option, "
                      "or another --results file)", s.results_path, rd.stop, stop_name(co->o.stop));
+        if (rd.compute[0] && strcmp(rd.compute, dc_model_compute(m)))
+            die_code(2, "eval: '%s' holds results of --compute %s, this run computes in %s (give that option, "
+                     "or another --results file)", s.results_path, rd.compute, dc_model_compute(m));
         n_idx = select_images(subset, d->n, shard_i, shard_n, limit, &idx);
         sort_key = malloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
         todo = malloc(sizeof(int) * (size_t)(n_idx ? n_idx : 1));
@@ -1031,7 +1041,7 @@ static int eval_main(int argc, char **argv, int unlabelled)
         for (int j = 0; j < n_idx; j++)
             if (!have[idx[j]]) todo[n_todo++] = idx[j];
         free(have);
-        if (!rd.headers && s.log.size == 0) write_header(&s, pos.names[0], n_classes);
+        if (!rd.headers && s.log.size == 0) write_header(&s, pos.names[0], n_classes, dc_model_compute(m));
         if (!co->quiet && s.mine.n)
             fprintf(stderr, "eval: resuming: %d of %d images already in %s\n", s.mine.n, n_idx, s.results_path);
     }

@@ -375,7 +375,7 @@ int open_classifier(const char *model, const name_list *names, const char *tmpl,
 {
     dc_error err;
     *m = NULL, *c = NULL, *cl = NULL;
-    if (dc_model_load(m, model, NULL, &err) != DC_OK || dc_ctx_new(c, *m, &err) != DC_OK ||
+    if (dc_model_load(m, model, driver_load_opts(), &err) != DC_OK || dc_ctx_new(c, *m, &err) != DC_OK ||
         dc_classes_new(cl, *c, names->n ? (const char *const *)names->names : NULL, names->n,
                        tmpl && *tmpl ? tmpl : NULL, &err) != DC_OK) {
         fprintf(stderr, "dc: %s\n", err.msg);
@@ -386,3 +386,11 @@ int open_classifier(const char *model, const name_list *names, const char *tmpl,
                 dc_classes_truncated(*cl));
     return 1;
 }
+
+/* ---- --compute ---- */
+
+static dc_load_opts load_opts; /* the driver's one setting for every model it loads */
+
+void driver_set_compute(dc_compute c) { load_opts.compute = c; }
+
+const dc_load_opts *driver_load_opts(void) { return &load_opts; }

@@ -87,6 +87,11 @@ void choose_default_stop(common_opts *co, const dc_model *m, int n_classes);
 /* "adaptive", "sequential", "calibrated" or "screened" */
 const char *stop_name(dc_stop stop);
 
+/* ---- --compute: a global option, so every command that loads a network
+   runs it the same way (the model-load options every command passes) ---- */
+void driver_set_compute(dc_compute c);
+const dc_load_opts *driver_load_opts(void);
+
 int cmd_eval(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_match(int argc, char **argv);
