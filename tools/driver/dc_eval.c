@@ -512,7 +512,7 @@ static int read_results(const char *path, results *r, int *n_classes, name_list 
 {
     FILE *f = fopen(path, "r");
     if (!f) return 0;
-    reader rd = {path, r, *n_classes, 0, 0, class_names, ""};
+    reader rd = {path, r, *n_classes, 0, 0, class_names, "", ""};
     int before = r->n;
     char *line = NULL;
     size_t cap = 0;
@@ -972,7 +972,7 @@ static int eval_main(int argc, char **argv, int unlabelled)
     /* rank 0: the files first, before the slow model load, so that a second
        run on the same results is refused at once */
     results done = {0};
-    reader rd = {s.results_path, &done, 0, 0, 0, NULL, ""};
+    reader rd = {s.results_path, &done, 0, 0, 0, NULL, "", ""};
     int dup = 0;
     if (rank == 0) {
         if (calibrate && !check_output_path(calibrate, msg, sizeof msg)) die_code(2, "eval --calibrate: %s", msg);
