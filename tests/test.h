@@ -40,6 +40,9 @@ int t_close(const char *name, const float *got, const float *want, size_t n, dou
 int t_npy(dc__npy *a, const char *fmt, ...);
 /* Path helpers: into a static rotating buffer. */
 const char *t_path(const char *dir, const char *fmt, ...);
+/* Starts int8 compute on w (before a network is built on it) with the
+   variant dc_model_load would pick here (dc__q8_best). */
+dc_status t_int8_begin(dc__weights *w, dc_error *err);
 
 void t_run(const char *name, void (*fn)(void));
 #define RUN(fn) t_run(#fn, fn)
