@@ -4,7 +4,7 @@
 #   make              build ./dc and libdc.a
 #   make test         every test: normal, single-file, portable and ASan+UBSan builds
 #                     (and ./dc and libdc.a, as make does)
-#   make bench        sgemm and conv2d throughput (bench/README.md)
+#   make bench        sgemm, conv2d and int8 product throughput (bench/README.md)
 #   make single       write build/single/dc.h: the whole library as one header in
 #                     the stb manner (the implementation where DC_IMPLEMENTATION is
 #                     defined; nothing but the public API exported)
@@ -58,6 +58,7 @@ B = build/$(VARIANT)
 
 # the library, in the order the single-file build concatenates it
 NN_SRC = nn/core.c nn/kernels.c nn/kernels_avx512.c nn/kernels_avx2.c nn/kernels_neon.c \
+         nn/q8.c nn/q8_avx512vnni.c nn/q8_avxvnni.c nn/q8_avx2.c nn/q8_neon.c nn/q8_neondot.c \
          nn/cpu.c nn/npy.c nn/weights.c nn/linear.c nn/conv.c nn/norm.c nn/ops.c nn/attn.c \
          nn/dit.c nn/tokenizer.c nn/clip.c nn/vae.c nn/unet.c nn/model.c nn/forward.c nn/stats.c \
          nn/image.c
@@ -65,8 +66,11 @@ NN_SRC += nn/int8.c # int8 compute: packing at load (the product itself: nn/q8*.
 LIB_SRC = $(NN_SRC) dc.c
 LIB_OBJ = $(LIB_SRC:%.c=$(B)/%.o)
 HEADERS = dc.h dc_internal.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h nn/tokenizer.h nn/clip.h \
-          nn/vae.h nn/unet.h nn/dit.h nn/model.h nn/stb_impl.h
+          nn/vae.h nn/unet.h nn/dit.h nn/model.h nn/stb_impl.h nn/q8.h
 TEST_SRC = $(wildcard tests/test_*.c) tests/main.c
+# the x86 int8 variants compiled a second time through SIMDe (tests only,
+# never in libdc): its own file, since it must not see <immintrin.h>
+TEST_SIMDE = tests/q8_simde.c
 BENCH_SRC = bench/conv_bench.c
 
 .PHONY: all setup test test-one test-single test-embed test-tools test-python test-install test-mpi test-valgrind bench \
@@ -98,7 +102,11 @@ DRIVER_SRC = tools/driver/dc_main.c tools/driver/dc_eval.c tools/driver/dc_match
 $(B)/dc: $(DRIVER_SRC:%.c=$(B)/%.o) $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 
-$(B)/run_tests: $(TEST_SRC:%.c=$(B)/%.o) $(B)/libdc.a
+# (-Wno-psabi: SIMDe's vector types passed without AVX, inside this file only)
+$(B)/tests/q8_simde.o: $(TEST_SIMDE) nn/q8.h nn/q8_avx512vnni.c nn/q8_avxvnni.c nn/q8_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-psabi -c $< -o $@
+$(B)/run_tests: $(TEST_SRC:%.c=$(B)/%.o) $(B)/tests/q8_simde.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 
 # ---- single-file library ----
@@ -116,10 +124,10 @@ $(B)/single/dc: build/single/dc.h $(DRIVER_SRC) $(DRIVER_H)
 	@mkdir -p $(dir $@)
 	$(SINGLE_IMPL) > $(B)/single/dc_impl.c
 	$(CC) -Ibuild/single $(ALL_CFLAGS) $(B)/single/dc_impl.c $(DRIVER_SRC) $(LDLIBS) -o $@
-$(B)/single/run_tests: build/single/dc.h $(TEST_SRC) tests/test.h
+$(B)/single/run_tests: build/single/dc.h $(TEST_SRC) tests/test.h $(B)/tests/q8_simde.o
 	@mkdir -p $(dir $@)
 	{ $(SINGLE_IMPL); for f in $(TEST_SRC); do echo "#include \"$$f\""; done; } > $(B)/single/run_tests.c
-	$(CC) -Ibuild/single $(ALL_CFLAGS) $(B)/single/run_tests.c $(LDLIBS) -o $@
+	$(CC) -Ibuild/single $(ALL_CFLAGS) $(B)/single/run_tests.c $(B)/tests/q8_simde.o $(LDLIBS) -o $@
 
 # ---- tests ----
 # test-one: one build variant's suite (the variables above pick it)
@@ -165,12 +173,15 @@ $(B)/dit_bench: $(B)/bench/dit_bench.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 $(B)/sd_bench: $(B)/bench/sd_bench.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
+$(B)/q8_bench: $(B)/bench/q8_bench.o $(B)/libdc.a
+	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 $(B)/many_classes: $(B)/bench/many_classes.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 # the quick benches; bench/dit_bench.sh and bench/sd_bench.sh are the long
 # full-size ones, against PyTorch in the same run
-bench: $(B)/conv_bench $(B)/dit_bench $(B)/sd_bench
+bench: $(B)/conv_bench $(B)/dit_bench $(B)/sd_bench $(B)/q8_bench
 	$(B)/conv_bench
+	$(B)/q8_bench
 
 # ---- the shipped models: trained here on Fashion-MNIST (python3-torch) ----
 # A VAE (diffusers folder); on its latents a class-conditional DiT (state
@@ -301,7 +312,7 @@ test-python: $(B)/libdc.so $(B)/dc
 # ---- setup: Debian packages only ----
 DEB_PACKAGES = gcc make libc6-dev libopenblas-openmp-dev libstb-dev python3 python3-numpy \
                dataset-fashion-mnist clang libomp-dev libclang-rt-14-dev pkg-config \
-               libopenmpi-dev openmpi-bin
+               libopenmpi-dev openmpi-bin libsimde-dev
 # training and reference generators only (not needed by make test): python3-torch python3-pil
 setup:
 	@if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \

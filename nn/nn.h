@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "../dc.h"
+#include "q8.h" /* the int8 product */
 
 /* ---- errors ---- */
 

@@ -123,6 +123,7 @@ int main(int argc, char **argv)
     printf("dc %s tests, kernels: %s, threads: %d\n", dc_version(), dc__kern()->name,
            dc_get_threads());
     suite_kernels();
+    suite_q8();
     suite_layers();
     suite_npy();
     suite_weights();

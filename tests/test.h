@@ -64,6 +64,7 @@ void suite_classify(void);
 void suite_image(void);
 void suite_docs(void);
 void suite_threads(void);
+void suite_q8(void);
 
 /* Tolerances, each justified by a measurement (see the test that uses it). */
 /* SIMD vs scalar twin: the vector exp has < 2e-7 relative error and A&S erf

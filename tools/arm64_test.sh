@@ -15,6 +15,11 @@
 # Default: only the tests that need no Python-made files (kernels with their
 # NEON vs scalar twins, f16, layers, npy, cpu, classifier core, images), each
 # picked by a FILTER substring of its name; tests/data is read as it is.
+# The int8 product's tests (int8_) run twice: on qemu's `-cpu max`, which
+# has sdot (the neondot variant must be detected and chosen), and on
+# `-cpu cortex-a72` (a Raspberry Pi 4), which has not: there the detection
+# must pick the plain NEON variant, or the run dies of SIGILL. Every other
+# run uses -cpu max.
 # --full: also runs tools/refs/prepare_tests.py on the host (the model files are
 # the same bytes on any architecture: little-endian .dcw) and then runs the
 # whole suite, the driver tests included (through a qemu wrapper script).
@@ -76,10 +81,13 @@ make -s CC=$CROSS B=$B BLAS_INC=$BLAS_INC BLAS_DIR=$BLAS_DIR "PYTHON=$PYTHON" \
 printf '#!/bin/sh\nexec qemu-aarch64 "$(dirname "$0")/dc" "$@"\n' > $B/dc-qemu
 chmod +x $B/dc-qemu
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+# the tests print how they ran (native, simde or qemu)
+export DC_TEST_EMULATOR=qemu
+CPU=max
 
 failed=0
 run() { # run FILTER-or-empty TMP FIXTURES
-    out=$(qemu-aarch64 $B/run_tests --data tests/data --tmp "$2" --dc $B/dc-qemu --fixtures "$3" ${1:+"$1"} 2>&1) || failed=1
+    out=$(qemu-aarch64 -cpu $CPU $B/run_tests --data tests/data --tmp "$2" --dc $B/dc-qemu --fixtures "$3" ${1:+"$1"} 2>&1) || failed=1
     printf '%s\n' "$out" | grep -v '^dc .* tests, kernels' || true
     case "$out" in *"kernels: neon"*) ;; *) echo "arm64_test: the runner did not pick the NEON kernels"; failed=1 ;; esac
 }
@@ -102,6 +110,15 @@ else
         echo "== FILTER $f"
         run "$f" $B/tmp-nopython /nonexistent
     done
+    echo "== FILTER int8_ (-cpu max: sdot)"
+    export DC_TEST_EXPECT_DOT=1
+    run int8_ $B/tmp-nopython /nonexistent
+    echo "== FILTER int8_ (-cpu cortex-a72: no sdot)"
+    CPU=cortex-a72
+    export DC_TEST_EXPECT_DOT=0
+    run int8_ $B/tmp-nopython /nonexistent
+    CPU=max
+    unset DC_TEST_EXPECT_DOT
 fi
 
 echo "== arm64 tests: $([ $failed = 0 ] && echo passed || echo FAILED) in $(( $(date +%s) - start )) s"
