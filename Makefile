@@ -177,6 +177,8 @@ $(B)/q8_bench: $(B)/bench/q8_bench.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 $(B)/many_classes: $(B)/bench/many_classes.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
+$(B)/int8_layers: $(B)/bench/int8_layers.o $(B)/libdc.a
+	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 # the quick benches; bench/dit_bench.sh and bench/sd_bench.sh are the long
 # full-size ones, against PyTorch in the same run
 bench: $(B)/conv_bench $(B)/dit_bench $(B)/sd_bench $(B)/q8_bench
