@@ -15,6 +15,7 @@
 #   make CC=clang     any C99 compiler with OpenMP (gcc and clang are tested)
 #   make MPI=1        build/mpi/dc, for `mpirun -n N build/mpi/dc eval ...` (Open MPI)
 #   make test-mpi     dc eval over 2 MPI ranks against one process (tests/mpi_test.sh)
+#   make test-lone    a clone of HEAD alone in a temporary folder passes the release suite
 
 CC ?= cc
 # a Python with numpy (the first python3 on PATH may lack Debian's packages)
@@ -73,7 +74,7 @@ TEST_SRC = $(wildcard tests/test_*.c) tests/main.c
 TEST_SIMDE = tests/q8_simde.c
 BENCH_SRC = bench/conv_bench.c
 
-.PHONY: all setup test test-one test-single test-embed test-tools test-python test-install test-mpi test-valgrind bench \
+.PHONY: all setup test test-one test-single test-embed test-tools test-python test-install test-mpi test-valgrind test-lone bench \
         single clean train ship shared pc man install uninstall FORCE
 
 ifeq ($(MPI),1)
@@ -133,18 +134,22 @@ $(B)/single/run_tests: build/single/dc.h $(TEST_SRC) tests/test.h $(B)/tests/q8_
 # test-one: one build variant's suite (the variables above pick it)
 test-one: $(B)/run_tests $(B)/dc
 	@mkdir -p $(B)/tmp
-	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp ../shared/fixtures
-	$(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures ../shared/fixtures
+	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp tests/fixtures
+	$(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures tests/fixtures
 test-single: $(B)/single/run_tests $(B)/single/dc
 	@mkdir -p $(B)/tmp
-	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp ../shared/fixtures
-	$(B)/single/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/single/dc --fixtures ../shared/fixtures
+	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp tests/fixtures
+	$(B)/single/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/single/dc --fixtures tests/fixtures
 # test-embed: a program with its own stb_image embeds the single file; only
 # dc_ API symbols are exported, and it classifies a sample as ./dc does
 test-embed: build/single/dc.h $(B)/dc
 	CC="$(CC)" CFLAGS="$(ALL_CFLAGS)" LDLIBS="$(LDLIBS)" sh tests/embed.sh $(B)/embed $(B)/dc
 test-tools:
 	$(PYTHON) tools/convert/test_tools.py
+# test-lone: the committed HEAD cloned into an empty temporary folder passes
+# the release suite there, with nothing else beside it
+test-lone:
+	MAKE="$(MAKE)" PYTHON="$(PYTHON)" sh tests/lone_clone.sh test-one
 # test-mpi: dc eval over 2 MPI ranks on localhost against one process
 test-mpi:
 	$(MAKE) -s MPI=1 build/mpi/dc
@@ -157,9 +162,9 @@ VALGRIND = valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds
   --suppressions=tests/valgrind.supp
 test-valgrind: $(B)/run_tests $(B)/dc
 	@mkdir -p $(B)/tmp
-	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp ../shared/fixtures
+	$(PYTHON) tools/refs/prepare_tests.py $(B)/tmp tests/fixtures
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OPENBLAS_CORETYPE=Haswell DC_KERNELS=avx2 \
-	  $(VALGRIND) $(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures ../shared/fixtures $(VG_FILTER)
+	  $(VALGRIND) $(B)/run_tests --data tests/data --tmp $(B)/tmp --dc $(B)/dc --fixtures tests/fixtures $(VG_FILTER)
 
 # make test: ./dc and libdc.a (as make builds them, so the README's commands
 # work after it), then all suites and one summary line ("N passed, M failed")
@@ -205,10 +210,16 @@ train:
 FMNIST = /usr/share/datasets/fashion-mnist
 CALIBRATE = ./dc eval $(FMNIST)/train-images-idx3-ubyte.gz $(FMNIST)/train-labels-idx1-ubyte.gz \
   --subset data/calibration/train_images.txt --samples 50 --keep 1 --quiet
+# Each model records how it was made in terms a user can repeat (the
+# training scripts and their options, the dataset), never this machine's paths.
+TRAINED_VAE = tools/train/train_fmnist.py vae --minutes $(TRAIN_MINUTES_VAE)
+SHIP_META = --meta 'dc.dataset=Fashion-MNIST, training split (Debian package dataset-fashion-mnist)'
 DIT_CONVERT = $(PYTHON) tools/convert/convert.py models/fmnist/dit --family dit --vae models/fmnist/vae \
-  --class-names data/classes/fashion_mnist.txt --dtype f16 -o data/models/fmnist-dit.dcw
+  --class-names data/classes/fashion_mnist.txt --dtype f16 -o data/models/fmnist-dit.dcw $(SHIP_META) \
+  --meta 'dc.training=make train: $(TRAINED_VAE), then tools/train/train_fmnist.py dit --vae (that VAE) --minutes $(TRAIN_MINUTES_DIT) (seed 0)'
 SD_CONVERT = $(PYTHON) tools/convert/convert.py models/fmnist/sd --family sd \
-  --class-names data/classes/fashion_mnist.txt --template "a photo of a {}." --dtype q8 -o data/models/fmnist-sd.dcw
+  --class-names data/classes/fashion_mnist.txt --template "a photo of a {}." --dtype q8 -o data/models/fmnist-sd.dcw $(SHIP_META) \
+  --meta 'dc.training=make train: $(TRAINED_VAE), then tools/train/train_fmnist_sd.py --vae (that VAE) --minutes $(TRAIN_MINUTES_SD) (seed 0)'
 ship: dc
 	@mkdir -p data/models data/calibration
 	$(DIT_CONVERT)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """bench/make_random_dit.py - a seeded random DiT-XL/2 with the real tensor
-names and shapes (../shared/fixtures/key_lists/dit_xl_2_256.json), written
+names and shapes (tests/fixtures/key_lists/dit_xl_2_256.json), written
 as DiT-XL-2-{256,512}x{..}.safetensors, so that speed and memory can be
 measured on the full-size model without downloading the checkpoint. The
 converter then reads it like a real download (size from the file name).
@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "convert"))
 from safetensors_np import write_safetensors  # noqa: E402
 
-KEYS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures", "key_lists", "dit_xl_2_256.json")
+KEYS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "key_lists", "dit_xl_2_256.json")
 
 
 def main():

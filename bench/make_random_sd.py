@@ -6,7 +6,7 @@ Speed and memory do not depend on the weights' values, and the released
 weights cannot be downloaded here; so this writes a folder laid out exactly
 as diffusers saves SD 1.5 or 2.1 (model_index.json, unet/, vae/,
 text_encoder/, tokenizer/, scheduler/), with every tensor's real name and
-shape from ../shared/fixtures/key_lists and seeded random values:
+shape from tests/fixtures/key_lists and seeded random values:
 
   conv / linear weights  N(0, 1/fan_in)      biases        N(0, 0.05^2)
   norm weights           1 + N(0, 0.1^2)     embeddings    N(0, 1/width)
@@ -20,7 +20,7 @@ written one at a time. safetensors_np.write_safetensors holds every tensor
 until the end, so this writes the same format itself: the header (all
 offsets follow from the shapes) first, then each tensor's bytes.
 
-The tokenizer files are ../shared/fixtures/clip_tokenizer's (CLIP's real
+The tokenizer files are tests/fixtures/clip_tokenizer's (CLIP's real
 vocabulary and merges); for 2.1 its pad token is set to "!" as in the
 released SD 2.x tokenizer/. The scheduler is SD's (scaled_linear
 0.00085..0.012, epsilon).
@@ -93,7 +93,7 @@ def main(argv=None):
     p.add_argument("outdir", help="the pipeline folder to write")
     p.add_argument("--version", choices=sorted(PARTS), default="1.5")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fixtures", default=os.path.join(ROOT, "..", "shared", "fixtures"))
+    p.add_argument("--fixtures", default=os.path.join(ROOT, "tests", "fixtures"))
     args = p.parse_args(argv)
     key_lists = os.path.join(args.fixtures, "key_lists")
     tok_src = os.path.join(args.fixtures, "clip_tokenizer")

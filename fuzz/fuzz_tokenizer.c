@@ -8,7 +8,7 @@
 
    The tokenizer comes from a .dcw written by tools/refs/prepare_tokenizer.py:
    $DC_FUZZ_TOKENIZER, else build/fuzz/tmp/tokenizer_sd1.dcw (CLIP's real
-   49408-token vocabulary, made when ../shared/fixtures is present), else
+   49408-token vocabulary, made from tests/fixtures/clip_tokenizer), else
    build/fuzz/tmp/tokenizer_tiny.dcw (a synthetic byte-level one).
 
    Build and run: make fuzz (fuzz/Makefile.inc). */
@@ -41,7 +41,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         return 0;
     }
     fprintf(stderr, "fuzz_tokenizer: no tokenizer .dcw found; run tools/refs/prepare_tokenizer.py "
-            "build/fuzz/tmp ../shared/fixtures or set DC_FUZZ_TOKENIZER\n");
+            "build/fuzz/tmp tests/fixtures or set DC_FUZZ_TOKENIZER\n");
     abort();
 }
 

@@ -2,7 +2,7 @@
    prompt -> the 77 token ids its text encoder reads (nn/tokenizer.h).
 
    The reference is openai/CLIP's simple_tokenizer.py (the golden fixture
-   ../shared/fixtures/clip_tokenizer was made with it, ftfy stubbed out;
+   tests/fixtures/clip_tokenizer was made with it, ftfy stubbed out;
    its case.json lists where transformers' CLIPTokenizer differs):
 
      text = html.unescape(html.unescape(text)).strip()

@@ -3,7 +3,7 @@
    reads. Included by nn/nn.h.
 
    It does what openai/CLIP's simple_tokenizer.py does (ftfy left out, as
-   in the golden fixture ../shared/fixtures/clip_tokenizer):
+   in the golden fixture tests/fixtures/clip_tokenizer):
 
      text -> html.unescape twice, strip -> whitespace runs to one space
           -> str.lower() -> CLIP's regex split into words -> bytes of each

@@ -10,7 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
-test_env T = {"tests/data", "/tmp", "./dc", "../shared/fixtures"};
+test_env T = {"tests/data", "/tmp", "./dc", "tests/fixtures"};
 int t_failed_checks, t_skip;
 static int passed, failed, skipped;
 static const char *filter;
@@ -57,6 +57,13 @@ dc_status t_int8_begin(dc__weights *w, dc_error *err)
     const struct dc__q8variant *v = dc__q8_best(why, sizeof why);
     if (!v) return dc__fail(err, DC_ERR_UNSUPPORTED, "no int8 product passed its check: %s", why);
     return dc__int8_begin(w, v, err);
+}
+
+int t_readable(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
 }
 
 const char *t_path(const char *dir, const char *fmt, ...)

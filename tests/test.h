@@ -18,7 +18,7 @@ typedef struct {
     const char *data;     /* tests/data */
     const char *tmp;      /* scratch folder for written files */
     const char *dc;       /* the driver binary under test */
-    const char *fixtures; /* ../shared/fixtures (may be absent) */
+    const char *fixtures; /* tests/fixtures: the golden fixtures */
 } test_env;
 extern test_env T;
 
@@ -28,8 +28,16 @@ extern int t_skip;          /* set by SKIP */
 void t_fail(const char *file, int line, const char *fmt, ...);
 #define CHECK(cond, ...) \
     do { if (!(cond)) t_fail(__FILE__, __LINE__, __VA_ARGS__); } while (0)
+/* SKIP is only for a test this CPU, OS or build cannot run: its message
+   names the missing feature. What the repository or `make setup` provides
+   (fixtures, shipped models, the prepared .dcw files, the Fashion-MNIST
+   package) is NEEDed: its absence fails the test, naming what is missing. */
 #define SKIP(...) \
     do { t_skip = 1; printf("  skip: "); printf(__VA_ARGS__); printf("\n"); return; } while (0)
+#define NEED(cond, ...) \
+    do { if (!(cond)) { t_fail(__FILE__, __LINE__, __VA_ARGS__); return; } } while (0)
+/* 1 if PATH can be read */
+int t_readable(const char *path);
 
 /* Compares n floats: passes when every |got - want| <= atol + rtol * |want|.
    Prints "  name: max abs err A, max rel err R (n values)". Returns 1 if ok. */

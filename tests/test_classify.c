@@ -677,7 +677,7 @@ static void student_t_should_match_closed_forms(void)
 static void schedules_should_match_the_reference_fixtures(void)
 {
     FILE *f = fopen(t_path(T.fixtures, "schedules/case.json"), "rb");
-    if (!f) SKIP("../shared/fixtures/schedules not present");
+    NEED(f, "tests/fixtures/schedules/case.json missing (part of the repository)");
     fclose(f);
     static const struct { const char *kind, *file; double b0, b1; } cases[] = {
         {"scaled_linear", "sd_scaled_linear_alphas_cumprod.npy", 0.00085, 0.012},
@@ -709,7 +709,7 @@ static void schedules_should_match_the_reference_fixtures(void)
 static void dit_model_should_classify_a_latent_end_to_end(void)
 {
     FILE *f = fopen(t_path(T.tmp, "dit_st_f32.dcw"), "rb");
-    if (!f) SKIP("DiT fixture model not prepared");
+    NEED(f, "dit_st_f32.dcw missing (%s)", "prepared by tools/refs/prepare_tests.py from tests/fixtures");
     fclose(f);
     dc_model *m = NULL;
     dc_ctx *c = NULL;
@@ -781,7 +781,7 @@ static void latent_path_should_equal_the_image_path_for_both_families(void)
 {
     const char *image = t_path(T.data, "../../data/samples/bag_0018.png");
     FILE *f = fopen(t_path(T.data, "../../data/models/fmnist-sd.dcw"), "rb");
-    if (!f) SKIP("no shipped models in data/models (make train)");
+    NEED(f, "data/models/fmnist-sd.dcw missing (part of the repository)");
     fclose(f);
     loaded dit, sd;
     int ok_dit = load_shipped(&dit, "fmnist-dit.dcw"), ok_sd = load_shipped(&sd, "fmnist-sd.dcw");

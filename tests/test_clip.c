@@ -1,5 +1,5 @@
 /* tests/test_clip.c - the CLIP text encoder (nn/clip.c) against the golden
-   fixture made with transformers' CLIPTextModel (../shared/fixtures/
+   fixture made with transformers' CLIPTextModel (tests/fixtures/
    clip_text_quickgelu), converted by tools/convert/convert_clip.py in f32, f16 and
    q8; against torch references for other configs (tests/data/clip, made by
    tools/refs/make_clip_refs.py: exact GELU, odd head counts, other widths, one
@@ -164,13 +164,13 @@ static double clip_fixture_case(const char *tag, double tol) { return clip_fixtu
 
 static void clip_should_match_transformers_on_the_golden_fixture(void)
 {
-    if (!clip_have_fixture()) SKIP("../shared/fixtures/clip_text_quickgelu not present");
+    NEED(clip_have_fixture(), "tests/fixtures/clip_text_quickgelu missing (part of the repository)");
     clip_fixture_case("f32", CLIP_FIXTURE_TOL);
 }
 
 static void clip_should_stay_close_with_f16_and_q8_weights(void)
 {
-    if (!clip_have_fixture()) SKIP("../shared/fixtures/clip_text_quickgelu not present");
+    NEED(clip_have_fixture(), "tests/fixtures/clip_text_quickgelu missing (part of the repository)");
     double e16 = clip_fixture_case("f16", CLIP_F16_TOL);
     double e8 = clip_fixture_case("q8", CLIP_Q8_TOL);
     printf("  worst error: f16 %.3g (bound %.3g), q8 %.3g (bound %.3g)\n", e16, CLIP_F16_TOL, e8,
@@ -185,7 +185,7 @@ static void clip_should_stay_close_with_f16_and_q8_weights(void)
 
 static void clip_should_stay_close_with_int8_compute(void)
 {
-    if (!clip_have_fixture()) SKIP("../shared/fixtures/clip_text_quickgelu not present");
+    NEED(clip_have_fixture(), "tests/fixtures/clip_text_quickgelu missing (part of the repository)");
     double e32 = clip_fixture_case_compute("f32", CLIP_INT8_TOL, 1);
     double e8 = clip_fixture_case_compute("q8", CLIP_INT8_TOL, 1);
     printf("  worst error with int8 compute: f32 file %.3g, q8 file %.3g (bound %.3g)\n", e32, e8, CLIP_INT8_TOL);

@@ -1,5 +1,5 @@
 /* tests/test_dit.c - DiT against the golden fixture made with the original
-   facebookresearch/DiT code (../shared/fixtures/dit), converted from both
+   facebookresearch/DiT code (tests/fixtures/dit), converted from both
    the .pt state dict and the safetensors file, in f32, f16 and q8; and
    against torch references of other sizes (tests/data/dit, made by
    tools/refs/make_dit_refs.py). */
@@ -79,21 +79,21 @@ static int have_fixture(void)
 
 static void dit_should_match_the_original_code_from_the_pt_checkpoint(void)
 {
-    if (!have_fixture()) SKIP("../shared/fixtures/dit not present");
+    NEED(have_fixture(), "tests/fixtures/dit missing (part of the repository)");
     run_dit(t_path(T.tmp, "dit_pt_f32.dcw"), t_path(T.fixtures, "dit"), "out.npy", DIT_FIXTURE_TOL,
             "DiT fixture, .pt, f32");
 }
 
 static void dit_should_match_the_original_code_from_safetensors(void)
 {
-    if (!have_fixture()) SKIP("../shared/fixtures/dit not present");
+    NEED(have_fixture(), "tests/fixtures/dit missing (part of the repository)");
     run_dit(t_path(T.tmp, "dit_st_f32.dcw"), t_path(T.fixtures, "dit"), "out.npy", DIT_FIXTURE_TOL,
             "DiT fixture, safetensors, f32");
 }
 
 static void dit_should_stay_close_with_f16_and_q8_weights(void)
 {
-    if (!have_fixture()) SKIP("../shared/fixtures/dit not present");
+    NEED(have_fixture(), "tests/fixtures/dit missing (part of the repository)");
     run_dit(t_path(T.tmp, "dit_pt_f16.dcw"), t_path(T.fixtures, "dit"), "out.npy", DIT_F16_TOL,
             "DiT fixture, f16 weights");
     run_dit(t_path(T.tmp, "dit_pt_q8.dcw"), t_path(T.fixtures, "dit"), "out.npy", DIT_Q8_TOL,
@@ -102,7 +102,7 @@ static void dit_should_stay_close_with_f16_and_q8_weights(void)
 
 static void dit_should_stay_close_with_int8_compute(void)
 {
-    if (!have_fixture()) SKIP("../shared/fixtures/dit not present");
+    NEED(have_fixture(), "tests/fixtures/dit missing (part of the repository)");
     dc_load_opts o = {0, DC_COMPUTE_INT8};
     double e32 = run_dit_opts(t_path(T.tmp, "dit_pt_f32.dcw"), t_path(T.fixtures, "dit"), "out.npy",
                               DIT_INT8_TOL, "DiT fixture, int8 compute", &o);
@@ -125,7 +125,7 @@ static void dit_should_match_torch_for_other_sizes(void)
 
 static void dit_should_refuse_bad_inputs_by_name(void)
 {
-    if (!have_fixture()) SKIP("../shared/fixtures/dit not present");
+    NEED(have_fixture(), "tests/fixtures/dit missing (part of the repository)");
     dc_error err;
     dc_model *m = NULL;
     dc_ctx *c = NULL;

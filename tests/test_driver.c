@@ -71,7 +71,7 @@ static void driver_should_reexec_onto_the_best_openblas_kernels(void)
 static void classify_should_print_rankings_as_text_json_and_csv(void)
 {
     FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    if (!f) SKIP("DiT fixture not present");
+    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     char args[4096];
     const char *m = t_path(T.tmp, "dit_vae.dcw"), *img = t_path(T.data, "images/rgb_45x31.png");
@@ -113,7 +113,7 @@ static void classify_should_print_rankings_as_text_json_and_csv(void)
 static void classify_should_name_each_bad_input(void)
 {
     FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    if (!f) SKIP("DiT fixture not present");
+    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     char args[4096];
     const char *m = t_path(T.tmp, "dit_vae.dcw"), *img = t_path(T.data, "images/rgb_45x31.png");
@@ -152,7 +152,7 @@ static void classify_should_name_each_bad_input(void)
 static void tokenize_should_print_77_ids_per_prompt(void)
 {
     FILE *f = fopen(t_path(T.tmp, "tokenizer_sd1.dcw"), "rb");
-    if (!f) SKIP("tokenizer fixture not present");
+    NEED(f, "tokenizer_sd1.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     char args[2048];
     snprintf(args, sizeof args, "tokenize -m '%s' 'a photo of a cat.' ''", t_path(T.tmp, "tokenizer_sd1.dcw"));
@@ -172,7 +172,7 @@ static void tokenize_should_print_77_ids_per_prompt(void)
 static void classify_should_run_a_text_conditional_pipeline(void)
 {
     FILE *f = fopen(t_path(T.tmp, "sd_tiny_epsilon.dcw"), "rb");
-    if (!f) SKIP("tiny SD pipeline not prepared (fixtures absent)");
+    NEED(f, "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     char args[4096];
     const char *img = t_path(T.data, "images/rgb_45x31.png");
@@ -204,7 +204,7 @@ static void classify_should_run_a_text_conditional_pipeline(void)
 static void match_should_score_captions_and_winoground(void)
 {
     FILE *f = fopen(t_path(T.tmp, "sd_tiny_epsilon.dcw"), "rb");
-    if (!f) SKIP("tiny SD pipeline not prepared (fixtures absent)");
+    NEED(f, "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     char args[4096];
     const char *m = t_path(T.tmp, "sd_tiny_epsilon.dcw");
@@ -271,10 +271,10 @@ static void eval_plot_should_draw_the_confusion_matrix(void)
 static void eval_should_resume_shard_and_merge(void)
 {
     FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    if (!f) SKIP("DiT fixture not present");
+    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     f = fopen("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", "rb");
-    if (!f) SKIP("dataset-fashion-mnist not installed");
+    NEED(f, "Fashion-MNIST missing: install Debian's dataset-fashion-mnist (make setup)");
     fclose(f);
     char args[4096], res0[1024], res1[1024], all[1024];
     const char *m = t_path(T.tmp, "dit_vae.dcw");
@@ -381,7 +381,7 @@ static int shipped_correct(const char *model, int *total)
 static void shipped_dit_should_classify_the_shipped_samples(void)
 {
     const char *model = t_path(T.data, "../../data/models/fmnist-dit.dcw");
-    if (access(model, R_OK)) SKIP("no shipped DiT in data/models (make train)");
+    NEED(t_readable(model), "data/models/fmnist-dit.dcw missing (part of the repository)");
     int total, correct = shipped_correct(model, &total);
     printf("  shipped DiT: %d of %d sample images correct (floor %d)\n", correct, total, SHIPPED_DIT_FLOOR);
     CHECK(correct >= SHIPPED_DIT_FLOOR, "%d correct, floor %d", correct, SHIPPED_DIT_FLOOR);
@@ -389,7 +389,7 @@ static void shipped_dit_should_classify_the_shipped_samples(void)
 
 static void shipped_default_sd_model_should_classify_the_shipped_samples(void)
 {
-    if (access(t_path(T.data, "../../data/models/default.dcw"), R_OK)) SKIP("no default model in data/models");
+    NEED(t_readable(t_path(T.data, "../../data/models/default.dcw")), "data/models/default.dcw missing (part of the repository)");
     int total, correct = shipped_correct(NULL, &total);
     printf("  default (SD) model: %d of %d sample images correct (floor %d)\n", correct, total, SHIPPED_SD_FLOOR);
     CHECK(correct >= SHIPPED_SD_FLOOR, "%d correct, floor %d", correct, SHIPPED_SD_FLOOR);
@@ -434,7 +434,7 @@ static void compute_option_should_choose_int8_in_the_open(void)
    schedule, and any schedule option keeps the user's choice. */
 static void default_stopping_rule_should_follow_the_model(void)
 {
-    if (access(t_path(T.data, "../../data/models/default.dcw"), R_OK)) SKIP("no default model in data/models");
+    NEED(t_readable(t_path(T.data, "../../data/models/default.dcw")), "data/models/default.dcw missing (part of the repository)");
     char args[4096];
     const char *img = t_path(T.data, "../../data/samples/bag_0018.png"), *m = t_path(T.tmp, "dit_vae.dcw");
     snprintf(args, sizeof args, "classify --json --quiet '%s'", img);
@@ -469,8 +469,9 @@ static void eval_should_count_images_a_budget_left_undecided(void)
     char m[1024], res[1024], args[4096], images[512];
     snprintf(m, sizeof m, "%s", t_path(T.data, "../../data/models/fmnist-dit.dcw"));
     snprintf(images, sizeof images, "%st10k-images-idx3-ubyte.gz %st10k-labels-idx1-ubyte.gz", fm, fm);
-    if (access(m, R_OK) || access("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", R_OK))
-        SKIP("shipped DiT or dataset-fashion-mnist missing");
+    NEED(t_readable(m), "data/models/fmnist-dit.dcw missing (part of the repository)");
+    NEED(t_readable("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+         "Fashion-MNIST missing: install Debian's dataset-fashion-mnist (make setup)");
     snprintf(res, sizeof res, "%s", t_path(T.tmp, "budget_eval.jsonl"));
     remove(res);
     snprintf(args, sizeof args, "eval -m '%s' %s --limit 4 --max-evals 30 --results '%s' --json --quiet", m, images, res);
@@ -483,7 +484,7 @@ static void eval_should_count_images_a_budget_left_undecided(void)
 static void calibrate_should_measure_unlabelled_images_and_name_bad_input(void)
 {
     FILE *f = fopen(t_path(T.tmp, "dit_vae.dcw"), "rb");
-    if (!f) SKIP("DiT fixture not present");
+    NEED(f, "dit_vae.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
     fclose(f);
     char args[4096], m[1024], cal[1024], res[1024];
     snprintf(m, sizeof m, "%s", t_path(T.tmp, "dit_vae.dcw"));

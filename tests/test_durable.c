@@ -24,10 +24,14 @@
 static char model[1024];
 static char out[65536];
 
+/* 1 if the model and the data set are there; else the test fails, naming the missing one */
 static int have_inputs(void)
 {
     snprintf(model, sizeof model, "%s", t_path(T.tmp, "dit_vae.dcw"));
-    return access(model, R_OK) == 0 && access(FMNIST "t10k-images-idx3-ubyte.gz", R_OK) == 0;
+    CHECK(t_readable(model), "%s missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)", model);
+    CHECK(t_readable(FMNIST "t10k-images-idx3-ubyte.gz"),
+          "Fashion-MNIST missing: install Debian's dataset-fashion-mnist (make setup)");
+    return t_readable(model) && t_readable(FMNIST "t10k-images-idx3-ubyte.gz");
 }
 
 /* "eval -m MODEL IMAGES LABELS --limit N SCHEDULE --quiet --results R EXTRA" */
@@ -210,7 +214,7 @@ static int kill_and_resume(const char *path, const char *cmd, double per_image, 
 
 static void killed_runs_should_resume_to_the_uninterrupted_rows(void)
 {
-    if (!have_inputs()) SKIP("DiT fixture or dataset-fashion-mnist missing");
+    if (!have_inputs()) return;
     if (!reference()) return;
     char path[1024], args[8192], cmd[9400];
     snprintf(path, sizeof path, "%s", t_path(T.tmp, "durable_crash.jsonl"));
@@ -233,7 +237,7 @@ static void killed_runs_should_resume_to_the_uninterrupted_rows(void)
 
 static void a_torn_last_line_should_be_cut_before_resuming(void)
 {
-    if (!have_inputs()) SKIP("DiT fixture or dataset-fashion-mnist missing");
+    if (!have_inputs()) return;
     if (!reference()) return;
     char path[1024], args[8192];
     snprintf(path, sizeof path, "%s", t_path(T.tmp, "durable_torn.jsonl"));
@@ -261,7 +265,7 @@ static void a_torn_last_line_should_be_cut_before_resuming(void)
 
 static void a_failed_write_should_stop_the_run_and_say_how_to_resume(void)
 {
-    if (!have_inputs()) SKIP("DiT fixture or dataset-fashion-mnist missing");
+    if (!have_inputs()) return;
     if (!reference()) return;
     char path[1024], args[8192];
     snprintf(path, sizeof path, "%s", t_path(T.tmp, "durable_full.jsonl"));
@@ -301,7 +305,7 @@ static void a_failed_write_should_stop_the_run_and_say_how_to_resume(void)
 
 static void a_second_writer_should_be_refused_at_once(void)
 {
-    if (!have_inputs()) SKIP("DiT fixture or dataset-fashion-mnist missing");
+    if (!have_inputs()) return;
     char path[1024], args[8192], cmd[9400];
     snprintf(path, sizeof path, "%s", t_path(T.tmp, "durable_lock.jsonl"));
     remove(path);
@@ -330,7 +334,7 @@ static void a_second_writer_should_be_refused_at_once(void)
 
 static void results_should_be_a_regular_file(void)
 {
-    if (!have_inputs()) SKIP("DiT fixture or dataset-fashion-mnist missing");
+    if (!have_inputs()) return;
     char args[8192], fifo[1024];
     static const struct { const char *path, *expect; } cases[] = {
         {"/dev/full", "'/dev/full' is a device"},
@@ -355,7 +359,7 @@ static void results_should_be_a_regular_file(void)
 
 static void damaged_and_repeated_rows_should_count_once(void)
 {
-    if (!have_inputs()) SKIP("DiT fixture or dataset-fashion-mnist missing");
+    if (!have_inputs()) return;
     if (!reference()) return;
     char path[1024], args[8192], line[65536];
     snprintf(path, sizeof path, "%s", t_path(T.tmp, "durable_damaged.jsonl"));
@@ -382,7 +386,7 @@ static void damaged_and_repeated_rows_should_count_once(void)
 
 static void calibration_should_not_depend_on_how_the_run_was_split(void)
 {
-    if (!have_inputs()) SKIP("DiT fixture or dataset-fashion-mnist missing");
+    if (!have_inputs()) return;
     char ra[1024], rb[1024], ca[1024], cb[1024], args[8192], extra[1100];
     snprintf(ra, sizeof ra, "%s", t_path(T.tmp, "durable_cal_a.jsonl"));
     snprintf(rb, sizeof rb, "%s", t_path(T.tmp, "durable_cal_b.jsonl"));

@@ -114,22 +114,26 @@ static void compare_table(const dc__kernels *k)
 static void avx512_kernels_should_match_their_scalar_twins(void)
 {
     const dc__kernels *k = dc__kernels_avx512();
-    if (!k || strcmp(dc__cpu_level(), "avx512")) SKIP("no AVX-512 on this CPU or build");
+    if (!k) SKIP("a PORTABLE=1 or non-x86 build has no AVX-512 kernels");
+    if (strcmp(dc__cpu_level(), "avx512")) SKIP("this CPU lacks AVX-512 (F, BW, DQ and VL, with FMA)");
     compare_table(k);
 }
 
 static void avx2_kernels_should_match_their_scalar_twins(void)
 {
     const dc__kernels *k = dc__kernels_avx2();
-    if (!k || (strcmp(dc__cpu_level(), "avx512") && strcmp(dc__cpu_level(), "avx2")))
-        SKIP("no AVX2 on this CPU or build");
+    if (!k) SKIP("a PORTABLE=1 or non-x86 build has no AVX2 kernels");
+    if (strcmp(dc__cpu_level(), "avx512") && strcmp(dc__cpu_level(), "avx2"))
+        SKIP("this CPU lacks AVX2 with FMA");
     compare_table(k);
 }
 
 static void neon_kernels_should_match_their_scalar_twins(void)
 {
     const dc__kernels *k = dc__kernels_neon();
-    if (!k) SKIP("not an aarch64 build");
+    if (!k)
+        SKIP("NEON kernels need an aarch64 build (this is another CPU, or PORTABLE=1); "
+             "tools/arm64_test.sh runs them under qemu");
     compare_table(k);
 }
 

@@ -5,7 +5,7 @@ of the original single-file SD checkpoints (CompVis / ldm names).
 Two kinds of check:
 
   - full size, shapes only: fake SD 1.5 and SD 2.1 single-file state dicts
-    are built from the real key lists (../shared/fixtures/key_lists), the
+    are built from the real key lists (tests/fixtures/key_lists), the
     UNet's CompVis names made with the inverse of the converter's table, the
     VAE's and the text encoder's with independent inverses written here
     (CompVis VAE names, OpenCLIP's fused blocks). Every tensor is a
@@ -25,7 +25,7 @@ Plain asserts, run by tools/convert/testing.py: "ok   name" / "FAIL name:
 reason" / "skip name: reason" per test, then "N passed, M failed, K skipped".
 
 usage: test_sd_single.py [--fixtures DIR] [--dc PATH_TO_dc]
-  (defaults ../shared/fixtures and build/release/dc; torch is needed for
+  (defaults tests/fixtures and build/release/dc; torch is needed for
   the .ckpt case and is Debian's python3-torch)
 """
 import contextlib
@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import types
+import zipfile
 
 import numpy as np
 
@@ -49,14 +50,14 @@ import convert_unet  # noqa: E402
 from dcw import read_dcw  # noqa: E402
 from safetensors_np import open_safetensors, write_safetensors  # noqa: E402
 import testing  # noqa: E402
-from testing import Skip, test  # noqa: E402
+from testing import test  # noqa: E402
 
 
 def arg(flag, default):
     return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv[:-1] else default
 
 
-FIXTURES = os.path.abspath(arg("--fixtures", os.path.join(ROOT, "..", "shared", "fixtures")))
+FIXTURES = os.path.abspath(arg("--fixtures", os.path.join(ROOT, "tests", "fixtures")))
 DC = os.path.abspath(arg("--dc", os.path.join(ROOT, "build", "release", "dc")))
 KEY_LISTS = os.path.join(FIXTURES, "key_lists")
 TOKENIZER = os.path.join(FIXTURES, "clip_tokenizer")
@@ -64,8 +65,55 @@ TMP = tempfile.mkdtemp(prefix="dc_sd_single_")
 
 
 def need(path, what):
-    if not os.path.exists(path):
-        raise Skip(f"{what} ({path}) absent")
+    assert os.path.exists(path), f"{what} ({path}) missing: it is part of the repository (tests/fixtures)"
+
+
+# pickle opcodes (protocol 2) for write_torch_file
+PICKLE_TYPES = {np.float32: "FloatStorage", np.float64: "DoubleStorage", np.float16: "HalfStorage",
+                np.int64: "LongStorage", np.int32: "IntStorage"}
+
+
+def write_torch_file(path, obj):
+    """A torch.save() file (PyTorch >= 1.6) of a dict of str keys and int,
+    str, dict or numpy values, written without torch, in the layout torch
+    writes: an uncompressed zip of archive/data.pkl (a protocol-2 pickle in
+    which each tensor is torch._utils._rebuild_tensor_v2 of a storage named
+    by a persistent id), archive/data/<key> (each storage's bytes) and
+    archive/version. For the .ckpt case where torch is not installed."""
+    storages = []
+
+    def text(s):
+        b = s.encode("utf-8")
+        return b"X" + len(b).to_bytes(4, "little") + b
+
+    def integer(i):
+        return b"J" + int(i).to_bytes(4, "little", signed=True)
+
+    def ints(xs):
+        return b"(" + b"".join(integer(x) for x in xs) + b"t" if len(xs) else b")"
+
+    def value(v):
+        if isinstance(v, dict):
+            return b"}(" + b"".join(value(k) + value(x) for k, x in v.items()) + b"u"
+        if isinstance(v, str):
+            return text(v)
+        if isinstance(v, (int, np.integer)):
+            return integer(v)
+        a = np.ascontiguousarray(v)
+        key = str(len(storages))
+        storages.append(a.tobytes())
+        stride = [int(np.prod(a.shape[i + 1:])) for i in range(a.ndim)]
+        storage = (b"(" + text("storage") + b"ctorch\n" + PICKLE_TYPES[a.dtype.type].encode() + b"\n" +
+                   text(key) + text("cpu") + integer(a.size) + b"tQ")
+        return (b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + integer(0) + ints(a.shape) + ints(stride) +
+                b"\x89ccollections\nOrderedDict\n)RtR")
+
+    pkl = b"\x80\x02" + value(obj) + b"."
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", pkl)
+        for key, raw in enumerate(storages):
+            zf.writestr(f"archive/data/{key}", raw)
+        zf.writestr("archive/version", "3\n")
 
 
 def key_list(name):
@@ -507,8 +555,7 @@ def forward_all(model, unet_dir, text_vocab):
 def end_to_end(tag, unet_dir, layout, text_hidden, text_heads, text_layers, act, pad):
     need(unet_dir, "the small UNet")
     need(TOKENIZER, "the CLIP tokenizer fixture")
-    if not os.path.exists(DC):
-        raise Skip(f"{DC} not built")
+    assert os.path.exists(DC), f"{DC} not built (make, or --dc PATH)"
     work = os.path.join(TMP, tag)
     text_cfg, text = tiny_clip(49408, text_hidden, text_layers, text_heads, 2 * text_hidden, act, seed=5)
     folder = os.path.join(work, "pipeline")
@@ -550,23 +597,27 @@ def sd1_single_files_should_convert_to_the_same_model_as_the_pipeline_folder():
     print(f"     sd1 .safetensors: dcw identical (f32 and q8), dc forward unet/text/vae bit-identical; "
           f"UNet vs torch max abs err {err:.2e}")
     # a torch .ckpt: {"state_dict": ...} with the UNet's EMA copy, and other
-    # values (which must not be used) under model.diffusion_model.*
+    # values (which must not be used) under model.diffusion_model.*; written
+    # by torch.save where torch is installed, else by write_torch_file
+    sd = {}
+    for k, v in ckpt.items():
+        v = np.ascontiguousarray(v)
+        if k.startswith(sds.UNET_PREFIX):
+            sd[sds.ema_name(k[len(sds.UNET_PREFIX):])] = v
+            sd[k] = v + np.float32(1.0)                     # the non-EMA weights differ
+        else:
+            sd[k] = v
+    sd["model_ema.decay"] = np.array(0.9999, np.float32)
+    sd["model_ema.num_updates"] = np.array(1234, np.int32)
+    path = os.path.join(work, "sd1.ckpt")
+    obj = {"state_dict": sd, "global_step": 1234, "epoch": 2, "pytorch-lightning_version": "1.4.2"}
     try:
         import torch
     except ImportError:
-        raise Skip("torch is not installed: the .ckpt case needs it to write the file")
-    sd = {}
-    for k, v in ckpt.items():
-        v = torch.from_numpy(np.ascontiguousarray(v))
-        if k.startswith(sds.UNET_PREFIX):
-            sd[sds.ema_name(k[len(sds.UNET_PREFIX):])] = v
-            sd[k] = v + 1.0                                 # the non-EMA weights differ
-        else:
-            sd[k] = v
-    sd["model_ema.decay"] = torch.tensor(0.9999)
-    sd["model_ema.num_updates"] = torch.tensor(1234, dtype=torch.int32)
-    path = os.path.join(work, "sd1.ckpt")
-    torch.save({"state_dict": sd, "global_step": 1234, "epoch": 2, "pytorch-lightning_version": "1.4.2"}, path)
+        write_torch_file(path, obj)
+    else:
+        obj["state_dict"] = {k: torch.from_numpy(v) for k, v in sd.items()}
+        torch.save(obj, path)
     out = os.path.join(work, "from_ckpt.dcw")
     r = convert_cli(path, out, *configs)
     assert "EMA" in r.stderr, r.stderr

@@ -15,9 +15,9 @@
    file under the ASan build, or with -fsanitize=thread, sharpens it.
 
    Models: the golden DiT fixture converted by tools/refs/prepare_tests.py
-   (dit_st_f32.dcw, and dit_pt_q8.dcw for the decode-scratch path) when
-   ../shared/fixtures is present, and the small DiT made from
-   tests/data/dit/s32_p2 (always made). A missing model is a SKIP. */
+   (dit_st_f32.dcw, and dit_pt_q8.dcw for the decode-scratch path) from
+   tests/fixtures, and the small DiT made from tests/data/dit/s32_p2. A
+   missing model fails the test. */
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"
 
@@ -172,7 +172,7 @@ static void threads_should_each_load_their_own_model_and_agree_bit_for_bit(void)
 {
     thr_case cases[3];
     int n = thr_cases(cases);
-    if (!n) SKIP("no DiT .dcw in %s (run tools/refs/prepare_tests.py)", T.tmp);
+    NEED(n == 3, "%d of the 3 DiT .dcw files and inputs in %s (prepared by tools/refs/prepare_tests.py)", n, T.tmp);
     for (int i = 0; i < n; i++) thr_run_case(&cases[i], 0);
 }
 
@@ -180,7 +180,7 @@ static void threads_should_share_one_model_with_two_contexts_and_agree_bit_for_b
 {
     thr_case cases[3];
     int n = thr_cases(cases);
-    if (!n) SKIP("no DiT .dcw in %s (run tools/refs/prepare_tests.py)", T.tmp);
+    NEED(n == 3, "%d of the 3 DiT .dcw files and inputs in %s (prepared by tools/refs/prepare_tests.py)", n, T.tmp);
     for (int i = 0; i < n; i++) thr_run_case(&cases[i], 1);
 }
 

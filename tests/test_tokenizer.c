@@ -1,6 +1,6 @@
 /* tests/test_tokenizer.c - CLIP's BPE tokenizer (nn/tokenizer.c) against
    the golden fixture made with openai/CLIP's simple_tokenizer
-   (../shared/fixtures/clip_tokenizer: 40 prompts, SD 1.x and SD 2.x
+   (tests/fixtures/clip_tokenizer: 40 prompts, SD 1.x and SD 2.x
    padding, exact ids), against a Python implementation of the same on
    strings built to hit the corners (tests/data/tokenizer/crosscheck.tsv:
    HTML references, final sigma, invalid UTF-8, contractions, rare white
@@ -161,7 +161,7 @@ static void tokenizer_unicode_tables_should_match_python_for_every_code_point(vo
 
 static void tt_fixture(const char *model, const char *ids_file, const char *label)
 {
-    if (!tt_have_fixture()) SKIP("../shared/fixtures/clip_tokenizer not present");
+    NEED(tt_have_fixture(), "tests/fixtures/clip_tokenizer missing (part of the repository)");
     tok_model m;
     dc__npy want = {0};
     dc_error err;
@@ -223,7 +223,7 @@ static void tokenizer_should_match_the_fixture_with_sd2_padding(void)
 
 static void tokenizer_should_match_python_on_corner_cases(void)
 {
-    if (!tt_have_fixture()) SKIP("../shared/fixtures/clip_tokenizer not present");
+    NEED(tt_have_fixture(), "tests/fixtures/clip_tokenizer missing (part of the repository)");
     char *file = tt_read_file(t_path(T.data, "tokenizer/crosscheck.tsv"), NULL);
     tok_model m;
     CHECK(file != NULL, "tests/data/tokenizer/crosscheck.tsv missing");
@@ -446,7 +446,7 @@ static void tokenizer_should_survive_invalid_utf8_and_megabytes_of_junk(void)
 
 static void tokenizer_should_give_the_same_ids_from_many_threads(void)
 {
-    if (!tt_have_fixture()) SKIP("../shared/fixtures/clip_tokenizer not present");
+    NEED(tt_have_fixture(), "tests/fixtures/clip_tokenizer missing (part of the repository)");
     tok_model m;
     clock_t t0 = clock();
     if (!tt_load(&m, "tokenizer_sd1.dcw")) return;

@@ -1,6 +1,6 @@
 /* tests/test_unet.c - the Stable Diffusion UNet (nn/unet.c) against the
    golden fixture made with diffusers 0.25.1's UNet2DConditionModel
-   (../shared/fixtures/unet_sd1, an SD 1.x-like config), converted by
+   (tests/fixtures/unet_sd1, an SD 1.x-like config), converted by
    tools/convert/convert_unet.py in f32, f16 and q8; against torch references for
    configs the fixture does not show (tests/data/unet, made by
    tools/refs/make_unet_refs.py, whose module reproduces the fixture to 1e-7):
@@ -172,14 +172,14 @@ static int unet_have_fixture(void)
 
 static void unet_should_match_diffusers_on_the_sd1_fixture(void)
 {
-    if (!unet_have_fixture()) SKIP("../shared/fixtures/unet_sd1 not present");
+    NEED(unet_have_fixture(), "tests/fixtures/unet_sd1 missing (part of the repository)");
     unet_compare(t_path(T.tmp, "unet_fixture_f32.dcw"), t_path(T.fixtures, "unet_sd1"), "out_sample.npy",
                  UNET_FIXTURE_TOL, "UNet fixture (SD1-like), f32");
 }
 
 static void unet_should_stay_close_with_f16_and_q8_weights(void)
 {
-    if (!unet_have_fixture()) SKIP("../shared/fixtures/unet_sd1 not present");
+    NEED(unet_have_fixture(), "tests/fixtures/unet_sd1 missing (part of the repository)");
     char dir[512]; /* t_path's buffers rotate: keep a copy */
     snprintf(dir, sizeof dir, "%s", t_path(T.fixtures, "unet_sd1"));
     unet_compare(t_path(T.tmp, "unet_fixture_f16.dcw"), dir, "out_sample.npy", UNET_F16_TOL,
@@ -190,7 +190,7 @@ static void unet_should_stay_close_with_f16_and_q8_weights(void)
 
 static void unet_should_stay_close_with_int8_compute(void)
 {
-    if (!unet_have_fixture()) SKIP("../shared/fixtures/unet_sd1 not present");
+    NEED(unet_have_fixture(), "tests/fixtures/unet_sd1 missing (part of the repository)");
     char dir[512]; /* t_path's buffers rotate: keep a copy */
     snprintf(dir, sizeof dir, "%s", t_path(T.fixtures, "unet_sd1"));
     double e32 = unet_compare_compute(t_path(T.tmp, "unet_fixture_f32.dcw"), dir, "out_sample.npy", UNET_INT8_TOL,
@@ -381,16 +381,14 @@ static void unet_converter_should_match_the_real_sd_key_lists(void)
 {
     FILE *f = fopen(t_path(T.tmp, "unet_key_lists.txt"), "r");
     char line[512];
-    int ok = 0, skipped = 0;
+    int ok = 0;
     CHECK(f != NULL, "unet_key_lists.txt missing (run tools/refs/prepare_tests.py)");
     if (!f) return;
     while (fgets(line, sizeof line, f)) {
         printf("  %s", line);
-        if (!strncmp(line, "skipped", 7)) skipped = 1;
         if (strstr(line, ": ok")) ok++;
     }
     fclose(f);
-    if (skipped) SKIP("key lists or torch not available");
     CHECK(ok == 2, "expected SD 1.5 and SD 2.1 to check out, %d did", ok);
 }
 

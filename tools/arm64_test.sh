@@ -95,9 +95,9 @@ run() { # run FILTER-or-empty TMP FIXTURES
 if [ $FULL = 1 ]; then
     echo "== preparing the model files on the host ($PYTHON tools/refs/prepare_tests.py $B/tmp)"
     mkdir -p $B/tmp
-    $PYTHON tools/refs/prepare_tests.py $B/tmp ../shared/fixtures
+    $PYTHON tools/refs/prepare_tests.py $B/tmp tests/fixtures
     echo "== the whole suite under qemu-aarch64"
-    run "" $B/tmp ../shared/fixtures
+    run "" $B/tmp tests/fixtures
 else
     # the tests that read only tests/data and write only into TMP
     mkdir -p $B/tmp-nopython

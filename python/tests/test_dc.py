@@ -79,7 +79,7 @@ class ClassifyLikeTheDriver(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         if not os.path.exists(DRIVER):
-            raise unittest.SkipTest(f"no driver at {DRIVER}")
+            raise AssertionError(f"no driver at {DRIVER} (make, or run.py --dc PATH)")
         cls.model = dc.Model()
         cls.grey, cls.rgb = test_images()
         cls.grey_png, cls.rgb_png = os.path.join(TMP, "grey.png"), os.path.join(TMP, "rgb.png")
@@ -208,7 +208,7 @@ class Forward(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         if not os.path.exists(DRIVER):
-            raise unittest.SkipTest(f"no driver at {DRIVER}")
+            raise AssertionError(f"no driver at {DRIVER} (make, or run.py --dc PATH)")
         cls.model = dc.Model()
         cls.path = cls.model.path
 

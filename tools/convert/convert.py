@@ -9,6 +9,8 @@ numpy alone.
 
     convert.py SRC -o OUT.dcw [--family NAME] [--dtype f32|f16|q8] [--meta KEY=VALUE ...]
     convert.py --info FILE.dcw
+    convert.py --edit-meta FILE.dcw -o OUT.dcw [--meta KEY=VALUE ...] [--drop-meta KEY ...]
+               [--calibration FILE]
 
 SRC is what users download: a diffusers pipeline or component folder, a
 transformers folder, a .safetensors file (sharded folders are fine), a DiT
@@ -47,7 +49,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dcw import read_dcw_index, write_dcw  # noqa: E402
+from dcw import read_dcw_index, source_name, stored_tensors, write_dcw  # noqa: E402
 from safetensors_np import open_safetensors, read_header  # noqa: E402
 from torch_pt import load_state_dict, state_dict_keys  # noqa: E402
 from convert_clip import checkpoint_layout, clip_text  # noqa: E402
@@ -133,7 +135,7 @@ def convert_raw(src, args):
     config, files = find_source(src)
     meta = flatten_config(config) if config else {}
     names = ", ".join(os.path.basename(f) for f in files)
-    meta["dc.source"] = f"{os.path.abspath(src)} ({names})"
+    meta["dc.source"] = f"{source_name(src)} ({names})"
     tensors = open_shards(files)
     return meta, iter(tensors.items())
 
@@ -232,7 +234,7 @@ def convert_dit(src, args):
         if len(names) != cfg["num_classes"]:
             raise SystemExit(f"convert: {class_file}: {len(names)} names for {cfg['num_classes']} classes")
         meta["classes.names"] = names
-    meta["dc.source"] = os.path.abspath(ckpt)
+    meta["dc.source"] = source_name(ckpt)
     unknown = [k for k in tensors if not (k in ("pos_embed",) or k.split(".")[0] in
                                           ("x_embedder", "t_embedder", "y_embedder", "blocks", "final_layer"))]
     if unknown:
@@ -241,7 +243,7 @@ def convert_dit(src, args):
     if getattr(args, "vae", None):  # the image encoder DiT's pipeline uses (sd-vae-ft-ema / -mse)
         vmeta, vnamed = vae_encoder(args.vae)
         meta.update(vmeta)
-        meta["dc.source"] += f" + VAE {os.path.abspath(args.vae)}"
+        meta["dc.source"] += f" + VAE {source_name(args.vae)}"
         return meta, itertools.chain(named, vnamed)
     return meta, named
 
@@ -261,7 +263,7 @@ def convert_vae_family(src, args):
     """An AutoencoderKL encoder alone (diffusers vae folder or file): tools/convert/convert_vae.py.
     --config-vae replaces its config.json (or the config inferred from the shapes)."""
     meta, named = vae_encoder(src, config=config_arg(args, "config_vae"))
-    meta["dc.source"] = os.path.abspath(src)
+    meta["dc.source"] = source_name(src)
     return meta, named
 
 
@@ -321,7 +323,7 @@ def convert_sd(src, args):
         meta.update(m)
         parts.append(named)
     meta.update(sd_classes(args))
-    meta["dc.source"] = os.path.abspath(src)
+    meta["dc.source"] = source_name(src)
     return meta, itertools.chain(*parts)
 
 
@@ -474,6 +476,42 @@ def detect_family(src):
 
 # ---------------------------------------------------------------- the CLI
 
+def meta_options(args, meta):
+    """meta with --calibration, --drop-meta KEY and --meta KEY=VALUE applied, in that order."""
+    meta = dict(meta)
+    if getattr(args, "calibration", None):
+        meta.update(read_calibration(args.calibration))
+    for key in getattr(args, "drop_meta", None) or []:
+        if key not in meta:
+            raise SystemExit(f"convert: --drop-meta {key}: no such metadata key")
+        del meta[key]
+    for item in args.meta or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"convert: --meta {item!r}: expected KEY=VALUE")
+        meta[key] = parse_meta_value(value)
+    return meta
+
+
+def edit_meta(args):
+    """A .dcw again with other metadata and every tensor's stored bytes as
+    they were (copied, not decoded and encoded again), through the one writer."""
+    try:
+        meta, _, _ = read_dcw_index(args.edit_meta)
+        tensors = stored_tensors(args.edit_meta)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"convert: {e}") from None
+    for key in ("dc.family", "dc.source"):
+        if key in (args.drop_meta or []):
+            raise SystemExit(f"convert: --drop-meta {key}: every .dcw has it (--meta {key}=... replaces it)")
+    meta = meta_options(args, meta)
+    try:
+        write_dcw(args.out, meta, tensors)
+    except (ValueError, TypeError) as e:
+        raise SystemExit(f"convert: {e}") from None
+    print(f"wrote {args.out}: {len(tensors)} tensors as stored in {args.edit_meta}, {len(meta)} metadata keys")
+
+
 def parse_meta_value(text):
     """--meta VALUE: a JSON number, bool or list if it parses as one, else the text as a string."""
     try:
@@ -515,14 +553,8 @@ def convert(args):
     meta, named = FAMILIES[family](args.src, args)
     meta = dict(meta)
     meta["dc.family"] = family
-    if getattr(args, "calibration", None):
-        meta.update(read_calibration(args.calibration))
-    source = meta.pop("dc.source", os.path.abspath(args.src))
-    for item in args.meta or []:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise SystemExit(f"convert: --meta {item!r}: expected KEY=VALUE")
-        meta[key] = parse_meta_value(value)
+    source = meta.pop("dc.source", source_name(args.src))
+    meta = meta_options(args, meta)
     tensors = choose_tensors(named, args.dtype)
     try:
         write_dcw(args.out, meta, tensors, source=source)
@@ -592,10 +624,18 @@ def main(argv=None):
                    "instead of config.json, for SD single-file checkpoints instead of the one read from the shapes")
     p.add_argument("--config-text", metavar="JSON", help="a transformers CLIPTextConfig: for --family clip "
                    "instead of config.json, for SD single-file checkpoints instead of the released SD 1.x / 2.x one")
+    p.add_argument("--drop-meta", action="append", metavar="KEY", help="with --edit-meta: metadata to remove")
     p.add_argument("--info", metavar="FILE.dcw", help="print a .dcw file's metadata and tensors")
+    p.add_argument("--edit-meta", metavar="FILE.dcw", help="write FILE.dcw again to -o with its metadata changed "
+                   "by --meta, --drop-meta and --calibration, every tensor's stored bytes unchanged")
     args = p.parse_args(argv)
     if args.info:
         info(args.info)
+        return
+    if args.edit_meta:
+        if args.src or not args.out:
+            p.error("--edit-meta FILE.dcw takes -o OUT.dcw and no SRC")
+        edit_meta(args)
         return
     if not args.src or not args.out:
         p.error("need SRC and -o OUT.dcw (or --info FILE.dcw)")

@@ -42,6 +42,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dcw import source_name  # noqa: E402
 from safetensors_np import open_safetensors  # noqa: E402
 
 # transformers' hidden_act -> dc's clip.act. "gelu" is the exact (erf) GELU.
@@ -124,7 +125,7 @@ def clip_text_tensors(tensors, meta, prefix="text.", source_prefix="", origin="c
 
 # The text towers of the original SD checkpoints (v1-5-pruned.safetensors,
 # v2-1_512-ema-pruned.safetensors), which hold no config: the transformers
-# configs of the released text encoders (../shared/fixtures/key_lists).
+# configs of the released text encoders (tests/fixtures/key_lists).
 SD1_TEXT_CONFIG = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                        num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
                        layer_norm_eps=1e-5)
@@ -271,7 +272,7 @@ def clip_text(folder_or_file, prefix="text.", config=None):
     file_config, cfg_path, tensors, files = read_source(folder_or_file)
     if config is not None:
         file_config, cfg_path = config, "the given config"
-    source = f"{os.path.abspath(folder_or_file)} ({', '.join(os.path.basename(f) for f in files)})"
+    source = f"{source_name(folder_or_file)} ({', '.join(os.path.basename(f) for f in files)})"
     if checkpoint_layout(tensors):
         meta, named = clip_text_from_checkpoint(tensors, file_config, prefix, folder_or_file)
     else:

@@ -64,6 +64,7 @@ import convert_clip  # noqa: E402
 import convert_tokenizer  # noqa: E402
 import convert_unet  # noqa: E402
 import convert_vae  # noqa: E402
+from dcw import source_name  # noqa: E402
 from safetensors_np import open_safetensors  # noqa: E402
 from torch_pt import load_state_dict  # noqa: E402
 
@@ -398,7 +399,7 @@ def sd_single_from_tensors(tensors, options, origin="checkpoint"):
     for m in (tmeta, vmeta, umeta):
         m.pop("dc.source", None)
         meta.update(m)
-    meta["dc.source"] = f"{os.path.abspath(origin)} (SD {version}.x single file)"
+    meta["dc.source"] = f"{source_name(origin)} (SD {version}.x single file)"
     # the order convert.py's pipeline-folder path writes: text, VAE, UNet
     return meta, itertools.chain(tnamed, vnamed, unamed)
 

@@ -17,7 +17,10 @@ tensor to float32; read_dcw_index does the same checks without decoding, for
     write_dcw(path, meta, tensors, source="")
     read_dcw(path) -> (meta, {name: (dtype, float32 array)})
     read_dcw_index(path) -> (meta, [TensorEntry, ...], file_size)
+    stored_tensors(path) -> [(name, Stored, dtype), ...]   (for write_dcw)
+    source_name(path) -> what "dc.source" records of a converted path
 """
+import os
 import struct
 from collections import namedtuple
 
@@ -40,6 +43,16 @@ CHECKSUM_CHUNK = 4 << 20       # bytes read at a time for the checksum (multiple
 MASK64 = (1 << 64) - 1
 
 TensorEntry = namedtuple("TensorEntry", "name dtype shape offset nbytes")
+# a tensor's bytes exactly as a .dcw stores them: write_dcw copies them
+# unchanged (re-quantizing a decoded q8 tensor need not give the same bytes)
+Stored = namedtuple("Stored", "shape data")
+
+
+def source_name(path):
+    """What "dc.source" records of a path the converter read: its base name
+    (a folder's or a file's), never where it lay on the machine that ran the
+    converter, which means nothing to the model's users."""
+    return os.path.basename(os.path.normpath(os.path.abspath(path)))
 
 
 def align(n, a):
@@ -229,8 +242,8 @@ def write_dcw(path, meta, tensors, source=""):
     "dc.source" is set to `source` (a "dc.source" already in meta is kept
     when source is empty). Both are written first.
     tensors: iterable of (name, array, dtype), dtype "f32", "f16" or "q8";
-    arrays may be np.memmap views or anything np.asarray accepts. Only one
-    tensor is converted at a time.
+    arrays may be np.memmap views or anything np.asarray accepts, or Stored
+    bytes (copied as they are). Only one tensor is converted at a time.
     """
     meta = dict(meta)
     family = meta.pop("dc.family", None)
@@ -248,7 +261,7 @@ def write_dcw(path, meta, tensors, source=""):
         seen.add(name)
         if dtype not in DTYPES:
             raise ValueError(f"tensor {name!r}: unknown dtype {dtype!r} (want f32, f16 or q8)")
-        shape = tuple(int(d) for d in np.shape(arr))
+        shape = tuple(int(d) for d in (arr.shape if isinstance(arr, Stored) else np.shape(arr)))
         if not 1 <= len(shape) <= 4:
             raise ValueError(f"tensor {name!r}: {len(shape)} dimensions, a .dcw holds 1 to 4")
         entries.append([name, dtype, shape, 0, tensor_nbytes(dtype, shape)])
@@ -280,7 +293,8 @@ def write_dcw(path, meta, tensors, source=""):
             f.write(bytes(off - f.tell()))
             try:
                 written = 0
-                for piece in _encode(np.asarray(arr), dtype):
+                pieces = [arr.data] if isinstance(arr, Stored) else _encode(np.asarray(arr), dtype)
+                for piece in pieces:
                     f.write(piece)
                     written += len(piece)
             except ValueError as e:
@@ -435,6 +449,18 @@ def decode_tensor(buf, entry):
         scale = np.frombuffer(buf, "<f4", count=rows, offset=align(rows * cols, 4))
         a = dequantize_q8(q, scale)
     return a.reshape(entry.shape)
+
+
+def stored_tensors(path):
+    """[(name, Stored, dtype)] of a validated .dcw file, in its order: the
+    tensors as write_dcw takes them, to write the same bytes with other metadata."""
+    _, entries, _ = read_dcw_index(path)
+    out = []
+    with open(path, "rb") as f:
+        for e in entries:
+            f.seek(e.offset)
+            out.append((e.name, Stored(e.shape, f.read(e.nbytes)), e.dtype))
+    return out
 
 
 def read_dcw(path):

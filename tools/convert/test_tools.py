@@ -9,8 +9,11 @@ few seconds.
 
 usage: test_tools.py
 """
+import glob
+import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -596,6 +599,84 @@ def convert_should_write_a_tokenizer_alone_and_take_component_configs():
     p = subprocess.run([sys.executable, os.path.join(HERE, "convert.py"), sd2, "-o", out, "--config-unet", bad],
                        capture_output=True, text=True)
     assert p.returncode != 0 and "act_fn = 'gelu'" in p.stderr, p.stderr
+
+
+# ---------------------------------------------------------------- what a model records of where it came from
+
+# an absolute path of the machine that wrote a file: /dir/..., ~/dir, C:\dir
+ABSOLUTE_PATH = re.compile(r"(^|[\s(\"'=:])(/[\w.+-]+/|~/|[A-Za-z]:\\)")
+
+
+def absolute_paths(meta):
+    """The metadata entries whose strings hold an absolute path, as "key: text"."""
+    found = []
+    for key, value in meta.items():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and ABSOLUTE_PATH.search(text):
+                found.append(f"{key}: {text[:120]}")
+    return found
+
+
+@test
+def the_absolute_path_check_should_find_each_kind_and_pass_plain_text():
+    bad = {"a": "/srv/build/models/fmnist/sd", "b": "DiT.pt + VAE /home/u/vae", "c": ["x", "~/models/sd"],
+           "d": "C:\\Users\\me\\sd", "e": "from (/tmp/x/y)"}
+    assert [f.split(":")[0] for f in absolute_paths(bad)] == list(bad), absolute_paths(bad)
+    fine = {"a": "sd", "b": "DiT-fmnist.pt + VAE vae", "c": ["/", "a/b", "1/2", "</w>", "/</w>"], "d": 3,
+            "e": "tools/train/train_fmnist.py dit --vae (that VAE) --minutes 40", "f": "http://x"}
+    assert absolute_paths(fine) == [], absolute_paths(fine)
+
+
+@test
+def convert_should_record_the_sources_base_name_not_its_path():
+    raw = tmp("raw_src.safetensors")
+    write_safetensors(raw, {"w": randn(3, 4)})
+    dit = os.path.join(DATA, "dit", "s32_p2")
+    vae = os.path.join(DATA, "vae", "new_names")
+    for args, want in (((raw, "--family", "raw"), "raw_src.safetensors (raw_src.safetensors)"),
+                       ((dit + os.sep, "--family", "dit"), "DiT-test-32.pt"),
+                       ((dit, "--vae", vae), "DiT-test-32.pt + VAE new_names"),
+                       ((vae,), "new_names"),
+                       ((os.path.join(DATA, "clip", "one_layer"),), "one_layer (model.safetensors)")):
+        out = tmp("source.dcw")
+        run_convert(*args, "-o", out)
+        meta, _, _ = read_dcw_index(out)
+        assert meta["dc.source"] == want, (args, meta["dc.source"])
+        assert absolute_paths(meta) == [], absolute_paths(meta)
+
+
+def stored_bytes(path):
+    """{tensor name: (dtype, shape, sha256 of its stored bytes)} of a .dcw file."""
+    return {name: (dtype, t.shape, hashlib.sha256(t.data).hexdigest())
+            for name, t, dtype in dcw.stored_tensors(path)}
+
+
+@test
+def edit_meta_should_change_the_metadata_and_keep_every_tensors_bytes():
+    src, out = small_file("edit_src.dcw"), tmp("edited.dcw")
+    run_convert("--edit-meta", src, "-o", out, "--meta", "dc.source=somewhere", "--meta", "k=2",
+                "--meta", "new.s=hi", "--drop-meta", "k", "--meta", "k=5")
+    meta, _, _ = read_dcw_index(out)
+    assert list(meta.items()) == [("dc.family", "test"), ("dc.source", "somewhere"), ("k", 5), ("new.s", "hi")], meta
+    assert stored_bytes(out) == stored_bytes(src) and len(stored_bytes(src)) == 3
+    # q8: copied as stored, not decoded and quantized again
+    assert stored_bytes(out)["c"][0] == "q8"
+    for args, words in ((("--drop-meta", "nope"), "--drop-meta nope: no such metadata key"),
+                        (("--drop-meta", "dc.family"), "every .dcw has it")):
+        p = subprocess.run([sys.executable, os.path.join(HERE, "convert.py"), "--edit-meta", src, "-o", out, *args],
+                           capture_output=True, text=True)
+        assert p.returncode != 0 and words in p.stderr, p.stderr
+
+
+@test
+def shipped_models_should_say_how_they_were_made_without_a_path_of_this_machine():
+    models = sorted(glob.glob(os.path.join(ROOT, "data", "models", "*.dcw")))
+    assert len(models) >= 2, models
+    for path in models:
+        meta, _, _ = read_dcw_index(path)
+        assert absolute_paths(meta) == [], (path, absolute_paths(meta))
+        assert "tools/train/" in meta.get("dc.training", ""), (path, meta.get("dc.training"))
+        assert "Fashion-MNIST" in meta.get("dc.dataset", ""), (path, meta.get("dc.dataset"))
 
 
 # ---------------------------------------------------------------- data/classes

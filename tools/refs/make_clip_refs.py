@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """tools/refs/make_clip_refs.py - torch references for CLIP text-encoder configs
-the golden fixture (../shared/fixtures/clip_text_quickgelu: quick_gelu,
+the golden fixture (tests/fixtures/clip_text_quickgelu: quick_gelu,
 width 64, 4 heads, 3 layers) does not show: exact-GELU activation (SD 2.x),
 head counts that are not powers of two, other widths, one layer (where the
 penultimate hidden state is the embeddings), sequences shorter than
@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
 from safetensors_np import open_safetensors, write_safetensors  # noqa: E402
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "data", "clip")
-FIXTURES = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "..", "shared", "fixtures")
+FIXTURES = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "tests", "fixtures")
 
 # name: (config, seq_len, padding ("eos" | "zero"), source dtype, keep position_ids)
 CASES = {

@@ -40,7 +40,7 @@ converter must skip them):
                  tools/refs/prepare_vae.py converts it with --config
                  new_names/config.json and compares with new_names' outputs
 
-Every run also checks, against ../shared/fixtures/key_lists/sd_vae.json
+Every run also checks, against tests/fixtures/key_lists/sd_vae.json
 (the real full-size SD VAE's names and shapes), that (1) this torch module
 built with the SD config has exactly the real encoder.* and quant_conv.*
 names and shapes, and (2) tools/convert/convert_vae.py accepts the real key list,
@@ -405,7 +405,7 @@ def check_key_list(fixtures):
 def main():
     args = [a for a in sys.argv[1:] if a != "--check"]
     out = args[0] if args else os.path.join(ROOT, "tests", "data", "vae")
-    fixtures = args[1] if len(args) > 1 else os.path.join(ROOT, "..", "shared", "fixtures")
+    fixtures = args[1] if len(args) > 1 else os.path.join(ROOT, "tests", "fixtures")
     torch.set_num_threads(1)
     if "--check" not in sys.argv:
         for name, spec in CASES.items():

@@ -2,7 +2,7 @@
 """tools/refs/prepare_clip.py - the model files tests/test_clip.c reads, made
 through the real converter (tools/convert/convert.py --family clip) into TMPDIR:
 
-  clip_fixture_{f32,f16,q8}.dcw   ../shared/fixtures/clip_text_quickgelu (if present)
+  clip_fixture_{f32,f16,q8}.dcw   tests/fixtures/clip_text_quickgelu
   clip_<case>.dcw                 tests/data/clip/<case> (tools/refs/make_clip_refs.py), f32
   clip_missing.dcw                a case with one tensor removed from the source
                                   (the converter lets it through; the engine names it)

@@ -15,13 +15,13 @@ writes into TMPDIR, through the real converter (tools/convert/convert_tokenizer.
   tokenizer_tiny_nomerge.dcw  the same with a merge naming a token that is not in
                             the vocabulary (the engine must refuse it, naming it)
   tokenizer_tiny_novocab.dcw  the same without tokenizer.vocab
-  tokenizer_sd1.dcw         ../shared/fixtures/clip_tokenizer as it is (pad <|endoftext|>)
+  tokenizer_sd1.dcw         tests/fixtures/clip_tokenizer as it is (pad <|endoftext|>)
   tokenizer_sd2.dcw         the same with SD 2.x's pad token '!' (id 0)
   tokenizer_short.dcw       the same with max_length 8
   tokenizer_prompts.txt     the fixture's prompts (prompts.json), one a line: hex of
                             their UTF-8 bytes (prompts hold tabs and newlines), a tab,
                             n_tokens_incl_bos_eos (at most 77), a tab, truncated (0/1)
-  (the last four only when the fixture is there)
+  (the last four from the fixture)
 
     prepare_tokenizer.py --c-tables
 
@@ -329,7 +329,7 @@ def main():
     elif len(sys.argv) == 4 and sys.argv[1] == "--make-crosscheck":
         make_crosscheck(sys.argv[2], sys.argv[3])
     elif len(sys.argv) >= 2:
-        prepare(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "..", "shared", "fixtures"))
+        prepare(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "tests", "fixtures"))
     else:
         sys.exit(__doc__)
 
