@@ -24,6 +24,8 @@ cd "$(dirname "$0")/.."
 : "${COMPUTES:=f32 int8}" "${ROUNDS:=1}" "${TORCH:=1}"
 : "${THREADS:=$(nproc)}" "${PYTHON:=/usr/bin/python3}"
 export OMP_NUM_THREADS=$THREADS
+# as the dc driver does: threads that spin while waiting lose badly on a busy machine
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 B=build/release
 make -s $B/dit_bench >/dev/null
 mkdir -p bench/models

@@ -15,7 +15,9 @@
 
    the relative change of the error differences (0: int8 changed nothing
    that decides), and whether the leading class changed. Prints one line per
-   matrix, largest mean effect first, then the whole-model rows. */
+   matrix as it is measured, then sorted (largest mean effect first), then
+   the whole-model row. Run it with OMP_WAIT_POLICY=passive on a busy
+   machine (as the dc driver sets it). */
 #define _POSIX_C_SOURCE 200809L
 #include "../nn/model.h"
 #include "../nn/q8.h"
@@ -149,8 +151,12 @@ int main(int argc, char **argv)
         dc_classes_free(cli);
         w->tensors[i].q8 = NULL;
         if (!ok) return 1;
-        rows[n_rows++] = measure(&R, errors, lead, i);
+        rows[n_rows] = measure(&R, errors, lead, i);
+        printf("[%d] ", n_rows + 1); /* as it goes; sorted below */
+        print_row(w, &rows[n_rows++], NULL);
+        fflush(stdout);
     }
+    printf("sorted, largest mean effect first:\n");
     qsort(rows, (size_t)n_rows, sizeof *rows, by_effect);
     for (int i = 0; i < n_rows; i++) print_row(w, &rows[i], NULL);
 

@@ -30,6 +30,8 @@ cd "$(dirname "$0")/.."
 : "${TORCH:=1}" "${PIPELINE_DTYPES=q8}" "${PIPELINE_CLASSES:=2}"
 : "${THREADS:=$(nproc)}" "${PYTHON:=/usr/bin/python3}"
 export OMP_NUM_THREADS=$THREADS
+# as the dc driver does: threads that spin while waiting lose badly on a busy machine
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 B=build/release
 # the Makefile may not have a rule for sd_bench yet: give make the same one it has for dit_bench
 make -s $B/sd_bench >/dev/null 2>&1 || printf '%s\n\t%s\n' '$(B)/sd_bench: $(B)/bench/sd_bench.o $(B)/libdc.a' \
