@@ -50,7 +50,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "dit_bench: no int8 product here: %s\n", why);
         return 1;
     }
-    if (dc__weights_open(&w, argv[1], 0, &err) != DC_OK || (v && dc__int8_begin(&w, v, &err) != DC_OK) ||
+    if (dc__weights_open(&w, argv[1], 0, &err) != DC_OK || (v && dc__int8_begin(&w, v, DC_INT8_MIN_SIDE, &err) != DC_OK) ||
         dc__dit_build(&m, &w, &err) != DC_OK) {
         fprintf(stderr, "dit_bench: %s\n", err.msg);
         return 1;

@@ -141,7 +141,7 @@ static int sd_open(const char *path, dc__weights *w, dc__unet *m, int int8)
         dc__weights_close(w);
         return 0;
     }
-    if ((v && dc__int8_begin(w, v, &err) != DC_OK) || dc__unet_build(m, w, "unet.", &err) != DC_OK) {
+    if ((v && dc__int8_begin(w, v, DC_INT8_MIN_SIDE, &err) != DC_OK) || dc__unet_build(m, w, "unet.", &err) != DC_OK) {
         fprintf(stderr, "sd_bench: %s\n", err.msg);
         dc__weights_close(w);
         return 0;

@@ -25,6 +25,7 @@
 
 struct dc__int8_state {
     const dc__q8variant *v;
+    int min_side;           /* smaller matrices stay f32 (keeps_f32) */
     dc__q8mat *packed;      /* [n_tensors]: packed[i].w != NULL where tensor i is packed */
     int n_packed, n_kept;   /* matrices packed, matrices the rule keeps f32 */
     size_t bytes;           /* packed weights, scales and offsets */
@@ -32,7 +33,7 @@ struct dc__int8_state {
     size_t chunk_bytes;     /* max scratch of one call over DC_Q8_CHUNK columns */
 };
 
-dc_status dc__int8_begin(dc__weights *w, const struct dc__q8variant *v, dc_error *err)
+dc_status dc__int8_begin(dc__weights *w, const struct dc__q8variant *v, int min_side, dc_error *err)
 {
     DC_ASSERT(v && !w->int8);
     struct dc__int8_state *s = calloc(1, sizeof *s);
@@ -41,6 +42,7 @@ dc_status dc__int8_begin(dc__weights *w, const struct dc__q8variant *v, dc_error
         return dc__fail(err, DC_ERR_NOMEM, "%s: out of memory", w->path);
     }
     s->v = v;
+    s->min_side = min_side;
     w->int8 = s;
     return DC_OK;
 }
@@ -58,7 +60,7 @@ void dc__int8_end(dc__weights *w)
 }
 
 /* Which matrices stay f32 under int8 compute: those with fewer than
-   DC_INT8_MIN_SIDE rows or inputs, the networks' ends (a DiT's patch
+   DC_INT8_MIN_SIDE (nn/nn.h) rows or inputs, the networks' ends (a DiT's patch
    embedding and final projection, a UNet's conv_in and conv_out, the VAE's
    conv_out and quant_conv). bench/int8_layers on the shipped DiT (each of
    its 55 matrices alone in int8, 5 images, 8 timesteps) measured no layer
@@ -68,10 +70,9 @@ void dc__int8_end(dc__weights *w)
    hold a negligible share of the work (a 16-input projection beside 1152-
    wide blocks), so f32 there costs no speed and removes the largest
    per-layer errors. */
-#define DC_INT8_MIN_SIDE 64
-static int keeps_f32(int M, int K)
+static int keeps_f32(const struct dc__int8_state *s, int M, int K)
 {
-    return M < DC_INT8_MIN_SIDE || K < DC_INT8_MIN_SIDE;
+    return M < s->min_side || K < s->min_side;
 }
 
 /* Gives the pages that lie wholly inside t's bytes back to the kernel: they
@@ -104,7 +105,7 @@ dc_status dc__int8_pack_tensor(const dc__weights *w, const dc__tensor *t, const 
                         (long long)K64, DC_Q8_MAX_K);
     int K = (int)K64;
     size_t i = (size_t)(t - w->tensors);
-    if (keeps_f32(M, K)) {
+    if (keeps_f32(s, M, K)) {
         s->n_kept++;
         return DC_OK;
     }

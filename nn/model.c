@@ -58,7 +58,7 @@ static dc_status start_compute(dc_model *m, dc_compute compute, dc_error *err)
     const dc__q8variant *v = dc__q8_best(why, sizeof why);
     if (compute == DC_COMPUTE_AUTO && !(v && dc__int8_is_dot(v))) return DC_OK;
     if (!v) return dc__fail(err, DC_ERR_UNSUPPORTED, "int8 compute: no int8 product passed its check here (%s)", why);
-    return dc__int8_begin(&m->w, v, err);
+    return dc__int8_begin(&m->w, v, DC_INT8_MIN_SIDE, err);
 }
 
 dc_status dc_model_load(dc_model **out, const char *path, const dc_load_opts *opts, dc_error *err)

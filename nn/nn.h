@@ -385,8 +385,12 @@ void dc__conv2d_ref(float *y, const float *x, const float *W, const float *b,
 #define DC_Q8_CHUNK 1024 /* columns (tokens) per product outside one: the
                             product shares them among the threads */
 struct dc__q8variant;
-/* Starts int8 compute on w with variant v: the loader packs from now on. */
-dc_status dc__int8_begin(dc__weights *w, const struct dc__q8variant *v, dc_error *err);
+/* Starts int8 compute on w with variant v: the loader packs from now on
+   every matrix with at least min_side rows and inputs (DC_INT8_MIN_SIDE:
+   the rule dc_model_load applies, nn/int8.c says why; 1: every matrix,
+   for tests on small networks). */
+#define DC_INT8_MIN_SIDE 64
+dc_status dc__int8_begin(dc__weights *w, const struct dc__q8variant *v, int min_side, dc_error *err);
 void dc__int8_end(dc__weights *w);
 /* Packs matrix t (found by the loader under `name`) when w computes in int8
    and the rule in nn/int8.c does not keep it f32; DC_OK otherwise. */

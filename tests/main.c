@@ -56,7 +56,7 @@ dc_status t_int8_begin(dc__weights *w, dc_error *err)
     char why[256];
     const struct dc__q8variant *v = dc__q8_best(why, sizeof why);
     if (!v) return dc__fail(err, DC_ERR_UNSUPPORTED, "no int8 product passed its check: %s", why);
-    return dc__int8_begin(w, v, err);
+    return dc__int8_begin(w, v, 1, err);
 }
 
 int t_readable(const char *path)

@@ -49,7 +49,9 @@ int t_npy(dc__npy *a, const char *fmt, ...);
 /* Path helpers: into a static rotating buffer. */
 const char *t_path(const char *dir, const char *fmt, ...);
 /* Starts int8 compute on w (before a network is built on it) with the
-   variant dc_model_load would pick here (dc__q8_best). */
+   variant dc_model_load would pick here (dc__q8_best), packing every
+   matrix (the small test networks would keep most f32 under
+   DC_INT8_MIN_SIDE). */
 dc_status t_int8_begin(dc__weights *w, dc_error *err);
 
 void t_run(const char *name, void (*fn)(void));

@@ -75,6 +75,12 @@ static void vae_compare_compute(const char *file, const char *ref, double tm, do
     float *got_m = NULL, *got_s = NULL;
     if (!vae_open_compute(&vm, file, int8)) return;
     dc__runner_use_int8(&r, &vm.w);
+    if (int8) { /* int8 really runs: every matrix packed */
+        int packed, kept;
+        size_t bytes;
+        dc__int8_count(&vm.w, &packed, &kept, &bytes);
+        CHECK(packed > 0 && kept == 0, "%s: %d matrices packed, %d kept f32", label, packed, kept);
+    }
     if (!t_npy(&img, "vae/%s/image", ref) || !t_npy(&mean, "vae/%s/mean", ref) ||
         !t_npy(&std, "vae/%s/std", ref))
         goto done;
