@@ -25,8 +25,10 @@
    Below, each part comes before what uses it: the timestep grid and
    stages, the noise, scoring a batch, the four stopping rules, the loop
    that runs one of them (dc__classify_core), the class list and the
-   denoiser (one path for DiT and the UNet), and the public entry points
-   (dc_classify_image -> dc_classify_rgb -> dc_classify_latent). The loop
+   denoiser (one path for DiT and the UNet), and the public entry points:
+   dc_classify_image -> dc_classify_rgb (which encodes the image) ->
+   classify_latent, and dc_classify_latent (a latent already encoded) ->
+   classify_latent, which runs dc__classify_core on the model. The loop
    sees the model only through a dc__denoiser (dc_internal.h), so the tests
    drive it with a stand-in of known errors. The networks, the model file
    and everything numeric beneath them live in nn/. */
@@ -35,6 +37,7 @@
 #include "nn/model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -347,13 +350,13 @@ static void visit_order(const classify_state *s, int *order)
 #define DC_CALIBRATED_ALPHA 5e-3
 static int min_scores(const dc_classify_opts *o)
 {
-    if (o->seq_min_scores > 0) return o->seq_min_scores;
+    if (o->ttest_min_scores > 0) return o->ttest_min_scores;
     return o->stop == DC_STOP_SEQUENTIAL ? DC_SEQUENTIAL_MIN_SCORES : DC_CALIBRATED_MIN_SCORES;
 }
 
 static double test_level(const dc_classify_opts *o)
 {
-    if (o->seq_alpha > 0) return o->seq_alpha;
+    if (o->ttest_alpha > 0) return o->ttest_alpha;
     return o->stop == DC_STOP_SEQUENTIAL ? DC_SEQUENTIAL_ALPHA : DC_CALIBRATED_ALPHA;
 }
 
@@ -419,6 +422,21 @@ static dc_status classify_sequential(classify_state *s, int *rank_end, dc_error 
 
 /* ---- stopping rule 3: calibrated, the t-test on an importance sample ---- */
 
+/* The rules every timestep calibration meets, from a file, the model's
+   metadata or the options (dc.h: dc_calibration_load). */
+static dc_status check_calibration(const int *t, const float *spread, int n, const char *where, dc_status bad,
+                                   dc_error *err)
+{
+    if (n < 1 || n > DC_CALIB_MAX_T)
+        return dc__fail(err, bad, "%s: %d timesteps (1 to %d)", where, n, DC_CALIB_MAX_T);
+    for (int i = 0; i < n; i++)
+        if (t[i] < 0 || t[i] >= DC_CALIB_MAX_T || (i && t[i] <= t[i - 1]) || !(spread[i] >= 0 && spread[i] < 1e30f))
+            return dc__fail(err, bad, "%s: point %d (t %d, spread %g): timesteps must be whole numbers "
+                            "0 <= t < %d, strictly ascending, spreads finite and >= 0", where, i + 1, t[i],
+                            (double)spread[i], DC_CALIB_MAX_T);
+    return DC_OK;
+}
+
 /* Calibrated stopping: the spread at each grid timestep, linear between
    the calibration points and constant beyond the ends. */
 static dc_status grid_spread(classify_state *s, dc_error *err)
@@ -427,10 +445,9 @@ static dc_status grid_spread(classify_state *s, dc_error *err)
     if (!o->calib_t || !o->calib_spread || o->n_calib < 1)
         return dc__fail(err, DC_ERR_INVALID, "calibrated stopping needs the model's timestep calibration "
                         "(dc calibrate or dc eval --calibrate on held-out images, then --calibration FILE)");
-    for (int i = 0; i < o->n_calib; i++)
-        if (!(o->calib_spread[i] >= 0 && o->calib_spread[i] < 1e30f) || (i && o->calib_t[i] <= o->calib_t[i - 1]))
-            return dc__fail(err, DC_ERR_INVALID, "timestep calibration: point %d (t %d, spread %g): spreads "
-                            "must be finite and >= 0, timesteps ascending", i, o->calib_t[i], o->calib_spread[i]);
+    dc_status st = check_calibration(o->calib_t, o->calib_spread, o->n_calib, "timestep calibration",
+                                     DC_ERR_INVALID, err);
+    if (st != DC_OK) return st;
     for (int g = 0; g < s->grid_len; g++) {
         int t = s->grid[g], k = 0;
         const float *v = o->calib_spread;
@@ -563,6 +580,68 @@ static dc_status classify_calibrated(classify_state *s, int *rank_end, dc_error 
 
 /* ---- the loop: checks, state, one stopping rule, the result ---- */
 
+/* The rule DC_STOP_AUTO stands for. The calibrated rule reaches the t-test's
+   accuracy with fewer evaluations, but only a calibration says where to
+   draw; without one the t-test still decides in a few hundred evaluations
+   where the paper's schedule spends n x 50 + 5 x 450. From
+   DC_SCREENED_FROM classes the screen pays for itself. */
+static dc_stop auto_rule(int calibrated, int n_classes)
+{
+    if (!calibrated) return DC_STOP_SEQUENTIAL;
+    return n_classes >= DC_SCREENED_FROM ? DC_STOP_SCREENED : DC_STOP_CALIBRATED;
+}
+
+/* dc_result.note: what a user whose default ran the slower rule can do. */
+static const char *ran_for_lack_of_calibration(dc_stop asked, dc_stop ran)
+{
+    if (asked != DC_STOP_AUTO || ran != DC_STOP_SEQUENTIAL) return "";
+    return "no timestep calibration in the model or the options, so the t-test ran; a calibration "
+           "(dc calibrate -m MODEL IMAGES... -o FILE on a few hundred unlabelled images, then the "
+           "calibration option: --calibration FILE) lets the calibrated rule decide with fewer evaluations";
+}
+
+dc_stop dc_classify_rule(const dc_model *m, const dc_classify_opts *o, int n_classes, const char **note)
+{
+    dc_stop rule = !o ? DC_STOP_AUTO : o->stop;
+    if (o && o->stop == DC_STOP_AUTO) {
+        int calibrated = (o->calib_t && o->calib_spread && o->n_calib > 0) || (m && dc_model_has_calibration(m));
+        rule = auto_rule(calibrated, n_classes);
+    }
+    if (note) *note = ran_for_lack_of_calibration(o ? o->stop : DC_STOP_AUTO, rule);
+    return rule;
+}
+
+const char *dc_stop_name(dc_stop stop)
+{
+    switch (stop) {
+    case DC_STOP_ADAPTIVE: return "adaptive";
+    case DC_STOP_SEQUENTIAL: return "sequential";
+    case DC_STOP_CALIBRATED: return "calibrated";
+    case DC_STOP_SCREENED: return "screened";
+    case DC_STOP_AUTO: return "auto";
+    }
+    return "unknown";
+}
+
+/* dc_result.vs_best: each class against the best on the timesteps both
+   were scored on. A dropped class's own mean covers fewer (and, for the
+   adaptive schedule's first stage, other) timesteps than the best's, so
+   the two means do not compare; the paired difference does, and it is
+   what the rules test. */
+static void gaps_to_best(dc_result *res)
+{
+    int nt = res->n_timesteps, best = res->ranking[0];
+    const float *eb = res->errors + (size_t)best * nt;
+    for (int c = 0; c < res->n_classes; c++) {
+        const float *ec = res->errors + (size_t)c * nt;
+        double sum = 0;
+        int k = 0;
+        for (int j = 0; j < nt; j++)
+            if (!isnan(ec[j]) && !isnan(eb[j])) sum += (double)ec[j] - eb[j], k++;
+        res->vs_best[c] = c == best ? 0.0 : k ? sum / k : NAN;
+    }
+}
+
 /* One latent among n_classes conditions of the denoiser: the options are
    checked, the state allocated, the stopping rule run; the result keeps
    the ranking, each class's mean error and its error per timestep. */
@@ -570,6 +649,7 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
                             const dc_classify_opts *o, dc_result *res, dc_error *err)
 {
     double t0 = now_seconds();
+    const char *res_note = "";
     memset(res, 0, sizeof *res);
     if (n_classes < 1) return dc__fail(err, DC_ERR_INVALID, "no classes to choose from");
     if (o->n_stages < 1 || o->n_stages > DC_MAX_STAGES)
@@ -591,20 +671,24 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
     if (o->trials < 1 || o->trials > 1000)
         return dc__fail(err, DC_ERR_INVALID, "--trials: %d (1..1000)", o->trials);
     if (o->stop != DC_STOP_ADAPTIVE && o->stop != DC_STOP_SEQUENTIAL && o->stop != DC_STOP_CALIBRATED &&
-        o->stop != DC_STOP_SCREENED)
-        return dc__fail(err, DC_ERR_INVALID, "stopping rule %d: adaptive, sequential, calibrated or screened",
+        o->stop != DC_STOP_SCREENED && o->stop != DC_STOP_AUTO)
+        return dc__fail(err, DC_ERR_INVALID, "stopping rule %d: adaptive, sequential, calibrated, screened or auto",
                         (int)o->stop);
+    /* from here on the rule that runs, DC_STOP_AUTO resolved on the options */
+    dc_classify_opts ro = *o;
+    ro.stop = dc_classify_rule(NULL, o, n_classes, &res_note);
+    o = &ro;
     if (o->max_evals < 0 || !(o->max_seconds >= 0))
         return dc__fail(err, DC_ERR_INVALID, "budgets: --max-evals %ld and --max-seconds %g must be >= 0 (0: none)",
                         o->max_evals, o->max_seconds);
     if (o->max_evals > 0 && o->max_evals < (long)n_classes * o->trials)
         return dc__fail(err, DC_ERR_INVALID, "--max-evals %ld cannot score one timestep: %d classes x %d trials "
                         "need %ld", o->max_evals, n_classes, o->trials, (long)n_classes * o->trials);
-    if (o->stop != DC_STOP_ADAPTIVE && (!(o->seq_alpha >= 0 && o->seq_alpha < 1) || o->seq_min_scores < 0 ||
-                                        o->seq_min_scores == 1))
-        return dc__fail(err, DC_ERR_INVALID, "sequential stopping: alpha %g must be in (0, 1) and the "
-                        "minimum scores (%d) at least 2 (0 for either: the rule's default)", o->seq_alpha,
-                        o->seq_min_scores);
+    if (o->stop != DC_STOP_ADAPTIVE && (!(o->ttest_alpha >= 0 && o->ttest_alpha < 1) || o->ttest_min_scores < 0 ||
+                                        o->ttest_min_scores == 1))
+        return dc__fail(err, DC_ERR_INVALID, "the t-test: alpha %g must be in (0, 1) and the "
+                        "minimum scores (%d) at least 2 (0 for either: the rule's default)", o->ttest_alpha,
+                        o->ttest_min_scores);
 
     classify_state s;
     memset(&s, 0, sizeof s);
@@ -627,13 +711,14 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
     res->mean_error = malloc(sizeof(double) * (size_t)n_classes);
     res->n_scored = calloc((size_t)n_classes, sizeof(int));
     res->timesteps = malloc(sizeof(int) * (size_t)max_n);
+    res->vs_best = malloc(sizeof(double) * (size_t)n_classes);
     if (dc__mul_size(&cells, (size_t)n_classes, (size_t)max_n)) res->errors = malloc(sizeof(float) * cells);
     size_t bufn;
     if (dc__mul_size(&bufn, (size_t)maxb * 3, (size_t)s.L)) s.buf = dc__aligned_alloc(bufn * sizeof(float));
     dc_status st = DC_OK;
     if (!s.grid || !s.col_of || !s.alive || !s.drop || !s.err_sum ||
         (calibrated && (!s.spread || !s.is_sum || !s.is_n)) || !s.bt || !res->ranking ||
-        !res->mean_error || !res->n_scored || !res->timesteps || !res->errors || !s.buf) {
+        !res->mean_error || !res->n_scored || !res->timesteps || !res->vs_best || !res->errors || !s.buf) {
         st = dc__fail(err, DC_ERR_NOMEM, "out of memory for %d classes x %d timesteps", n_classes, max_n);
         goto done;
     }
@@ -645,9 +730,11 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
     for (size_t i = 0; i < cells; i++) res->errors[i] = NAN;
     for (int c = 0; c < n_classes; c++) s.alive[c] = c;
     s.n_alive = n_classes;
-    /* the paper's schedule costs exactly this; sequential stopping at most this */
+    /* the progress total: every class at every timestep of the grid, the
+       most a sequential rule can cost; the paper's schedule costs less
+       (its later stages score only the classes kept), and exactly: */
     s.evals_total = (long)n_classes * max_n * o->trials;
-    if (o->stop == DC_STOP_ADAPTIVE) { /* exactly what the schedule will cost */
+    if (o->stop == DC_STOP_ADAPTIVE) {
         long total = 0, alive = n_classes;
         int *sub = malloc(sizeof(int) * (size_t)s.grid_len);
         char *seen = calloc((size_t)s.grid_len, 1);
@@ -668,8 +755,11 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
          : o->stop == DC_STOP_SEQUENTIAL ? classify_sequential(&s, &rank_end, err)
                                          : classify_calibrated(&s, &rank_end, err);
     if (st == DC_OK) {
+        sort_alive(&s); /* the classes in the running by mean error, whatever stopped the rule */
         res->n_left = s.n_alive;
         res->undecided = s.stopped && s.n_alive > 1;
+        res->stop = o->stop;
+        res->note = res_note;
         for (int i = 0; i < s.n_alive; i++) res->ranking[i] = s.alive[i];
         DC_ASSERT(s.n_alive == rank_end);
         for (int c = 0; c < n_classes; c++) res->mean_error[c] = mean_of(&s, c);
@@ -677,6 +767,7 @@ dc_status dc__classify_core(const dc__denoiser *d, const float *z0, int n_classe
         for (int c = 1; c < n_classes; c++)
             memmove(res->errors + (size_t)c * res->n_timesteps, res->errors + (size_t)c * s.grid_len,
                     sizeof(float) * (size_t)res->n_timesteps);
+        gaps_to_best(res);
     }
 done:
     free(s.grid);
@@ -993,6 +1084,15 @@ static dc_status check_classes(const dc_model *m, const dc_classes *cl, dc_error
 
 /* ---- the public classify entry points ---- */
 
+/* The batch when the options leave it to dc, for both families: on the
+   shipped SD-architecture model 16 and 8 items per call take the same CPU
+   time within the noise of a shared machine (5.1-5.3 s and 5.3-5.6 s user
+   for 9 images, interleaved) and reach the same decisions, and 16 is what
+   every figure in docs/ and bench/ was measured with (the driver ran 16
+   on both families). --batch lowers it where a large UNet's activations
+   do not fit. */
+#define DC_DEFAULT_BATCH 16
+
 void dc_classify_opts_default(dc_classify_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -1000,11 +1100,12 @@ void dc_classify_opts_default(dc_classify_opts *o)
     o->samples[0] = 50, o->samples[1] = 500;
     o->keep[0] = 5, o->keep[1] = 1;
     o->loss = DC_LOSS_L2;
-    o->stop = DC_STOP_ADAPTIVE;
+    o->stop = DC_STOP_AUTO;
     o->trials = 1;
     o->seed = 0;
-    o->seq_alpha = 0;      /* the rule's own: see test_level() */
-    o->seq_min_scores = 0; /* the rule's own: see min_scores() */
+    o->batch = 0;              /* the library's: see classify_latent() */
+    o->ttest_alpha = 0;        /* the rule's own: see test_level() */
+    o->ttest_min_scores = 0;   /* the rule's own: see min_scores() */
 }
 
 void dc_result_free(dc_result *r)
@@ -1015,49 +1116,147 @@ void dc_result_free(dc_result *r)
     free(r->n_scored);
     free(r->timesteps);
     free(r->errors);
+    free(r->vs_best);
     memset(r, 0, sizeof *r);
 }
 
-/* Calibrated stopping without a calibration in the options: the model's
-   own (classify.calib_t / classify.calib_spread, written by tools/convert/convert.py
-   --calibration). *use is o, or *local (allocated here, the caller frees
-   it): o with the calibration filled in. */
-#define DC_MAX_CALIB 1024
-typedef struct {
-    dc_classify_opts o;
-    int t[DC_MAX_CALIB];
-    float spread[DC_MAX_CALIB];
-    int64_t tv[DC_MAX_CALIB];
-    double sv[DC_MAX_CALIB];
-} calibrated_opts;
+/* ---- timestep calibrations: one set of rules for files, model metadata
+   and the options (dc.h: dc_calibration_load) ---- */
 
-static dc_status with_model_calibration(const dc_model *m, const dc_classify_opts *o, calibrated_opts **local,
-                                        const dc_classify_opts **use, dc_error *err)
+void dc_calibration_free(dc_calibration *cal)
 {
-    *use = o, *local = NULL;
-    if (!uses_calibration(o->stop) || o->calib_t) return DC_OK;
-    if (!dc_model_has_calibration(m))
-        return dc__fail(err, DC_ERR_INVALID, "calibrated stopping: %s has no timestep calibration (make one "
-                        "with dc calibrate on unlabelled images or dc eval --calibrate on labelled ones, and "
-                        "pass --calibration FILE)",
-                        m->w.path);
-    calibrated_opts *l = *local = malloc(sizeof *l);
-    if (!l) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
-    uint32_t nt, ns;
-    dc_status st = dc__meta_ints(&m->w, "classify.calib_t", l->tv, DC_MAX_CALIB, &nt, err);
-    if (st == DC_OK) st = dc__meta_floats(&m->w, "classify.calib_spread", l->sv, DC_MAX_CALIB, &ns, err);
-    if (st != DC_OK) return st;
-    if (nt != ns || !nt)
-        return dc__fail(err, DC_ERR_FORMAT, "%s: classify.calib_t has %u timesteps, classify.calib_spread %u "
-                        "values", m->w.path, nt, ns);
-    l->o = *o;
-    for (uint32_t i = 0; i < nt; i++) { /* out-of-range values fail the core's checks, clamped or not */
-        l->t[i] = l->tv[i] < -1 ? -1 : l->tv[i] > 1000000 ? 1000000 : (int)l->tv[i];
-        l->spread[i] = (float)l->sv[i];
+    if (!cal) return;
+    free(cal->t);
+    free(cal->spread);
+    memset(cal, 0, sizeof *cal);
+}
+
+/* The length of a decimal number at p ([+-]digits[.digits][e[+-]digits],
+   digits on at least one side of the point), 0 when there is none. */
+static size_t number_len(const char *p)
+{
+    static const char digits[] = "0123456789";
+    const char *q = p + (*p == '+' || *p == '-');
+    size_t d = strspn(q, digits);
+    q += d;
+    if (*q == '.') d += strspn(q + 1, digits), q += 1 + strspn(q + 1, digits);
+    if (!d) return 0;
+    if (*q == 'e' || *q == 'E') {
+        const char *e = q + 1 + (q[1] == '+' || q[1] == '-');
+        if (strspn(e, digits)) q = e + strspn(e, digits);
     }
-    l->o.calib_t = l->t, l->o.calib_spread = l->spread, l->o.n_calib = (int)nt;
-    *use = &l->o;
-    return DC_OK;
+    return (size_t)(q - p);
+}
+
+/* One point line at p (blank and comment lines already skipped, the line
+   ending removed): a timestep of digits, blanks, a decimal spread, then a
+   blank or the end. 1 with the values; 0 otherwise. */
+static int parse_calibration_line(const char *p, int *t, float *spread)
+{
+    size_t nt = strspn(p, "0123456789");
+    if (!nt || (p[nt] != ' ' && p[nt] != '\t')) return 0;
+    size_t zeros = 0;
+    while (zeros + 1 < nt && p[zeros] == '0') zeros++;
+    /* more than 6 significant digits is too large either way: check_calibration says so */
+    *t = nt - zeros > 6 ? DC_CALIB_MAX_T : (int)strtol(p + zeros, NULL, 10);
+    p += nt + strspn(p + nt, " \t");
+    size_t ns = number_len(p);
+    if (!ns || (p[ns] && p[ns] != ' ' && p[ns] != '\t')) return 0;
+    double v = strtod(p, NULL);
+    *spread = v > 1e30 ? 1e30f : v < -1e30 ? -1e30f : (float)v; /* out of range: check_calibration */
+    return 1;
+}
+
+dc_status dc_calibration_load(dc_calibration *cal, const char *path, dc_error *err)
+{
+    dc__ok(err);
+    if (!cal || !path) return dc__fail(err, DC_ERR_INVALID, "dc_calibration_load: NULL argument");
+    memset(cal, 0, sizeof *cal);
+    FILE *f = fopen(path, "rb");
+    if (!f) return dc__fail(err, DC_ERR_IO, "calibration '%s': cannot open it", path);
+    char line[DC_CALIB_LINE_MAX + 3]; /* the longest line, \r\n and the terminator */
+    int n = 0, cap = 0, lineno = 0;
+    dc_status st = DC_OK;
+    while (st == DC_OK && fgets(line, sizeof line, f)) {
+        lineno++;
+        size_t len = strlen(line);
+        int whole = (len && line[len - 1] == '\n') || feof(f);
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (!whole || len > DC_CALIB_LINE_MAX) {
+            st = dc__fail(err, DC_ERR_FORMAT, "calibration '%s': line %d is longer than %d bytes", path, lineno,
+                          DC_CALIB_LINE_MAX);
+            break;
+        }
+        const char *p = line + strspn(line, " \t");
+        if (*p == '#' || !*p) continue;
+        if (n == cap) {
+            if (cap >= DC_CALIB_MAX_T) { /* more points than ascending timesteps below the limit allow */
+                st = dc__fail(err, DC_ERR_FORMAT, "calibration '%s': more than %d timesteps", path, DC_CALIB_MAX_T);
+                break;
+            }
+            int nc = cap ? (2 * cap < DC_CALIB_MAX_T ? 2 * cap : DC_CALIB_MAX_T) : 64;
+            int *t = realloc(cal->t, sizeof(int) * (size_t)nc);
+            if (t) cal->t = t;
+            float *sp = t ? realloc(cal->spread, sizeof(float) * (size_t)nc) : NULL;
+            if (sp) cal->spread = sp;
+            if (!t || !sp) {
+                st = dc__fail(err, DC_ERR_NOMEM, "calibration '%s': out of memory", path);
+                break;
+            }
+            cap = nc;
+        }
+        if (!parse_calibration_line(p, &cal->t[n], &cal->spread[n])) {
+            st = dc__fail(err, DC_ERR_FORMAT, "calibration '%s': line %d: expected \"timestep spread\" (a whole "
+                          "number, a decimal number, then anything), got \"%.60s\"", path, lineno, p);
+            break;
+        }
+        n++;
+    }
+    if (st == DC_OK && ferror(f)) st = dc__fail(err, DC_ERR_IO, "calibration '%s': read error", path);
+    fclose(f);
+    cal->n = n;
+    if (st == DC_OK && !n) st = dc__fail(err, DC_ERR_FORMAT, "calibration '%s' has no timestep", path);
+    if (st == DC_OK) {
+        char where[600];
+        snprintf(where, sizeof where, "calibration '%s'", path);
+        st = check_calibration(cal->t, cal->spread, n, where, DC_ERR_FORMAT, err);
+    }
+    if (st != DC_OK) dc_calibration_free(cal);
+    return st;
+}
+
+/* The model's own calibration (metadata classify.calib_t and
+   classify.calib_spread, written by tools/convert/convert.py
+   --calibration), checked as a file is. */
+static dc_status model_calibration(const dc_model *m, dc_calibration *cal, dc_error *err)
+{
+    memset(cal, 0, sizeof *cal);
+    uint32_t nt = 0, ns = 0;
+    dc_status st = dc__meta_ints(&m->w, "classify.calib_t", NULL, 0, &nt, err);
+    if (st == DC_OK) st = dc__meta_floats(&m->w, "classify.calib_spread", NULL, 0, &ns, err);
+    if (st != DC_OK) return st;
+    if (nt != ns || nt < 1 || nt > DC_CALIB_MAX_T)
+        return dc__fail(err, DC_ERR_FORMAT, "%s: classify.calib_t has %u timesteps, classify.calib_spread %u "
+                        "values (1 to %d, as many of each)", m->w.path, nt, ns, DC_CALIB_MAX_T);
+    int64_t *tv = malloc(sizeof(int64_t) * nt);
+    double *sv = malloc(sizeof(double) * nt);
+    cal->t = malloc(sizeof(int) * nt), cal->spread = malloc(sizeof(float) * nt);
+    if (!tv || !sv || !cal->t || !cal->spread) st = dc__fail(err, DC_ERR_NOMEM, "out of memory");
+    if (st == DC_OK) st = dc__meta_ints(&m->w, "classify.calib_t", tv, nt, &nt, err);
+    if (st == DC_OK) st = dc__meta_floats(&m->w, "classify.calib_spread", sv, ns, &ns, err);
+    if (st == DC_OK) {
+        cal->n = (int)nt;
+        for (uint32_t i = 0; i < nt; i++) { /* clamped values out of range still fail the check */
+            cal->t[i] = tv[i] < -1 ? -1 : tv[i] > DC_CALIB_MAX_T ? DC_CALIB_MAX_T : (int)tv[i];
+            cal->spread[i] = sv[i] > 1e30 ? 1e30f : (float)sv[i];
+        }
+        char where[600];
+        snprintf(where, sizeof where, "%s: metadata classify.calib_t/calib_spread", m->w.path);
+        st = check_calibration(cal->t, cal->spread, cal->n, where, DC_ERR_FORMAT, err);
+    }
+    free(tv), free(sv);
+    if (st != DC_OK) dc_calibration_free(cal);
+    return st;
 }
 
 /* The one classify path for both families: the latent z [ch, h, w] (the
@@ -1067,9 +1266,7 @@ static dc_status classify_latent(dc_ctx *c, const dc_classes *cl, const float *z
                                  const dc_classify_opts *o, dc_result *res, dc_error *err)
 {
     const dc_model *m = c->model;
-    /* the batch when the options leave it to dc: a UNet item holds far more
-       activations than a DiT item */
-    int maxb = o->batch > 0 ? o->batch : m->dit ? 16 : 8;
+    int maxb = o->batch > 0 ? o->batch : DC_DEFAULT_BATCH;
     model_denoiser md;
     memset(&md, 0, sizeof md);
     dc__schedule *sch = malloc(sizeof *sch);
@@ -1077,11 +1274,21 @@ static dc_status classify_latent(dc_ctx *c, const dc_classes *cl, const float *z
     if (st == DC_OK) st = model_denoiser_init(&md, c, cl, h, w, maxb, err);
     if (st == DC_OK) {
         dc__denoiser d = {model_predict, &md, md.ch * h * w, maxb, sch};
-        calibrated_opts *local;
-        const dc_classify_opts *use;
-        st = with_model_calibration(m, o, &local, &use, err);
-        if (st == DC_OK) st = dc__classify_core(&d, z, cl->n, use, res, err);
-        free(local);
+        /* a rule that draws by the calibration, and none in the options:
+           the model's own */
+        dc_classify_opts use = *o;
+        dc_calibration cal = {0};
+        dc_stop rule = dc_classify_rule(m, o, cl->n, NULL);
+        if ((rule == DC_STOP_CALIBRATED || rule == DC_STOP_SCREENED) && !o->calib_t) {
+            if (!dc_model_has_calibration(m))
+                st = dc__fail(err, DC_ERR_INVALID, "--stop %s: %s has no timestep calibration (make one with dc "
+                              "calibrate on unlabelled images or dc eval --calibrate on labelled ones, and pass "
+                              "--calibration FILE)", dc_stop_name(rule), m->w.path);
+            else st = model_calibration(m, &cal, err);
+            use.calib_t = cal.t, use.calib_spread = cal.spread, use.n_calib = cal.n;
+        }
+        if (st == DC_OK) st = dc__classify_core(&d, z, cl->n, &use, res, err);
+        dc_calibration_free(&cal);
     }
     model_denoiser_free(&md);
     free(sch);

@@ -183,12 +183,26 @@ typedef enum {
     DC_STOP_CALIBRATED,   /* the same test on an importance sample of timesteps:
                              drawn where the error differences spread most
                              (calib_*), weighted back to the grid mean */
-    DC_STOP_SCREENED      /* calibrated, with a screen for many classes: until
+    DC_STOP_SCREENED,     /* calibrated, with a screen for many classes: until
                              the t-test has its minimum draws, a z-test that
                              takes the calibrated spread as the noise drops
                              classes after each draw, so hopeless ones cost
                              one or a few evaluations instead of the minimum */
+    DC_STOP_AUTO          /* the default: calibrated (screened from
+                             DC_SCREENED_FROM classes) when the options or
+                             the model carry a timestep calibration, else
+                             sequential; dc_classify_rule says which */
 } dc_stop;
+
+/* DC_STOP_AUTO screens from this many classes: at the shipped models' 10
+   the screen made the calibrated rule's decisions with 17-19% fewer
+   evaluations (docs/results.md); fewer classes are unmeasured. */
+#define DC_SCREENED_FROM 10
+
+/* A timestep calibration holds timesteps 0 <= t < DC_CALIB_MAX_T, strictly
+   ascending, so at most DC_CALIB_MAX_T points: what dc calibrate writes and
+   every reader accepts. */
+#define DC_CALIB_MAX_T 100000
 
 #define DC_MAX_STAGES 8
 typedef struct {
@@ -201,14 +215,15 @@ typedef struct {
     dc_stop stop;
     int trials;          /* noise draws per timestep (the official n_trials), >= 1 */
     uint64_t seed;       /* the noise: same seed, same result */
-    int batch;           /* most items per denoiser call; 0 = automatic */
-    /* sequential stopping: drop a class once a one-sided paired t-test says
-       it is worse than the current best at level seq_alpha, after at least
-       seq_min_scores timesteps; 0 for either: the rule's own (sequential:
-       2e-3 and 20, as Clark & Jaini; calibrated: 5e-3 and 10); give up
-       after samples[n_stages-1] timesteps */
-    double seq_alpha;
-    int seq_min_scores;
+    int batch;           /* most items per denoiser call; 0 = automatic (the default) */
+    /* the paired t-test of the sequential, calibrated and screened rules:
+       drop a class once a one-sided paired t-test says it is worse than the
+       current best at level ttest_alpha, after at least ttest_min_scores
+       timesteps (draws, for calibrated and screened); 0 for either: the
+       rule's own (sequential: 2e-3 and 20, as Clark & Jaini; calibrated and
+       screened: 5e-3 and 10); give up after samples[n_stages-1] timesteps */
+    double ttest_alpha;
+    int ttest_min_scores;
     /* calibrated stopping: calib_spread[i] >= 0 is the standard deviation of
        the error difference (wrong class - true class) at timestep calib_t[i]
        (ascending), linear in between and constant beyond the ends. The
@@ -218,7 +233,7 @@ typedef struct {
        spread is tiny a timestep can hardly change the ranking. NULL: the model's own
        (metadata classify.calib_t, classify.calib_spread); `dc eval
        --calibrate` measures them on held-out labelled images, `dc calibrate`
-       on unlabelled ones. */
+       on unlabelled ones; dc_calibration_load reads their files. */
     const int *calib_t;
     const float *calib_spread;
     int n_calib;
@@ -237,15 +252,27 @@ typedef struct {
     double max_seconds;
 } dc_classify_opts;
 
-/* Defaults: the paper's CIFAR-10 schedule (samples 50,500, keep 5,1), l2
-   loss (the official default), 1 trial, seed 0, and each stopping rule's
-   own test level and minimum scores. */
+/* Defaults: DC_STOP_AUTO (the calibrated rule when a calibration is at
+   hand, else the t-test) within the paper's CIFAR-10 budget of 500
+   timesteps (samples 50,500, keep 5,1: the schedule DC_STOP_ADAPTIVE
+   runs), l2 loss (the official default), 1 trial, seed 0, automatic batch,
+   and each stopping rule's own test level and minimum scores. This is
+   what `dc classify` runs when given no option. */
 void dc_classify_opts_default(dc_classify_opts *o);
+
+/* The rule o->stop names, with DC_STOP_AUTO resolved for this model (NULL:
+   the options' calibration alone decides) and class count. note (may be
+   NULL) gets dc_result.note's text: "" or, when DC_STOP_AUTO means the
+   t-test for lack of a calibration, how to make one. */
+dc_stop dc_classify_rule(const dc_model *m, const dc_classify_opts *o, int n_classes, const char **note);
+/* "adaptive", "sequential", "calibrated", "screened" or "auto" */
+const char *dc_stop_name(dc_stop stop);
 
 typedef struct {
     int n_classes;
-    int *ranking;        /* class indices, best first [n_classes]: classes dropped
-                            earlier rank below those kept longer */
+    int *ranking;        /* class indices, best first [n_classes]: the n_left
+                            classes still in the running by mean error, then
+                            the dropped ones, those dropped later first */
     double *mean_error;  /* per class, over the timesteps it was scored on */
     int *n_scored;       /* timesteps (x trials) each class was scored on */
     long n_evals;        /* denoiser evaluations (one class at one noised latent) */
@@ -257,7 +284,15 @@ typedef struct {
     int undecided;       /* 1: a budget (max_evals, max_seconds) stopped the rule
                             with n_left classes in the running; ranking[0] is
                             the best so far, not a decision */
-    int n_left;          /* classes still in the running when the rule stopped */
+    int n_left;          /* classes still in the running when the rule stopped
+                            (1 when decided): ranking[0..n_left) */
+    double *vs_best;     /* [n_classes] mean of error(c) - error(ranking[0]) over
+                            the timesteps both were scored on: how far behind the
+                            best a class was when dropped, on equal terms (0 for
+                            ranking[0]; NaN where none is shared) */
+    dc_stop stop;        /* the rule that ran (DC_STOP_AUTO resolved) */
+    const char *note;    /* "" or, when DC_STOP_AUTO ran the t-test for lack of a
+                            calibration, how to make one (static text) */
 } dc_result;
 void dc_result_free(dc_result *r);
 
@@ -293,6 +328,28 @@ dc_status dc_classify_rgb(dc_ctx *c, const dc_classes *cl, const unsigned char *
 dc_status dc_classify_latent(dc_ctx *c, const dc_classes *cl, const float *z, int h, int w,
                              const dc_classify_opts *o, dc_result *res, dc_error *err);
 
+/* ---- timestep calibrations ----
+
+   A calibration file (dc calibrate and dc eval --calibrate write them) is
+   text, one point per line: a timestep, then its spread, then any further
+   fields (dc calibrate adds the mean and the count), separated by spaces
+   or tabs. Blank lines and lines starting with '#' are skipped; lines are
+   at most DC_CALIB_LINE_MAX bytes. Timesteps are whole numbers 0 <= t <
+   DC_CALIB_MAX_T, strictly ascending; spreads finite and >= 0; at least
+   one point. tools/convert/convert.py --calibration checks the same rules
+   (tests/calibration/ holds the files both are tested on). */
+#define DC_CALIB_LINE_MAX 1024
+typedef struct {
+    int n;
+    int *t;          /* [n] timesteps, ascending */
+    float *spread;   /* [n] */
+} dc_calibration;
+/* Reads and checks a calibration file; the message names the line. Point
+   dc_classify_opts at it with calib_t = t, calib_spread = spread,
+   n_calib = n. */
+dc_status dc_calibration_load(dc_calibration *cal, const char *path, dc_error *err);
+void dc_calibration_free(dc_calibration *cal);
+
 /* ---- runtime ---- */
 
 /* Sets the number of threads used by dc and OpenBLAS (one pool).
@@ -303,6 +360,17 @@ dc_status dc_classify_latent(dc_ctx *c, const dc_classes *cl, const float *z, in
    product by thread count), never in the classifier's seeded noise. */
 void dc_set_threads(int n);
 int dc_get_threads(void);
+
+/* How many images to classify at once, each on one thread with a context
+   of its own, for this model on dc_get_threads() threads; 1: one image at
+   a time with every thread on it. A small network's layers are too small
+   to share among threads (the shipped 5 M-parameter UNet on 2 threads kept
+   0.85-1.4 of the 2 cores busy, system time 15% of user time, from handing
+   each layer over), while one image per thread keeps each busy and its
+   arithmetic that of one thread: an image's result is the same as alone
+   with dc_set_threads(1). Each worker thread must run at one thread itself
+   (omp_set_num_threads(1) inside it, as the dc driver does). */
+int dc_images_at_once(const dc_model *m);
 
 /* OpenBLAS kernel check. Debian's OpenBLAS may pick kernels older than the
    CPU supports (e.g. "Prescott" on a new Xeon: sgemm 4x slower).

@@ -10,7 +10,8 @@
    the conv's im2col tile), on 1 thread and on all: raw sgemm (OpenBLAS,
    the kernel it picked is printed), the variant's microkernel alone on
    packed operands, and the whole dc__q8_matmul_cols (quantizing and
-   packing the activations, the float epilogue), as GMAC/s, best of reps;
+   packing the activations, the float epilogue) and dc__q8_matmul_rows
+   (the linear seam: tokens as rows), as GMAC/s, best of reps;
    and the int8 unit's peak (its loop, measured again between those, times
    the threads) with the kernel's share of it.
 
@@ -41,6 +42,7 @@ static double now(void)
 
 /* ---- peaks: 12 independent accumulators, ITER iterations a call ---- */
 #define ITER 200000L
+#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(DC_PORTABLE)
 /* GMAC/s of the fastest of the calls fn(ITER) made in `secs` seconds */
 static double rate(void (*fn)(long), double macs, double secs)
 {
@@ -53,6 +55,7 @@ static double rate(void (*fn)(long), double macs, double secs)
     } while (t - t0 < secs);
     return ITER * 12.0 * macs / best / 1e9;
 }
+#endif
 
 #if defined(__x86_64__) && !defined(DC_PORTABLE)
 #include <immintrin.h>
@@ -311,8 +314,8 @@ int main(int argc, char **argv)
     };
     int ns = quick ? 2 : (int)(sizeof shapes / sizeof *shapes);
     printf("\n1 thread: thread CPU time; %d threads: wall clock, fastest call\n", T);
-    printf("%-36s %5s %5s %5s %3s %9s %9s %9s %7s %8s %6s\n", "shape (GMAC/s, best of reps)", "M",
-           "K", "N", "thr", "sgemm", "kernel", "q8 cols", "q8/sg", "peak*thr", "kernel");
+    printf("%-36s %5s %5s %5s %3s %9s %9s %9s %9s %7s %8s %6s\n", "shape (GMAC/s, best of reps)", "M",
+           "K", "N", "thr", "sgemm", "kernel", "q8 cols", "q8 rows", "cols/sg", "peak*thr", "kernel");
     for (int s = 0; s < ns; s++) {
         int M = shapes[s].M, K = shapes[s].K, N = shapes[s].N;
         float *W = randv((size_t)M * K, 1), *X = randv((size_t)K * N, 2), *Y = randv((size_t)M * N, 3);
@@ -331,7 +334,7 @@ int main(int argc, char **argv)
         int thr[2] = {1, T};
         for (int ti = 0; ti < (T > 1 ? 2 : 1); ti++) {
             int t = thr[ti];
-            double ts = 1e30, tk = 1e30, tq = 1e30, pk = 0, x;
+            double ts = 1e30, tk = 1e30, tq = 1e30, tr = 1e30, pk = 0, x;
             omp_set_num_threads(t);
             openblas_set_num_threads(t);
             clock_id = t == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC;
@@ -344,13 +347,15 @@ int main(int argc, char **argv)
                 tk = x < tk ? x : tk;
                 TIME_BEST(0.1, x, dc__q8_matmul_cols(Y, N, &q, X, N, N, scratch));
                 tq = x < tq ? x : tq;
+                TIME_BEST(0.1, x, dc__q8_matmul_rows(Y, X, &q, NULL, N, scratch));
+                tr = x < tr ? x : tr;
                 clock_id = CLOCK_THREAD_CPUTIME_ID;
                 x = int8_peak(v->name) * t;
                 clock_id = t == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC;
                 pk = x > pk ? x : pk;
             }
-            printf("%-36s %5d %5d %5d %3d %9.1f %9.1f %9.1f %6.2fx %8.1f %5.0f%%\n", shapes[s].what,
-                   M, K, N, t, macs / ts / 1e9, macs / tk / 1e9, macs / tq / 1e9, ts / tq, pk,
+            printf("%-36s %5d %5d %5d %3d %9.1f %9.1f %9.1f %9.1f %6.2fx %8.1f %5.0f%%\n", shapes[s].what,
+                   M, K, N, t, macs / ts / 1e9, macs / tk / 1e9, macs / tq / 1e9, macs / tr / 1e9, ts / tq, pk,
                    pk > 0 ? 100 * macs / tk / 1e9 / pk : 0);
         }
         omp_set_num_threads(T);

@@ -280,7 +280,7 @@ static int sd_pipeline_mode(const char *path, int n_classes, int size, int int8)
     double rss_text = sd_peak_rss_mb(), t2 = sd_now();
     dc_classify_opts o;
     dc_classify_opts_default(&o);
-    o.n_stages = 1, o.samples[0] = 1, o.keep[0] = 1; /* one timestep: every class once through the UNet */
+    o.stop = DC_STOP_ADAPTIVE, o.n_stages = 1, o.samples[0] = 1, o.keep[0] = 1; /* every class once through the UNet */
     o.size = size;
     o.progress = sd_progress_none;
     if (dc_classify_rgb(c, cl, rgb, size, size, &o, &res, &err) != DC_OK) goto fail;

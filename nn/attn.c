@@ -13,9 +13,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 size_t dc__attention_scratch_floats(int lk)
 {
@@ -32,10 +29,7 @@ void dc__attention_forward(float *o, const float *q, const float *k, const float
        each job's sgemms are small enough to run single-threaded */
 #pragma omp parallel for schedule(dynamic, 1)
     for (int j = 0; j < jobs; j++) {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+        int tid = dc__thread_index();
         int b = j / (s->heads * qblocks), h = (j / qblocks) % s->heads;
         int q0 = (j % qblocks) * DC_ATTN_QBLOCK;
         int qb = s->lq - q0 < DC_ATTN_QBLOCK ? s->lq - q0 : DC_ATTN_QBLOCK;

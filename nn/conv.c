@@ -17,9 +17,6 @@
 #include "nn.h"
 
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* Output pixels per tile: wide enough for an efficient sgemm, narrow enough
    for the tile (cin*kh*kw x DC_CONV_TILE floats) to stay in L2. Measured with
@@ -133,10 +130,7 @@ static void conv_run(float *y, const float *x, const dc__matrix *W, const float 
         if (jobs >= dc__num_threads()) {
 #pragma omp parallel for schedule(dynamic, 1)
             for (int j = 0; j < jobs; j++) {
-                int tid = 0;
-#ifdef _OPENMP
-                tid = omp_get_thread_num();
-#endif
+                int tid = dc__thread_index();
                 conv_tile(y, x, W, s, j, cols + (size_t)tid * tile_floats);
             }
         } else {

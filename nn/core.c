@@ -134,6 +134,15 @@ int dc__num_threads(void)
 #endif
 }
 
+int dc__thread_index(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 /* OpenBLAS's own setter (declared here: not every cblas.h has it) */
 void openblas_set_num_threads(int num_threads);
 

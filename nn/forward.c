@@ -23,6 +23,18 @@ static int64_t numel_of(const dc_tensor *t)
     return n;
 }
 
+/* out: a new f32 tensor of ndim dims (shape), for the caller to free */
+static dc_status new_output(dc_tensor *out, int ndim, const int64_t *shape, dc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->ndim = ndim;
+    memcpy(out->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    size_t bytes;
+    if (!dc__mul_size(&bytes, (size_t)numel_of(out), sizeof(float)) || !(out->f32 = malloc(bytes)))
+        return dc__fail(err, DC_ERR_NOMEM, "out of memory for the output");
+    return DC_OK;
+}
+
 /* Checks input #i: f32 or i64 as asked, ndim, and each fixed dimension (-1 = any). */
 static dc_status check_input(const dc_tensor *in, int i, const char *name, int want_f32, int ndim,
                              const int64_t *shape, dc_error *err)
@@ -58,12 +70,7 @@ static dc_status forward_dit(dc_ctx *c, const dc_tensor *in, int n_in, dc_tensor
         (st = check_input(in, 2, "y", 0, 1, ys, err)))
         return st;
     if (n < 1 || n > 1 << 20) return dc__fail(err, DC_ERR_INVALID, "dit: batch of %lld", (long long)n);
-    memset(out, 0, sizeof *out);
-    out->ndim = 4;
-    out->shape[0] = n, out->shape[1] = m->out_ch, out->shape[2] = S, out->shape[3] = S;
-    size_t bytes;
-    if (!dc__mul_size(&bytes, (size_t)numel_of(out), sizeof(float)) || !(out->f32 = malloc(bytes)))
-        return dc__fail(err, DC_ERR_NOMEM, "out of memory for the output");
+    if ((st = new_output(out, 4, (int64_t[]){n, m->out_ch, S, S}, err))) return st;
     st = dc__dit_forward(m, &c->runner, out->f32, in[0].f32, in[1].f32, in[2].i64, (int)n, err);
     if (st != DC_OK) dc_tensor_free(out);
     return st;
@@ -81,12 +88,7 @@ static dc_status forward_text(dc_ctx *c, const dc_tensor *in, int n_in, int whic
     int64_t n = in[0].shape[0], L = in[0].shape[1];
     if (n < 1 || L < 1 || n > 1 << 20)
         return dc__fail(err, DC_ERR_INVALID, "text: ids of shape [%lld, %lld]", (long long)n, (long long)L);
-    memset(out, 0, sizeof *out);
-    out->ndim = 3;
-    out->shape[0] = n, out->shape[1] = L, out->shape[2] = m->hidden;
-    size_t bytes;
-    if (!dc__mul_size(&bytes, (size_t)numel_of(out), sizeof(float)) || !(out->f32 = malloc(bytes)))
-        return dc__fail(err, DC_ERR_NOMEM, "out of memory for the output");
+    if ((st = new_output(out, 3, (int64_t[]){n, L, m->hidden}, err))) return st;
     st = dc__clip_forward(m, &c->runner, out->f32, in[0].i64, (int)n, (int)L, which, err);
     if (st != DC_OK) dc_tensor_free(out);
     return st;
@@ -107,12 +109,7 @@ static dc_status forward_unet(dc_ctx *c, const dc_tensor *in, int n_in, dc_tenso
     int64_t h = in[0].shape[2], w = in[0].shape[3], L = in[2].shape[1];
     if (n < 1 || n > 4096 || h > 4096 || w > 4096 || L < 1 || L > 4096)
         return dc__fail(err, DC_ERR_INVALID, "unet: sizes out of range");
-    memset(out, 0, sizeof *out);
-    out->ndim = 4;
-    out->shape[0] = n, out->shape[1] = m->out_ch, out->shape[2] = h, out->shape[3] = w;
-    size_t bytes;
-    if (!dc__mul_size(&bytes, (size_t)numel_of(out), sizeof(float)) || !(out->f32 = malloc(bytes)))
-        return dc__fail(err, DC_ERR_NOMEM, "out of memory for the output");
+    if ((st = new_output(out, 4, (int64_t[]){n, m->out_ch, h, w}, err))) return st;
     st = dc__unet_forward(m, &c->runner, out->f32, in[0].f32, in[1].f32, in[2].f32, (int)n, (int)h, (int)w, (int)L, err);
     if (st != DC_OK) dc_tensor_free(out);
     return st;
@@ -132,18 +129,11 @@ static dc_status forward_vae(dc_ctx *c, const dc_tensor *in, int n_in, dc_tensor
     if (n < 1 || n > 4096 || h < f || w < f || h > DC_IMAGE_MAX_SIDE || w > DC_IMAGE_MAX_SIDE)
         return dc__fail(err, DC_ERR_INVALID, "vae: image of [%lld, 3, %lld, %lld]", (long long)n, (long long)h,
                         (long long)w);
-    memset(out, 0, sizeof *out);
-    out->ndim = 4;
-    out->shape[0] = n, out->shape[1] = m->latent_ch, out->shape[2] = h / f, out->shape[3] = w / f;
-    size_t bytes;
-    if (!dc__mul_size(&bytes, (size_t)numel_of(out), sizeof(float)) || !(out->f32 = malloc(bytes)))
-        return dc__fail(err, DC_ERR_NOMEM, "out of memory for the output");
-    if (std_out) {
-        *std_out = *out;
-        if (!(std_out->f32 = malloc(bytes))) {
-            dc_tensor_free(out);
-            return dc__fail(err, DC_ERR_NOMEM, "out of memory for the output");
-        }
+    int64_t shape[4] = {n, m->latent_ch, h / f, w / f};
+    if ((st = new_output(out, 4, shape, err))) return st;
+    if (std_out && (st = new_output(std_out, 4, shape, err))) {
+        dc_tensor_free(out);
+        return st;
     }
     st = dc__vae_encode(m, &c->runner, out->f32, std_out ? std_out->f32 : NULL, in[0].f32, (int)n, (int)h, (int)w, err);
     if (st != DC_OK) {

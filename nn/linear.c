@@ -43,69 +43,57 @@ static dc_status load_named(dc__loader *L, const dc__tensor **t, int use, int nd
     return DC_OK;
 }
 
-/* The module name fmt formats into base; 0 (and an error) when it does not fit. */
-static int format_base(dc__loader *L, char *base, size_t cap, const char *fmt, va_list ap)
+/* The tensor that fmt (with ap) and suffix name; with b, also the same
+   module's ".bias" (f32, [shape[0]]). */
+static dc_status load_formatted(dc__loader *L, const dc__tensor **t, int use, int ndim, const int64_t *shape,
+                                const char *suffix, const dc__tensor **b, const char *fmt, va_list ap)
 {
-    int len = vsnprintf(base, cap, fmt, ap);
-    if (len >= 0 && (size_t)len < cap) return 1;
-    dc__fail(L->err, DC_ERR_INVALID, "%s: tensor name '%.64s...' is too long", L->w->path, fmt);
-    return 0;
+    char base[256];
+    int len = vsnprintf(base, sizeof base, fmt, ap);
+    if (len < 0 || (size_t)len >= sizeof base)
+        return dc__fail(L->err, DC_ERR_INVALID, "%s: tensor name '%.64s...' is too long", L->w->path, fmt);
+    dc_status st = load_named(L, t, use, ndim, shape, base, suffix);
+    if (st == DC_OK && b) st = load_named(L, b, DC_USE_F32, 1, shape, base, ".bias");
+    return st;
 }
 
 dc_status dc__load(dc__loader *L, const dc__tensor **t, int use, int ndim, int64_t d0, int64_t d1,
                    int64_t d2, int64_t d3, const char *fmt, ...)
 {
-    char base[256];
-    int64_t shape[4] = {d0, d1, d2, d3};
     va_list ap;
     va_start(ap, fmt);
-    int ok = format_base(L, base, sizeof base, fmt, ap);
+    dc_status st = load_formatted(L, t, use, ndim, (int64_t[4]){d0, d1, d2, d3}, "", NULL, fmt, ap);
     va_end(ap);
-    return ok ? load_named(L, t, use, ndim, shape, base, "") : DC_ERR_INVALID;
+    return st;
 }
 
 dc_status dc__load_linear(dc__loader *L, const dc__tensor **w, const dc__tensor **b, int64_t out,
                           int64_t in, const char *fmt, ...)
 {
-    char base[256];
-    int64_t shape[4] = {out, in, 0, 0};
     va_list ap;
     va_start(ap, fmt);
-    int ok = format_base(L, base, sizeof base, fmt, ap);
+    dc_status st = load_formatted(L, w, DC_USE_MATRIX, 2, (int64_t[4]){out, in, 0, 0}, ".weight", b, fmt, ap);
     va_end(ap);
-    if (!ok) return DC_ERR_INVALID;
-    dc_status st = load_named(L, w, DC_USE_MATRIX, 2, shape, base, ".weight");
-    if (st == DC_OK && b) st = load_named(L, b, DC_USE_F32, 1, shape, base, ".bias");
     return st;
 }
 
 dc_status dc__load_conv(dc__loader *L, const dc__tensor **w, const dc__tensor **b, int64_t out,
                         int64_t in, int k, const char *fmt, ...)
 {
-    char base[256];
-    int64_t shape[4] = {out, in, k, k};
     va_list ap;
     va_start(ap, fmt);
-    int ok = format_base(L, base, sizeof base, fmt, ap);
+    dc_status st = load_formatted(L, w, DC_USE_MATRIX, 4, (int64_t[4]){out, in, k, k}, ".weight", b, fmt, ap);
     va_end(ap);
-    if (!ok) return DC_ERR_INVALID;
-    dc_status st = load_named(L, w, DC_USE_MATRIX, 4, shape, base, ".weight");
-    if (st == DC_OK) st = load_named(L, b, DC_USE_F32, 1, shape, base, ".bias");
     return st;
 }
 
 dc_status dc__load_norm(dc__loader *L, const dc__tensor **g, const dc__tensor **b, int64_t c,
                         const char *fmt, ...)
 {
-    char base[256];
-    int64_t shape[4] = {c, 0, 0, 0};
     va_list ap;
     va_start(ap, fmt);
-    int ok = format_base(L, base, sizeof base, fmt, ap);
+    dc_status st = load_formatted(L, g, DC_USE_F32, 1, (int64_t[4]){c, 0, 0, 0}, ".weight", b, fmt, ap);
     va_end(ap);
-    if (!ok) return DC_ERR_INVALID;
-    dc_status st = load_named(L, g, DC_USE_F32, 1, shape, base, ".weight");
-    if (st == DC_OK) st = load_named(L, b, DC_USE_F32, 1, shape, base, ".bias");
     return st;
 }
 

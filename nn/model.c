@@ -243,6 +243,25 @@ dc_status dc_token_text(const dc_model *m, int64_t id, char *buf, size_t cap, dc
 
 /* ---- contexts ---- */
 
+/* A model of at most this many parameters (all its networks) runs one
+   image per thread (dc_images_at_once): its matrices are a few hundred
+   wide, so a layer takes microseconds and splitting it over threads costs
+   about as much as it saves. A judgement, not a measured crossing point:
+   the shipped models (4.5 M and 5.3 M parameters) ran 2.2-4.4x faster with
+   it on 2 cores (bench/README.md, images_at_once.sh), while SD 1.5 and
+   DiT-XL (675-860 M) keep their threads near the sgemm's peak on one image
+   and need their activations once, not per thread. */
+#define DC_IMAGE_PER_THREAD_MAX_PARAMS 50000000
+
+int dc_images_at_once(const dc_model *m)
+{
+    int threads = dc__num_threads();
+    if (!m || threads < 2) return 1;
+    int64_t params = 0;
+    for (int i = 0; i < m->w.n_tensors; i++) params += m->w.tensors[i].numel;
+    return params <= DC_IMAGE_PER_THREAD_MAX_PARAMS ? threads : 1;
+}
+
 dc_status dc_ctx_new(dc_ctx **out, const dc_model *m, dc_error *err)
 {
     dc__ok(err);

@@ -106,6 +106,9 @@ void dc__runner_free(dc__runner *r);
 
 /* ---- threads ---- */
 int dc__num_threads(void);
+/* This thread's index in the running parallel region, 0..dc__num_threads()-1
+   (0 outside one, or without OpenMP): which slice of a shared scratch it owns. */
+int dc__thread_index(void);
 
 /* ---- weight file (nn/weights.c, docs/dcw-format.md) ---- */
 
@@ -163,7 +166,9 @@ dc_status dc__meta_float(const dc__weights *w, const char *key, double *v, dc_er
 /* Copies the string (NUL-terminated, truncated to cap) into buf. */
 dc_status dc__meta_str(const dc__weights *w, const char *key, char *buf, size_t cap,
                        dc_error *err);
-/* Array element i (kinds 4, 5); *n gets the count when v is NULL. */
+/* A whole array (kind 4: ints, kind 5: floats) copied into v[0..count);
+   *n gets the count. An array of more than cap values is an error naming
+   the key; with v NULL only the count is read (cap is not checked). */
 dc_status dc__meta_ints(const dc__weights *w, const char *key, int64_t *v, uint32_t cap,
                         uint32_t *n, dc_error *err);
 dc_status dc__meta_floats(const dc__weights *w, const char *key, double *v, uint32_t cap,

@@ -34,16 +34,26 @@ static int q8_round(float v)
     return q > 127 ? 127 : q < -127 ? -127 : q;
 }
 
-/* max |x| over n values at stride s; *bad set when one is not finite */
+/* max |x| over n values at stride s; *bad set when one is not finite.
+   Taken on the bits: with the sign cleared, a float's bits order as its
+   magnitude does, and inf and NaN are the largest (>= 0x7f800000). An
+   integer max reduction is exact in any order, so it may run in vector
+   lanes. */
 static float absmax(const float *x, int n, size_t s, int *bad)
 {
-    float m = 0.0f, z = 0.0f;
+    uint32_t mx = 0;
+#ifdef _OPENMP
+#pragma omp simd reduction(max : mx)
+#endif
     for (int i = 0; i < n; i++) {
-        float a = fabsf(x[(size_t)i * s]);
-        m = a > m ? a : m;
-        z += x[(size_t)i * s] * 0.0f; /* NaN when x is inf or NaN */
+        uint32_t u;
+        memcpy(&u, x + (size_t)i * s, 4);
+        u &= 0x7fffffffu;
+        mx = u > mx ? u : mx;
     }
-    *bad = !(z == 0.0f);
+    *bad = mx >= 0x7f800000u;
+    float m;
+    memcpy(&m, &mx, 4);
     return m;
 }
 
@@ -204,19 +214,37 @@ static q8_scratch scratch_of(const dc__q8mat *q, int N, void *mem)
     return s;
 }
 
-/* Column j of a panel: src[k * ks] (k < K) quantized into it; returns the
-   column's scale. K padding stays as memset it. (The rows seam: a column
-   is a token, contiguous.) */
-static float pack_x_col(uint8_t *panel, int nr, int j, const float *src, size_t ks, int K,
-                        int offset)
+/* Column j of a panel from the contiguous src[0 .. K) (the rows seam: a
+   column is a token); returns the column's scale. Quantized 256 values at
+   a time into a stack buffer by a loop the compiler vectorises
+   (elementwise: the same bits), then stored one 32-bit group per 4 k. */
+static float pack_x_col(uint8_t *panel, int nr, int j, const float *src, int K, int offset)
 {
     int bad;
-    float m = absmax(src, K, ks, &bad);
+    float m = absmax(src, K, 1, &bad);
     float inv = m > 0.0f && !bad ? 127.0f / m : 0.0f;
-    uint8_t add = offset ? 128 : 0;
-    for (int k = 0; k < K; k++)
-        panel[((size_t)(k / 4) * nr + j) * 4 + k % 4] =
-            (uint8_t)(q8_round(bad ? 0.0f : src[(size_t)k * ks] * inv) + add);
+    int add = offset ? 128 : 0;
+    uint8_t buf[256];
+    for (int k0 = 0; k0 < K; k0 += 256) {
+        int n = K - k0 < 256 ? K - k0 : 256;
+        const float *x = src + k0;
+        if (bad) {
+            memset(buf, add, sizeof buf);
+        } else {
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+            for (int i = 0; i < n; i++) {
+                float v = x[i] * inv;
+                int q = (int)(v + (v >= 0.0f ? 0.5f : -0.5f));
+                q = q > 127 ? 127 : q < -127 ? -127 : q;
+                buf[i] = (uint8_t)(q + add);
+            }
+        }
+        for (int i = n; i < 256; i++) buf[i] = (uint8_t)add; /* K padding */
+        for (int i = 0; i < n; i += 4)
+            memcpy(panel + ((size_t)((k0 + i) / 4) * nr + j) * 4, buf + i, 4);
+    }
     return bad ? NAN : m / 127.0f;
 }
 
@@ -287,7 +315,7 @@ static void pack_block(const dc__q8mat *q, q8_scratch *s, const float *X, size_t
         memset(panel, q->v->x_offset ? 128 : 0, pbytes);
         for (int j = 0; j < cnt; j++) {
             int n = n0 + p * nr + j;
-            s->sx[p * nr + j] = pack_x_col(panel, nr, j, X + (size_t)n * col_stride, k_stride, q->K,
+            s->sx[p * nr + j] = pack_x_col(panel, nr, j, X + (size_t)n * col_stride, q->K,
                                            q->v->x_offset);
         }
     }
@@ -327,19 +355,42 @@ static void finish_block(const dc__q8mat *q, const q8_scratch *s, float *y, size
                          const float *b, int n0, int nb, int p0, int p1)
 {
     int m1 = p1 * q->v->mr < q->M ? p1 * q->v->mr : q->M;
-    for (int m = p0 * q->v->mr; m < m1; m++) {
-        const int32_t *c = s->c + (size_t)m * s->nc;
-        float sw = q->scale[m], bm = b ? b[m] : 0.0f;
-        int32_t off = q->offset[m];
-        float *ym_row = y + m * ym + (size_t)n0 * yn;
-        /* elementwise, so vector lanes give the scalar bits (C99: no fma contraction) */
-        if (yn == 1) {
+    if (yn == 1) { /* the conv seam: y [M][ldy], a row of C is a run of y */
+        for (int m = p0 * q->v->mr; m < m1; m++) {
+            const int32_t *c = s->c + (size_t)m * s->nc;
+            float sw = q->scale[m], bm = b ? b[m] : 0.0f, *yrow = y + m * ym + n0;
+            int32_t off = q->offset[m];
+            /* elementwise, so vector lanes give the scalar bits (C99: no fma contraction) */
 #ifdef _OPENMP
 #pragma omp simd
 #endif
-            for (int j = 0; j < nb; j++) ym_row[j] = dc__q8_dequant(c[j] - off, sw, s->sx[j], bm);
-        } else {
-            for (int j = 0; j < nb; j++) ym_row[j * yn] = dc__q8_dequant(c[j] - off, sw, s->sx[j], bm);
+            for (int j = 0; j < nb; j++) yrow[j] = dc__q8_dequant(c[j] - off, sw, s->sx[j], bm);
+        }
+        return;
+    }
+    /* the rows seam writes y [n][M], C transposed: tiles of 64 rows of C
+       by 16 columns, each computed along C's rows (vectorised, elementwise:
+       the same bits) and then stored along y's (runs of 64 floats) */
+    for (int mb = p0 * q->v->mr; mb < m1; mb += 64) {
+        int mn = m1 - mb < 64 ? m1 - mb : 64;
+        for (int jb = 0; jb < nb; jb += 16) {
+            int jn = nb - jb < 16 ? nb - jb : 16;
+            float t[64][16];
+            for (int i = 0; i < mn; i++) {
+                int m = mb + i;
+                const int32_t *c = s->c + (size_t)m * s->nc + jb;
+                const float *sx = s->sx + jb;
+                float sw = q->scale[m], bm = b ? b[m] : 0.0f;
+                int32_t off = q->offset[m];
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+                for (int j = 0; j < jn; j++) t[i][j] = dc__q8_dequant(c[j] - off, sw, sx[j], bm);
+            }
+            for (int j = 0; j < jn; j++) {
+                float *yj = y + (size_t)(n0 + jb + j) * yn + mb; /* ym is 1 here */
+                for (int i = 0; i < mn; i++) yj[i] = t[i][j];
+            }
         }
     }
 }

@@ -2,8 +2,9 @@
    per instruction set (nn/q8.c holds what they share and the scalar twin).
 
    A weight W [M][K] is quantized per output row m, symmetric:
-   scale_w[m] = max_k |W[m,k]| / 127, q = round(W / scale_w) in [-127, 127]
-   (never -128; an all-zero row has scale 0 and q = 0). Activations are
+   scale_w[m] = max_k |W[m,k]| / 127, q = round(W * (127 / max)) in
+   [-127, 127], rounding half away from zero (never -128; an all-zero row has
+   scale 0 and q = 0; a non-finite value gives scale NaN and q = 0). Activations are
    quantized the same way on the fly, per column of the product: per token
    for a linear layer, per im2col column (pixel) for a convolution. The
    integer product sum_k qw[m,k] * qx[k,n] is exact in int32 (bounds in each
@@ -119,6 +120,9 @@ const dc__q8variant *dc__q8_avx512vnni(void);
 const dc__q8variant *dc__q8_neon(void);
 const dc__q8variant *dc__q8_neondot(void);
 const char *dc__q8_name(const dc__q8variant *v);
+/* The 16-column packer of nn/q8_avx2.c (AVX2), shared with the AVX-VNNI variant. */
+void dc__q8_pack16_avx2(uint8_t *panel, int nr, int cnt, const float *src, size_t ks, int K,
+                        int x_offset, float *sx);
 
 /* Every compiled variant, fastest first, then NULL. */
 void dc__q8_candidates(const dc__q8variant **list, int cap);

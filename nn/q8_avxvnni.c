@@ -5,6 +5,7 @@
    Tile: MR = 6 rows of W by NR = 16 columns (2 ymm of 8 int32 lanes; a lane
    is one column, its 4 bytes four consecutive k): 12 accumulators, 2
    activation vectors and 1 broadcast weight group (15 of 16 ymm).
+   Activations are packed by the AVX2 file's 16-column packer.
 
    Exactness: as nn/q8_avx512vnni.c. vpdpbusd multiplies u8 by s8, so
    activations are packed as x + 128 in [1, 255] and the packing's
@@ -24,11 +25,15 @@
 #include <simde/x86/avx512.h>
 #define Q8_TARGET_AVXVNNI
 #define Q8_DPBUSD_AVXVNNI(s, a, b) _mm256_dpbusd_epi32(s, a, b)
+#define Q8_PACK16_AVXVNNI dc__q8_pack16_avx2_simde
+void dc__q8_pack16_avx2_simde(uint8_t *panel, int nr, int cnt, const float *src, size_t ks, int K,
+                              int offset, float *sx);
 #define Q8_BUILD_AVXVNNI
 #elif (defined(__x86_64__) || defined(__i386__)) && !defined(DC_PORTABLE)
 #include <immintrin.h>
 #define Q8_TARGET_AVXVNNI __attribute__((target("avx2,avxvnni")))
 #define Q8_DPBUSD_AVXVNNI(s, a, b) _mm256_dpbusd_avx_epi32(s, a, b)
+#define Q8_PACK16_AVXVNNI dc__q8_pack16_avx2
 #define Q8_BUILD_AVXVNNI
 #endif
 
@@ -72,7 +77,7 @@ Q8_TARGET_AVXVNNI static void kernel_avxvnni(int32_t *c, int ldc, const int8_t *
 #if defined(DC_Q8_SIMDE)
 static int runs_avxvnni(void) { return 1; }
 static const dc__q8variant variant_avxvnni = {"avxvnni", "vpdpbusd ymm (SIMDe)", MR_AVXVNNI,
-                                              NR_AVXVNNI, 1, kernel_avxvnni, runs_avxvnni, NULL};
+                                              NR_AVXVNNI, 1, kernel_avxvnni, runs_avxvnni, Q8_PACK16_AVXVNNI};
 const dc__q8variant *dc__q8_avxvnni_simde(void);
 const dc__q8variant *dc__q8_avxvnni_simde(void) { return &variant_avxvnni; }
 #else
@@ -87,12 +92,13 @@ static int runs_avxvnni(void)
     return (a >> 4) & 1; /* CPUID.(7,1):EAX[4] AVX-VNNI */
 }
 static const dc__q8variant variant_avxvnni = {"avxvnni", "vpdpbusd ymm (VEX)", MR_AVXVNNI,
-                                              NR_AVXVNNI, 1, kernel_avxvnni, runs_avxvnni, NULL};
+                                              NR_AVXVNNI, 1, kernel_avxvnni, runs_avxvnni, Q8_PACK16_AVXVNNI};
 const dc__q8variant *dc__q8_avxvnni(void) { return &variant_avxvnni; }
 #endif
 #undef Q8_BUILD_AVXVNNI
 #undef Q8_TARGET_AVXVNNI
 #undef Q8_DPBUSD_AVXVNNI
+#undef Q8_PACK16_AVXVNNI
 #elif !defined(DC_Q8_SIMDE)
 const dc__q8variant *dc__q8_avxvnni(void) { return NULL; }
 #endif

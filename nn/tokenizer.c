@@ -231,10 +231,17 @@ static int tok_unmap(const uint8_t *s, size_t n, uint8_t *out, int *eow)
 
 /* ---- build ---- */
 
-/* The string array `key`: its count and first entry (entries are u32 length
-   + bytes; the loader checked they lie inside the metadata block). */
-static dc_status tok_strings(const dc__weights *w, const char *key, uint32_t *count,
-                             const uint8_t **first, dc_error *err)
+/* A string array of the metadata: entries are u32 length + bytes (the
+   loader checked they lie inside the metadata block). */
+typedef struct {
+    const char *key;
+    uint32_t n;
+    const uint8_t *first;
+} tok_strs;
+
+/* The string array `key`, which must hold lo to hi entries (what names them in the error). */
+static dc_status tok_strings(const dc__weights *w, const char *key, uint32_t lo, uint32_t hi, const char *what,
+                             tok_strs *a, dc_error *err)
 {
     const dc__meta *m = dc__meta_find(w, key);
     if (!m)
@@ -242,40 +249,38 @@ static dc_status tok_strings(const dc__weights *w, const char *key, uint32_t *co
                         "with tools/convert/convert.py --family tokenizer)", w->path, key);
     if (m->kind != DC_META_STRS)
         return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' must be a string array", w->path, key);
-    *count = m->count;
-    *first = m->payload;
+    if (m->count < lo || m->count > hi)
+        return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' has %u %s; a byte-level BPE tokenizer has %u to %u",
+                        w->path, key, m->count, what, lo, hi);
+    a->key = key, a->n = m->count, a->first = m->payload;
     return DC_OK;
 }
 
 static dc_status tok_build_vocab(dc__tokenizer *t, const dc__weights *w, dc_error *err)
 {
-    const char *key = "tokenizer.vocab";
-    uint32_t n;
-    const uint8_t *p;
-    dc_status st = tok_strings(w, key, &n, &p, err);
+    tok_strs vocab;
+    dc_status st = tok_strings(w, "tokenizer.vocab", 512, 1u << 24, "tokens", &vocab, err);
     if (st != DC_OK) return st;
-    if (n < 512 || n > (1u << 24))
-        return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' has %u tokens; a byte-level BPE "
-                        "vocabulary has 512 to 2^24", w->path, key, n);
     size_t total = 0;
-    const uint8_t *q = p;
-    for (uint32_t i = 0; i < n; i++) {
+    const uint8_t *q = vocab.first;
+    for (uint32_t i = 0; i < vocab.n; i++) {
         total += tok_rd32(q);
         q += 4 + tok_rd32(q);
     }
     if (total > UINT32_MAX)
-        return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' is too large", w->path, key);
-    t->n_vocab = (int)n;
-    t->vocab_mask = tok_table_size(n) - 1;
+        return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' is too large", w->path, vocab.key);
+    t->n_vocab = (int)vocab.n;
+    t->vocab_mask = tok_table_size(vocab.n) - 1;
     t->bytes = malloc(total ? total : 1);
-    t->off = malloc(sizeof *t->off * ((size_t)n + 1));
-    t->eow = malloc(n);
+    t->off = malloc(sizeof *t->off * ((size_t)vocab.n + 1));
+    t->eow = malloc(vocab.n);
     t->vocab_slots = malloc(sizeof *t->vocab_slots * ((size_t)t->vocab_mask + 1));
     if (!t->bytes || !t->off || !t->eow || !t->vocab_slots)
         return dc__fail(err, DC_ERR_NOMEM, "%s: out of memory for the vocabulary", w->path);
     memset(t->vocab_slots, 0xFF, sizeof *t->vocab_slots * ((size_t)t->vocab_mask + 1));
     uint32_t at = 0;
-    for (uint32_t i = 0; i < n; i++) {
+    const uint8_t *p = vocab.first;
+    for (uint32_t i = 0; i < vocab.n; i++) {
         uint32_t len = tok_rd32(p);
         const uint8_t *s = p + 4;
         p += 4 + len;
@@ -291,14 +296,14 @@ static dc_status tok_build_vocab(dc__tokenizer *t, const dc__weights *w, dc_erro
            every off[] tok_vocab_find reads is set */
         if (tok_vocab_find(t, t->bytes + at, (size_t)k, eow) >= 0)
             return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s': token %u ('%.*s') appears "
-                            "twice", w->path, key, i, (int)(len < 64 ? len : 64), (const char *)s);
+                            "twice", w->path, vocab.key, i, (int)(len < 64 ? len : 64), (const char *)s);
         uint32_t h = tok_hash_bytes(t->bytes + at, (size_t)k, (uint32_t)eow) & t->vocab_mask;
         while (t->vocab_slots[h] >= 0) h = (h + 1) & t->vocab_mask;
         t->off[i + 1] = at + (uint32_t)k;   /* tok_vocab_find reads it for this id */
         t->vocab_slots[h] = (int32_t)i;
         at += (uint32_t)k;
     }
-    t->off[n] = at;
+    t->off[vocab.n] = at;
     /* every byte must be a token, alone and at a word's end */
     for (int b = 0; b < 256; b++) {
         for (int e = 0; e < 2; e++) {
@@ -306,7 +311,7 @@ static dc_status tok_build_vocab(dc__tokenizer *t, const dc__weights *w, dc_erro
             t->byte_id[b][e] = tok_vocab_find(t, &c, 1, e);
             if (t->byte_id[b][e] < 0)
                 return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' lacks the token of byte "
-                                "0x%02x%s: not a byte-level BPE vocabulary", w->path, key, b,
+                                "0x%02x%s: not a byte-level BPE vocabulary", w->path, vocab.key, b,
                                 e ? " with '</w>'" : "");
         }
     }
@@ -315,16 +320,11 @@ static dc_status tok_build_vocab(dc__tokenizer *t, const dc__weights *w, dc_erro
 
 static dc_status tok_build_merges(dc__tokenizer *t, const dc__weights *w, dc_error *err)
 {
-    const char *key = "tokenizer.merges";
-    uint32_t n;
-    const uint8_t *p;
-    dc_status st = tok_strings(w, key, &n, &p, err);
+    tok_strs merges;
+    dc_status st = tok_strings(w, "tokenizer.merges", 0, 1u << 24, "merges", &merges, err);
     if (st != DC_OK) return st;
-    if (n > (1u << 24))
-        return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' has %u merges, at most 2^24",
-                        w->path, key, n);
-    t->n_merges = (int)n;
-    t->merge_mask = tok_table_size(n) - 1;
+    t->n_merges = (int)merges.n;
+    t->merge_mask = tok_table_size(merges.n) - 1;
     t->merge_slots = malloc(sizeof *t->merge_slots * ((size_t)t->merge_mask + 1));
     uint8_t *buf = malloc(4 * 256);     /* left, right, left+right: tokens of <= 256 bytes */
     if (!t->merge_slots || !buf) {
@@ -332,8 +332,8 @@ static dc_status tok_build_merges(dc__tokenizer *t, const dc__weights *w, dc_err
         return dc__fail(err, DC_ERR_NOMEM, "%s: out of memory for the merges", w->path);
     }
     for (uint32_t i = 0; i <= t->merge_mask; i++) t->merge_slots[i].left = -1;
-    st = DC_OK;
-    for (uint32_t i = 0; i < n && st == DC_OK; i++) {
+    const uint8_t *p = merges.first;
+    for (uint32_t i = 0; i < merges.n && st == DC_OK; i++) {
         uint32_t len = tok_rd32(p);
         const char *s = (const char *)p + 4;
         p += 4 + len;
@@ -362,10 +362,10 @@ static dc_status tok_build_merges(dc__tokenizer *t, const dc__weights *w, dc_err
         }
         if (why) {
             st = dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s': merge %u ('%.*s') %s", w->path,
-                          key, i, (int)(len < 64 ? len : 64), s, why);
+                          merges.key, i, (int)(len < 64 ? len : 64), s, why);
             break;
         }
-        /* a pair listed twice keeps its last rank, as Python's dict(zip(merges, range(n))) */
+        /* a pair listed twice keeps its last rank, as Python's dict(zip(merges, range(merges.n))) */
         uint32_t h = tok_hash_pair(a, b) & t->merge_mask;
         while (t->merge_slots[h].left >= 0 &&
                !(t->merge_slots[h].left == a && t->merge_slots[h].right == b))
@@ -382,15 +382,15 @@ static dc_status tok_build_merges(dc__tokenizer *t, const dc__weights *w, dc_err
 
 static dc_status tok_build_entities(dc__tokenizer *t, const dc__weights *w, dc_error *err)
 {
-    uint32_t n, nv;
-    const uint8_t *p, *v;
+    tok_strs names, values;
     dc_status st;
-    if ((st = tok_strings(w, "tokenizer.html_entity_names", &n, &p, err)) != DC_OK ||
-        (st = tok_strings(w, "tokenizer.html_entity_values", &nv, &v, err)) != DC_OK)
+    if ((st = tok_strings(w, "tokenizer.html_entity_names", 0, 1u << 16, "names", &names, err)) != DC_OK ||
+        (st = tok_strings(w, "tokenizer.html_entity_values", 0, 1u << 16, "values", &values, err)) != DC_OK)
         return st;
-    if (n != nv || n > (1u << 16))
-        return dc__fail(err, DC_ERR_FORMAT, "%s: %u HTML entity names but %u values (at most "
-                        "65536)", w->path, n, nv);
+    if (names.n != values.n)
+        return dc__fail(err, DC_ERR_FORMAT, "%s: %u HTML entity names but %u values", w->path, names.n, values.n);
+    uint32_t n = names.n;
+    const uint8_t *p = names.first, *v = values.first;
     t->n_entities = (int)n;
     t->entity_mask = tok_table_size(n) - 1;
     t->entities = malloc(sizeof *t->entities * (n ? n : 1));

@@ -24,9 +24,9 @@
        dc__unet_forward(&unet, &r, out, sample, t, context, n, h, w, 77, &err);
        dc__runner_free(&r);
 
-   The model is read-only after build (pointers into the mapped file), so
-   threads may share it, each with its own runner. It holds no allocation:
-   there is nothing to free. */
+   As the DiT (nn/dit.h), the built model only points into the mapped file
+   and allocates nothing: read-only, shared by threads that each own a
+   runner, and there is nothing to free. */
 #ifndef DC_NN_UNET_H
 #define DC_NN_UNET_H
 

@@ -397,35 +397,39 @@ dc_status dc__meta_str(const dc__weights *w, const char *key, char *buf, size_t 
     return DC_OK;
 }
 
+/* An array entry of kind, its count in *n; an error when the caller gives
+   an array (v) of cap values and the entry holds more. */
+static dc_status meta_array(const dc__weights *w, const char *key, int kind, const void *v, uint32_t cap,
+                            uint32_t *n, const dc__meta **m, dc_error *err)
+{
+    dc_status st = meta_of_kind(w, key, kind, m, err);
+    if (st != DC_OK) return st;
+    *n = (*m)->count;
+    if (v && (*m)->count > cap)
+        return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' has %u values, at most %u allowed", w->path, key,
+                        (*m)->count, cap);
+    return DC_OK;
+}
+
 dc_status dc__meta_ints(const dc__weights *w, const char *key, int64_t *v, uint32_t cap,
                         uint32_t *n, dc_error *err)
 {
     const dc__meta *m;
-    dc_status st = meta_of_kind(w, key, DC_META_INTS, &m, err);
-    if (st != DC_OK) return st;
-    *n = m->count;
-    if (v && m->count > cap)
-        return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' has %u values, at most %u "
-                        "allowed", w->path, key, m->count, cap);
-    for (uint32_t i = 0; v && i < m->count; i++) v[i] = (int64_t)rd64(m->payload + 8 * i);
-    return DC_OK;
+    dc_status st = meta_array(w, key, DC_META_INTS, v, cap, n, &m, err);
+    for (uint32_t i = 0; st == DC_OK && v && i < m->count; i++) v[i] = (int64_t)rd64(m->payload + 8 * i);
+    return st;
 }
 
 dc_status dc__meta_floats(const dc__weights *w, const char *key, double *v, uint32_t cap,
                           uint32_t *n, dc_error *err)
 {
     const dc__meta *m;
-    dc_status st = meta_of_kind(w, key, DC_META_FLOATS, &m, err);
-    if (st != DC_OK) return st;
-    *n = m->count;
-    if (v && m->count > cap)
-        return dc__fail(err, DC_ERR_FORMAT, "%s: metadata '%s' has %u values, at most %u "
-                        "allowed", w->path, key, m->count, cap);
-    for (uint32_t i = 0; v && i < m->count; i++) {
+    dc_status st = meta_array(w, key, DC_META_FLOATS, v, cap, n, &m, err);
+    for (uint32_t i = 0; st == DC_OK && v && i < m->count; i++) {
         uint64_t b = rd64(m->payload + 8 * i);
         memcpy(&v[i], &b, 8);
     }
-    return DC_OK;
+    return st;
 }
 
 dc_status dc__meta_strs_at(const dc__weights *w, const char *key, uint32_t i, const char **s,

@@ -72,12 +72,10 @@ int main(int argc, char **argv)
     int ok = dc_model_load(&m, argv[1], NULL, &err) == DC_OK && dc_ctx_new(&c, m, &err) == DC_OK &&
              dc_classes_new(&cl, c, NULL, 0, NULL, &err) == DC_OK;
     if (!ok) fprintf(stderr, "main: %s\n", err.msg);
-    /* the driver's main job: the library's defaults, batches of 16, the
-       model's calibrated stopping when it has one */
+    /* the driver's main job: the library's defaults are the driver's
+       (DC_STOP_AUTO: the model's calibrated stopping when it has one) */
     dc_classify_opts o;
     dc_classify_opts_default(&o);
-    o.batch = 16;
-    if (ok && dc_model_has_calibration(m)) o.stop = DC_STOP_CALIBRATED;
     ok = ok && top(c, cl, &o, argv[2], rgb, w, h) && top(c, cl, &o, argv[2], NULL, 0, 0);
     stbi_image_free(rgb);
     dc_classes_free(cl);

@@ -79,6 +79,32 @@ const char *t_path(const char *dir, const char *fmt, ...)
     return b;
 }
 
+int t_weights(dc__weights *w, const char *path)
+{
+    dc_error err;
+    if (dc__weights_open(w, path, 1, &err) == DC_OK) return 1;
+    t_fail(__FILE__, __LINE__, "%s", err.msg);
+    return 0;
+}
+
+char *t_read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) buf[n] = 0;
+    if (size) *size = buf ? (size_t)n : 0;
+    return buf;
+}
+
 int t_npy(dc__npy *a, const char *fmt, ...)
 {
     char rel[512], path[1024];

@@ -41,7 +41,7 @@ fi
 # (a plain command, not a function: `$mpirun2 ... &` then gives mpirun's pid)
 mpirun2="mpirun $root --oversubscribe --mca btl_vader_single_copy_mechanism none -n 2 -x OMP_NUM_THREADS=1"
 data="$fm/t10k-images-idx3-ubyte.gz $fm/t10k-labels-idx1-ubyte.gz"
-sched="--samples 2,6 --keep 2,1"
+sched="--stop adaptive --samples 2,6 --keep 2,1"
 
 # rows sorted, each row's "seconds" blanked (the one field that differs between runs)
 rows() { sed -n '2,$p' "$1" | sed 's/"seconds": [0-9.]*/"seconds": #/' | sort; }

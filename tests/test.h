@@ -53,6 +53,12 @@ const char *t_path(const char *dir, const char *fmt, ...);
    matrix (the small test networks would keep most f32 under
    DC_INT8_MIN_SIDE). */
 dc_status t_int8_begin(dc__weights *w, dc_error *err);
+/* Opens a .dcw file (checksum verified); fails the test with the loader's
+   message and returns 0 if it cannot. */
+int t_weights(dc__weights *w, const char *path);
+/* A whole file, NUL-terminated (malloc'ed; its size in *size unless NULL),
+   or NULL if it cannot be read. */
+char *t_read_file(const char *path, size_t *size);
 
 void t_run(const char *name, void (*fn)(void));
 #define RUN(fn) t_run(#fn, fn)

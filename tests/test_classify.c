@@ -9,6 +9,7 @@
 #include "test.h"
 #include "../nn/model.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -137,6 +138,7 @@ static void evaluation_counts_should_equal_the_official_code(void)
         for (int c = 0; c < p[i].classes; c++) off[c] = 0.2 + 0.01 * ((c * 7) % p[i].classes);
         dc_classify_opts o;
         dc_classify_opts_default(&o);
+        o.stop = DC_STOP_ADAPTIVE;
         o.n_stages = p[i].stages;
         memcpy(o.samples, p[i].samples, sizeof o.samples[0] * 4);
         memcpy(o.keep, p[i].keep, sizeof o.keep[0] * 4);
@@ -193,6 +195,7 @@ static void zero_error_class_should_score_zero_for_eps_and_v_targets(void)
         sch.v_prediction = v;
         dc_classify_opts o;
         dc_classify_opts_default(&o);
+        o.stop = DC_STOP_ADAPTIVE;
         o.n_stages = 1, o.samples[0] = 10, o.keep[0] = 1;
         standin si;
         dc_result r;
@@ -367,6 +370,114 @@ static void calibration_should_be_checked(void)
           "unknown rule: %s", err.msg);
 }
 
+/* DC_STOP_AUTO, the default: the t-test without a calibration (and a note
+   saying how to make one), calibrated with one, screened with one above
+   DC_SCREENED_FROM classes; dc_classify_rule names the same rule. */
+static void default_rule_should_take_a_calibration_when_there_is_one(void)
+{
+    double off[DC_SCREENED_FROM];
+    for (int c = 0; c < DC_SCREENED_FROM; c++) off[c] = 1 + c;
+    dc__schedule sch = sd_schedule();
+    standin si = {0};
+    dc_result r;
+    dc_error err;
+    dc_classify_opts o;
+    dc_classify_opts_default(&o);
+    CHECK(o.stop == DC_STOP_AUTO && o.batch == 0, "defaults: stop %d, batch %d", (int)o.stop, o.batch);
+    const char *note = NULL;
+    CHECK(dc_classify_rule(NULL, &o, 3, &note) == DC_STOP_SEQUENTIAL && strstr(note, "dc calibrate"), "rule: %s", note);
+    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_OK, "%s", err.msg);
+    CHECK(r.stop == DC_STOP_SEQUENTIAL && !strcmp(r.note, note) && !strcmp(dc_stop_name(r.stop), "sequential"),
+          "without a calibration: %s, note '%s'", dc_stop_name(r.stop), r.note);
+    dc_result_free(&r);
+    o.calib_t = calib_band_t, o.calib_spread = calib_band_spread, o.n_calib = 4;
+    for (int n = DC_SCREENED_FROM - 1; n <= DC_SCREENED_FROM; n++) {
+        dc_stop want = n >= DC_SCREENED_FROM ? DC_STOP_SCREENED : DC_STOP_CALIBRATED;
+        CHECK(dc_classify_rule(NULL, &o, n, &note) == want && !*note, "rule for %d classes: %s", n, note);
+        CHECK(classify(&si, &sch, off, n, 4, &o, &r, &err) == DC_OK, "%s", err.msg);
+        CHECK(r.stop == want && !*r.note, "%d classes: %s", n, dc_stop_name(r.stop));
+        dc_result_free(&r);
+    }
+    o.stop = DC_STOP_ADAPTIVE; /* a named rule is the rule, calibration or not */
+    CHECK(dc_classify_rule(NULL, &o, 3, &note) == DC_STOP_ADAPTIVE && !*note, "named: %s", note);
+}
+
+/* The ranking as a reader takes it: the classes in the running by mean
+   error, then the dropped ones; vs_best compares each with the best on the
+   timesteps both were scored on, from the errors the result keeps. */
+static void result_should_compare_dropped_classes_on_shared_timesteps(void)
+{
+    double off[6] = {1, 1.4, 2, 3, 4, 5};
+    dc__schedule sch = sd_schedule();
+    standin si = {0};
+    dc_result r;
+    dc_error err;
+    dc_classify_opts o;
+    dc_classify_opts_default(&o);
+    o.stop = DC_STOP_ADAPTIVE;
+    o.n_stages = 2, o.samples[0] = 4, o.samples[1] = 20, o.keep[0] = 2, o.keep[1] = 1;
+    CHECK(classify(&si, &sch, off, 6, 4, &o, &r, &err) == DC_OK, "%s", err.msg);
+    CHECK(r.n_left == 1 && r.ranking[0] == 0 && r.vs_best[0] == 0, "best %d, left %d", r.ranking[0], r.n_left);
+    int nt = r.n_timesteps, worse = 0;
+    for (int j = 1; j < 6; j++) {
+        int c = r.ranking[j], k = 0;
+        double sum = 0;
+        for (int i = 0; i < nt; i++)
+            if (!isnan(r.errors[(size_t)c * nt + i])) sum += r.errors[(size_t)c * nt + i] - r.errors[(size_t)r.ranking[0] * nt + i], k++;
+        CHECK(k == r.n_scored[c] && fabs(r.vs_best[c] - sum / k) <= 1e-6 * fabs(sum / k), "class %d: %g vs %g over %d",
+              c, r.vs_best[c], sum / k, k);
+        worse += r.vs_best[c] > 0;
+    }
+    CHECK(worse == 5 && r.n_scored[r.ranking[1]] == 20 && r.n_scored[r.ranking[5]] == 4, "dropped: %d worse", worse);
+    dc_result_free(&r);
+    /* a budget: the classes still in the running, by mean error */
+    o.max_evals = 6 * 3;
+    CHECK(classify(&si, &sch, off, 6, 4, &o, &r, &err) == DC_OK && r.undecided && r.n_left == 6, "%s", err.msg);
+    for (int j = 1; j < r.n_left; j++)
+        CHECK(r.mean_error[r.ranking[j - 1]] <= r.mean_error[r.ranking[j]], "kept %d out of order", j);
+    dc_result_free(&r);
+}
+
+/* Calibration files: every reader takes the rules of dc.h. The same files
+   test tools/convert/convert.py's reader (test_tools.py). */
+static void calibration_files_should_follow_the_documented_rules(void)
+{
+    const char *dir = t_path(T.data, "calibration");
+    DIR *d = opendir(dir);
+    CHECK(d, "cannot open %s", dir);
+    struct dirent *e;
+    int good = 0, bad = 0;
+    while ((e = readdir(d))) {
+        int is_good = !strncmp(e->d_name, "good_", 5), is_bad = !strncmp(e->d_name, "bad_", 4);
+        if (!is_good && !is_bad) continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        dc_calibration cal;
+        dc_error err;
+        dc_status st = dc_calibration_load(&cal, path, &err);
+        if (is_good) {
+            CHECK(st == DC_OK && cal.n >= 2, "%s: %s", e->d_name, err.msg);
+            good++;
+        } else {
+            CHECK(st == DC_ERR_FORMAT && strstr(err.msg, e->d_name) && cal.n == 0 && !cal.t, "%s: %s (status %d)",
+                  e->d_name, st == DC_OK ? "accepted" : err.msg, (int)st);
+            bad++;
+        }
+        if (!strcmp(e->d_name, "good_dc_calibrate_1500.txt"))
+            CHECK(cal.n == 1500 && cal.t[1499] == 1499 && fabsf(cal.spread[0] - 0.01f) < 1e-6f, "1500: %d", cal.n);
+        if (!strcmp(e->d_name, "good_two_columns_blank_lines_tabs.txt"))
+            CHECK(cal.n == 4 && cal.t[3] == 1000 && cal.spread[2] == 0.25f && cal.spread[3] == 3.0f, "%d points", cal.n);
+        dc_calibration_free(&cal);
+    }
+    closedir(d);
+    printf("  %d good and %d bad calibration files\n", good, bad);
+    CHECK(good >= 6 && bad >= 15, "%d good, %d bad files in %s", good, bad, dir);
+    dc_calibration cal;
+    dc_error err;
+    CHECK(dc_calibration_load(&cal, t_path(T.tmp, "no_such_calibration.txt"), &err) == DC_ERR_IO &&
+          strstr(err.msg, "cannot open"), "missing: %s", err.msg);
+}
+
 static void same_seed_should_give_the_same_result_for_any_thread_count(void)
 {
     double off[5] = {0.31, 0.3, 0.32, 0.305, 0.33}; /* close: the noise matters */
@@ -378,6 +489,7 @@ static void same_seed_should_give_the_same_result_for_any_thread_count(void)
         dc_set_threads(threads[i]);
         dc_classify_opts o;
         dc_classify_opts_default(&o);
+        o.stop = DC_STOP_ADAPTIVE;
         o.seed = seeds[i];
         o.samples[0] = 10, o.samples[1] = 40, o.keep[0] = 3;
         standin si;
@@ -394,6 +506,24 @@ static void same_seed_should_give_the_same_result_for_any_thread_count(void)
     for (int i = 0; i < 3; i++) dc_result_free(&r[i]);
 }
 
+/* The shipped models are small: one image per thread, as many at once as
+   threads; one thread (or no model) means one image at a time. */
+static void small_models_should_run_one_image_per_thread(void)
+{
+    dc_model *m = NULL;
+    dc_error err;
+    NEED(dc_model_load(&m, t_path(T.data, "../../data/models/default.dcw"), NULL, &err) == DC_OK,
+         "data/models/default.dcw: %s (part of the repository)", err.msg);
+    int before = dc_get_threads();
+    dc_set_threads(3);
+    CHECK(dc_images_at_once(m) == 3, "3 threads: %d images at once", dc_images_at_once(m));
+    dc_set_threads(1);
+    CHECK(dc_images_at_once(m) == 1, "1 thread: %d images at once", dc_images_at_once(m));
+    CHECK(dc_images_at_once(NULL) == 1, "no model: %d", dc_images_at_once(NULL));
+    dc_set_threads(before);
+    dc_model_free(m);
+}
+
 static void bad_options_should_be_refused_by_name(void)
 {
     double off[3] = {1, 2, 3};
@@ -405,7 +535,7 @@ static void bad_options_should_be_refused_by_name(void)
     dc_classify_opts_default(&o);
     CHECK(classify(&si, &sch, off, 0, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "no classes"),
           "empty: %s", err.msg);
-    o.keep[1] = 2;
+    o.keep[1] = 2, o.stop = DC_STOP_ADAPTIVE;
     CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "last stage must keep 1"),
           "keep: %s", err.msg);
     dc_classify_opts_default(&o);
@@ -725,6 +855,7 @@ static void dit_model_should_classify_a_latent_end_to_end(void)
         dc__normal_noise(z, 256, 1, 1);
         dc_classify_opts o;
         dc_classify_opts_default(&o);
+        o.stop = DC_STOP_ADAPTIVE;
         o.samples[0] = 10, o.samples[1] = 50, o.keep[0] = 3;
         dc_result r1, r2, r3;
         CHECK(dc_classify_latent(c, all, z, 8, 8, &o, &r1, &err) == DC_OK, "%s", err.msg);
@@ -803,6 +934,7 @@ static void latent_path_should_equal_the_image_path_for_both_families(void)
         for (size_t i = 0; st == DC_OK && i < L; i++) z[i] *= m->vae->scaling_factor;
         dc_classify_opts o;
         dc_classify_opts_default(&o);
+        o.stop = DC_STOP_ADAPTIVE;
         o.samples[0] = 10, o.samples[1] = 30, o.keep[0] = 2;
         dc_result ri, rl;
         memset(&ri, 0, sizeof ri), memset(&rl, 0, sizeof rl);
@@ -845,6 +977,9 @@ void suite_classify(void)
     RUN(calibrated_stop_should_draw_where_the_calibration_points);
     RUN(calibrated_weights_should_estimate_the_grid_mean);
     RUN(calibration_should_be_checked);
+    RUN(default_rule_should_take_a_calibration_when_there_is_one);
+    RUN(result_should_compare_dropped_classes_on_shared_timesteps);
+    RUN(calibration_files_should_follow_the_documented_rules);
     RUN(same_seed_should_give_the_same_result_for_any_thread_count);
     RUN(bad_options_should_be_refused_by_name);
     RUN(budget_should_end_a_classification_without_signal);
@@ -855,4 +990,5 @@ void suite_classify(void)
     RUN(schedules_should_match_the_reference_fixtures);
     RUN(dit_model_should_classify_a_latent_end_to_end);
     RUN(latent_path_should_equal_the_image_path_for_both_families);
+    RUN(small_models_should_run_one_image_per_thread);
 }

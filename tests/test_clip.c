@@ -44,10 +44,7 @@ static int clip_load_compute(clip_model *cm, const char *path, int int8)
 {
     dc_error err;
     memset(cm, 0, sizeof *cm);
-    if (dc__weights_open(&cm->w, path, 1, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return 0;
-    }
+    if (!t_weights(&cm->w, path)) return 0;
     cm->open = 1;
     if ((int8 && t_int8_begin(&cm->w, &err) != DC_OK) ||
         dc__clip_build(&cm->m, &cm->w, "text.", &err) != DC_OK) {
@@ -128,9 +125,7 @@ static double clip_compare(clip_model *cm, const dc__npy *ids, const char *dir, 
 
 static int clip_have_fixture(void)
 {
-    FILE *f = fopen(t_path(T.fixtures, "clip_text_quickgelu/last_hidden_state.npy"), "rb");
-    if (f) fclose(f);
-    return f != NULL;
+    return t_readable(t_path(T.fixtures, "clip_text_quickgelu/last_hidden_state.npy"));
 }
 
 /* The fixture's three outputs from the model file `tag`, computed in f32
@@ -285,36 +280,32 @@ static void clip_should_refuse_bad_token_ids_and_lengths_by_name(void)
     clip_unload(&cm);
 }
 
-static void clip_should_name_a_missing_tensor(void)
+/* Building the text encoder of TMP/<file> under prefix fails with status
+   want and a message that holds expect. */
+static void clip_build_should_fail(const char *file, const char *prefix, dc_status want, const char *expect)
 {
     dc__weights w;
     dc__clip m;
     dc_error err;
-    if (dc__weights_open(&w, t_path(T.tmp, "clip_missing.dcw"), 1, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return;
-    }
-    CHECK(dc__clip_build(&m, &w, "text.", &err) == DC_ERR_MISSING &&
-          strstr(err.msg, "'text.text_model.encoder.layers.0.mlp.fc2.bias' is missing"), "%s", err.msg);
-    /* another prefix finds nothing, and says what it looked for */
-    CHECK(dc__clip_build(&m, &w, "cond.", &err) == DC_ERR_MISSING &&
-          strstr(err.msg, "'cond.text_model.embeddings.token_embedding.weight'"), "%s", err.msg);
+    if (!t_weights(&w, t_path(T.tmp, "%s", file))) return;
+    dc_status st = dc__clip_build(&m, &w, prefix, &err);
+    CHECK(st == want && strstr(err.msg, expect), "%s under '%s': status %d: %s", file, prefix, st, err.msg);
     dc__weights_close(&w);
+}
+
+static void clip_should_name_a_missing_tensor(void)
+{
+    clip_build_should_fail("clip_missing.dcw", "text.", DC_ERR_MISSING,
+                           "'text.text_model.encoder.layers.0.mlp.fc2.bias' is missing");
+    /* another prefix finds nothing, and says what it looked for */
+    clip_build_should_fail("clip_missing.dcw", "cond.", DC_ERR_MISSING,
+                           "'cond.text_model.embeddings.token_embedding.weight'");
 }
 
 static void clip_should_refuse_a_file_with_more_layers_than_its_metadata(void)
 {
-    dc__weights w;
-    dc__clip m;
-    dc_error err;
-    if (dc__weights_open(&w, t_path(T.tmp, "clip_extra_layer.dcw"), 1, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return;
-    }
-    CHECK(dc__clip_build(&m, &w, "text.", &err) == DC_ERR_FORMAT &&
-          strstr(err.msg, "'text.text_model.encoder.layers.2.layer_norm1.weight' exists, but "
-                 "clip.num_layers is 2"), "%s", err.msg);
-    dc__weights_close(&w);
+    clip_build_should_fail("clip_extra_layer.dcw", "text.", DC_ERR_FORMAT,
+                           "'text.text_model.encoder.layers.2.layer_norm1.weight' exists, but clip.num_layers is 2");
 }
 
 static void clip_converter_should_refuse_unknown_tensors_by_name(void)

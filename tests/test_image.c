@@ -63,16 +63,22 @@ static void decoded_pixels_should_equal_pillows_for_every_format_and_mode(void)
     dc__image_free(&img);
 }
 
+/* DATA/images/<name>; fails the test if it cannot be loaded. */
+static int load_test_image(dc__image *img, const char *name)
+{
+    dc_error err;
+    if (dc__image_load(img, t_path(T.data, "images/%s", name), &err) == DC_OK) return 1;
+    CHECK(0, "%s", err.msg);
+    return 0;
+}
+
 static void resize_should_be_bit_exact_with_pillow(void)
 {
     static const struct { int w, h, box; } cases[] = {{20, 14, 0}, {97, 60, 0}, {45, 10, 0}, {13, 31, 0},
                                                       {22, 15, 1}, {7, 5, 0}};
     dc__image img;
     dc_error err;
-    if (dc__image_load(&img, t_path(T.data, "images/rgb_45x31.png"), &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return;
-    }
+    if (!load_test_image(&img, "rgb_45x31.png")) return;
     for (int i = 0; i < 6; i++) {
         dc__image r;
         dc__npy want;
@@ -100,10 +106,7 @@ static void preprocessing_should_match_the_reference_pipelines(void)
         {"adm_150x97_to_16.npy", 16, 1}, {"adm_150x97_to_40.npy", 40, 1}};
     dc__image img;
     dc_error err;
-    if (dc__image_load(&img, t_path(T.data, "images/rgb_150x97.png"), &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return;
-    }
+    if (!load_test_image(&img, "rgb_150x97.png")) return;
     for (int i = 0; i < 4; i++) {
         int s = cases[i].size;
         float *out = malloc(sizeof(float) * 3 * s * s);

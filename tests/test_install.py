@@ -261,7 +261,7 @@ def python_package_should_install_offline_and_find_the_installed_library():
          os.path.join(ROOT, "python")], env=dict(os.environ, PIP_NO_INDEX="1"))
     env = {k: v for k, v in os.environ.items() if k not in ("DC_LIBRARY", "DC_DATA")}
     env.update(PYTHONPATH=site, LD_LIBRARY_PATH=os.path.join(PREFIX, "lib"))
-    code = ("import dc; m = dc.Model(); r = m.classify(%r, samples=[4], keep=[1]); "
+    code = ("import dc; m = dc.Model(); r = m.classify(%r, stop='adaptive', samples=[4], keep=[1]); "
             "print(dc.__file__, dc.LIBRARY, m.path, r.prediction, r.evals)" % SAMPLE)
     out = run([py, "-c", code], env=env, cwd=TMP).stdout.split()
     print(f"  module {out[0]}, library {out[1]}, model {out[2]}")

@@ -25,10 +25,7 @@ static int tt_load(tok_model *m, const char *name)
 {
     dc_error err;
     memset(m, 0, sizeof *m);
-    if (dc__weights_open(&m->w, t_path(T.tmp, "%s", name), 1, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return 0;
-    }
+    if (!t_weights(&m->w, t_path(T.tmp, "%s", name))) return 0;
     if (dc__tokenizer_build(&m->t, &m->w, &err) != DC_OK) {
         CHECK(0, "%s", err.msg);
         dc__weights_close(&m->w);
@@ -48,28 +45,7 @@ static void tt_unload(tok_model *m)
 
 static int tt_have_fixture(void)
 {
-    FILE *f = fopen(t_path(T.fixtures, "clip_tokenizer/ids_sd1.npy"), "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
-
-/* A whole file, NUL-terminated (malloc'ed), or NULL. */
-static char *tt_read_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    if (size) *size = buf ? (size_t)n : 0;
-    return buf;
+    return t_readable(t_path(T.fixtures, "clip_tokenizer/ids_sd1.npy"));
 }
 
 /* Hex text -> bytes (NUL-terminated, malloc'ed); NULL if it is not hex. */
@@ -114,7 +90,7 @@ static int tt_check_ids(const dc__tokenizer *t, const int64_t *ids, const int64_
 static void tokenizer_unicode_tables_should_match_python_for_every_code_point(void)
 {
     size_t size;
-    unsigned char *ref = (unsigned char *)tt_read_file(t_path(T.tmp, "tokenizer_unicode.bin"), &size);
+    unsigned char *ref = (unsigned char *)t_read_file(t_path(T.tmp, "tokenizer_unicode.bin"), &size);
     if (!ref || size < 0x110000 + 4) {
         CHECK(0, "tokenizer_unicode.bin missing or short (run tools/refs/prepare_tests.py)");
         free(ref);
@@ -165,7 +141,7 @@ static void tt_fixture(const char *model, const char *ids_file, const char *labe
     tok_model m;
     dc__npy want = {0};
     dc_error err;
-    char *prompts = tt_read_file(t_path(T.tmp, "tokenizer_prompts.txt"), NULL);
+    char *prompts = t_read_file(t_path(T.tmp, "tokenizer_prompts.txt"), NULL);
     CHECK(prompts != NULL, "tokenizer_prompts.txt missing (run tools/refs/prepare_tests.py)");
     if (!prompts || !tt_load(&m, model)) {
         free(prompts);
@@ -224,7 +200,7 @@ static void tokenizer_should_match_the_fixture_with_sd2_padding(void)
 static void tokenizer_should_match_python_on_corner_cases(void)
 {
     NEED(tt_have_fixture(), "tests/fixtures/clip_tokenizer missing (part of the repository)");
-    char *file = tt_read_file(t_path(T.data, "tokenizer/crosscheck.tsv"), NULL);
+    char *file = t_read_file(t_path(T.data, "tokenizer/crosscheck.tsv"), NULL);
     tok_model m;
     CHECK(file != NULL, "tests/data/tokenizer/crosscheck.tsv missing");
     if (!file || !tt_load(&m, "tokenizer_sd1.dcw")) {
@@ -494,37 +470,29 @@ done:
 
 /* ---- errors ---- */
 
-static void tokenizer_should_name_a_missing_vocabulary(void)
+/* Building the tokenizer of TMP/<file> fails with status want and a
+   message holding both expected parts. */
+static void tokenizer_build_should_fail(const char *file, dc_status want, const char *part1, const char *part2)
 {
     dc__weights w;
     dc__tokenizer t;
     dc_error err;
-    if (dc__weights_open(&w, t_path(T.tmp, "tokenizer_tiny_novocab.dcw"), 1, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return;
-    }
+    if (!t_weights(&w, t_path(T.tmp, "%s", file))) return;
     dc_status st = dc__tokenizer_build(&t, &w, &err);
     printf("  %s\n", err.msg);
-    CHECK(st == DC_ERR_MISSING && strstr(err.msg, "'tokenizer.vocab' is missing"),
-          "status %d: %s", st, err.msg);
+    CHECK(st == want && strstr(err.msg, part1) && strstr(err.msg, part2), "status %d: %s", st, err.msg);
     dc__tokenizer_free(&t);     /* safe after a failed build */
     dc__weights_close(&w);
 }
 
+static void tokenizer_should_name_a_missing_vocabulary(void)
+{
+    tokenizer_build_should_fail("tokenizer_tiny_novocab.dcw", DC_ERR_MISSING, "'tokenizer.vocab' is missing", "");
+}
+
 static void tokenizer_should_refuse_a_merge_outside_the_vocabulary(void)
 {
-    dc__weights w;
-    dc__tokenizer t;
-    dc_error err;
-    if (dc__weights_open(&w, t_path(T.tmp, "tokenizer_tiny_nomerge.dcw"), 1, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return;
-    }
-    dc_status st = dc__tokenizer_build(&t, &w, &err);
-    printf("  %s\n", err.msg);
-    CHECK(st == DC_ERR_FORMAT && strstr(err.msg, "'q z</w>'") && strstr(err.msg, "not in tokenizer.vocab"),
-          "status %d: %s", st, err.msg);
-    dc__weights_close(&w);
+    tokenizer_build_should_fail("tokenizer_tiny_nomerge.dcw", DC_ERR_FORMAT, "'q z</w>'", "not in tokenizer.vocab");
 }
 
 static void tokenizer_should_refuse_null_arguments_and_bad_ids(void)

@@ -42,10 +42,7 @@ static int vae_open_compute(vae_model *vm, const char *file, int int8)
 {
     dc_error err;
     memset(vm, 0, sizeof *vm);
-    if (dc__weights_open(&vm->w, t_path(T.tmp, "%s", file), 1, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return 0;
-    }
+    if (!t_weights(&vm->w, t_path(T.tmp, "%s", file))) return 0;
     if ((int8 && t_int8_begin(&vm->w, &err) != DC_OK) ||
         dc__vae_build(&vm->m, &vm->w, "vae.", &err) != DC_OK) {
         CHECK(0, "%s", err.msg);

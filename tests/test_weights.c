@@ -5,23 +5,6 @@
 
 #include <stdlib.h>
 
-static uint8_t *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc((size_t)sz);
-    if (p && fread(p, 1, (size_t)sz, f) != (size_t)sz) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *n = (size_t)sz;
-    return p;
-}
-
 static void write_all(const char *path, const uint8_t *p, size_t n)
 {
     FILE *f = fopen(path, "wb");
@@ -57,10 +40,7 @@ static void loader_should_read_metadata_written_by_numpy(void)
 {
     dc__weights w;
     dc_error err;
-    if (dc__weights_open(&w, good_path(), 1, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return;
-    }
+    if (!t_weights(&w, good_path())) return;
     int64_t i = 0;
     double d = 0;
     char s[64];
@@ -77,6 +57,10 @@ static void loader_should_read_metadata_written_by_numpy(void)
     double fl[4];
     CHECK(dc__meta_floats(&w, "test.floats", fl, 4, &n, &err) == DC_OK && n == 2 &&
           fl[0] == 0.25 && fl[1] == -1.5, "test.floats");
+    n = 0;
+    CHECK(dc__meta_ints(&w, "test.ints", NULL, 0, &n, &err) == DC_OK && n == 3, "test.ints: the count alone");
+    CHECK(dc__meta_floats(&w, "test.floats", fl, 1, &n, &err) == DC_ERR_FORMAT && strstr(err.msg, "'test.floats'") &&
+          strstr(err.msg, "at most 1"), "an array longer than cap: %s", err.msg);
     const char *str;
     uint32_t len;
     CHECK(dc__meta_strs_at(&w, "test.words", 1, &str, &len, &err) == DC_OK && len == 2 &&
@@ -99,10 +83,7 @@ static void loader_should_decode_f32_f16_and_q8_like_numpy(void)
         {"w.q8", "w_q8", DC_Q8, 5, 7}, {"bias", "bias", DC_F32, 5, 1}};
     dc__weights w;
     dc_error err;
-    if (dc__weights_open(&w, good_path(), 1, &err) != DC_OK) {
-        CHECK(0, "%s", err.msg);
-        return;
-    }
+    if (!t_weights(&w, good_path())) return;
     for (int i = 0; i < 4; i++) {
         const dc__tensor *t;
         int64_t shape[2] = {ts[i].r, ts[i].c};
@@ -148,7 +129,7 @@ static dc_status open_damaged(const uint8_t *p, size_t n, dc_error *err)
 static void loader_should_refuse_each_kind_of_damage_by_name(void)
 {
     size_t n;
-    uint8_t *good = read_all(good_path(), &n);
+    uint8_t *good = (uint8_t *)t_read_file(good_path(), &n);
     if (!good) {
         CHECK(0, "cannot read %s", good_path());
         return;
@@ -239,7 +220,7 @@ static void loader_should_survive_every_single_byte_corruption_of_its_tables(voi
        the bytes and the pointers. Refusal or success are both fine; a crash
        or a sanitizer report is not. */
     size_t n;
-    uint8_t *good = read_all(good_path(), &n);
+    uint8_t *good = (uint8_t *)t_read_file(good_path(), &n);
     if (!good) {
         CHECK(0, "cannot read %s", good_path());
         return;

@@ -104,7 +104,7 @@ else
     for f in _kernels_should kernel_choice f16_should \
              should_match_numpy attention_should_hold \
              npy_should blas_check cpu_level \
-             timestep_grid evaluation_counts planted_best zero_error sequential_stop same_seed calibrat \
+             timestep_grid evaluation_counts planted_best zero_error sequential_stop same_seed calibrated_ calibration_should_be_checked \
              bad_options noise_should student_t \
              decoded_pixels resize_should preprocessing_should bad_image_files every_dht files_that_break; do
         echo "== FILTER $f"

@@ -52,9 +52,6 @@ import numpy as np  # noqa: E402
 from . import _capi  # noqa: E402
 from ._capi import ctypes  # noqa: E402
 
-# above this many classes the default rule with a calibration is screened (driver.h)
-SCREEN_ABOVE = 20
-
 _lib, LIBRARY = _capi.load()
 
 __all__ = ["Model", "Result", "Error", "Options", "version", "blas", "LIBRARY"]
@@ -121,13 +118,11 @@ class Options:
         "seed": ("seed", int, lambda v: 0 <= v < 1 << 64, "0..2**64-1"),
         "batch": ("batch", int, lambda v: 1 <= v <= 4096, "1..4096"),
         "size": ("size", int, lambda v: v == 0 or 8 <= v <= 4096, "8..4096 pixels (0: the model's)"),
-        "alpha": ("seq_alpha", float, lambda v: 0 < v < 1, "a level in (0, 1)"),
-        "min_scores": ("seq_min_scores", int, lambda v: 2 <= v <= 100000, "2..100000"),
+        "alpha": ("ttest_alpha", float, lambda v: 0 < v < 1, "a level in (0, 1)"),
+        "min_scores": ("ttest_min_scores", int, lambda v: 2 <= v <= 100000, "2..100000"),
         "max_evals": ("max_evals", int, lambda v: 1 <= v <= 1 << 40, "1..2**40 evaluations"),
         "max_seconds": ("max_seconds", float, lambda v: 0 < v < 1e9, "seconds, > 0"),
     }
-    # the driver's defaults where they differ from dc_classify_opts_default
-    DEFAULTS = {"batch": 16}
     NAMES = ("stop", "samples", "keep", "loss", "calibration", "threads") + tuple(SCALARS)
 
     def __init__(self, **kw):
@@ -135,7 +130,7 @@ class Options:
         if unknown:
             raise TypeError(f"unknown option(s) {', '.join(unknown)}; options: {', '.join(self.NAMES)}")
         self.given = {k: v for k, v in kw.items() if v is not None}
-        self.values = dict(self.DEFAULTS, **self.given)
+        self.values = dict(self.given)
         for name, (_, typ, ok, what) in self.SCALARS.items():
             if name in self.values:
                 v = self.values[name]
@@ -145,7 +140,7 @@ class Options:
                 self.values[name] = typ(v)
         stop = self.values.get("stop")
         if stop is not None and stop not in _capi.STOP:
-            raise ValueError(f"stop: {stop!r}: adaptive, sequential, calibrated or screened")
+            raise ValueError(f"stop: {stop!r}: auto, adaptive, sequential, calibrated or screened")
         if self.values.get("loss", "l2") not in _capi.LOSS:
             raise ValueError(f"loss: {self.values['loss']!r}: l2, l1 or huber")
         self.samples = _counts("samples", self.values["samples"]) if "samples" in self.values else None
@@ -157,18 +152,15 @@ class Options:
         if t is not None and (isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 1 <= t <= 1024):
             raise ValueError(f"threads: {t!r} is not a thread count (1..1024)")
 
-    def schedule_given(self):
-        """As the driver: a schedule option chosen means no default stopping rule."""
-        return any(k in self.given for k in ("stop", "samples", "keep", "calibration"))
-
-    def stop_for(self, model, n_classes):
-        """As the driver: calibrated with a calibration (screened above
-        SCREEN_ABOVE classes), else the paper's schedule."""
-        stop = self.values.get("stop")
-        if stop is None:
-            calibrated = self.calibration is not None or (not self.schedule_given() and model.has_calibration)
-            stop = ("screened" if n_classes > SCREEN_ABOVE else "calibrated") if calibrated else "adaptive"
-        return stop
+    def rule(self, model, n_classes):
+        """The stopping rule these options run on model for n_classes classes
+        and the library's note (dc.h: dc_classify_rule): stop "auto" (the
+        default) is calibrated with a calibration (screened above
+        dc.h's DC_SCREENED_FROM classes on), else the t-test."""
+        note = ctypes.c_char_p()
+        o = self.to_c(model, n_classes)
+        k = _lib.dc_classify_rule(model._m, ctypes.byref(o), n_classes, ctypes.byref(note))
+        return _lib.dc_stop_name(k).decode(), (note.value or b"").decode()
 
     def to_c(self, model, n_classes):
         """A dc_classify_opts; keeps the calibration arrays it points to alive on self."""
@@ -182,7 +174,8 @@ class Options:
             for i, v in enumerate(self.keep):
                 o.keep[i] = v
         o.loss = _capi.LOSS[self.values.get("loss", "l2")]
-        o.stop = _capi.STOP[self.stop_for(model, n_classes)]
+        if "stop" in self.values:
+            o.stop = _capi.STOP[self.values["stop"]]
         for name, (field, typ, _, _) in self.SCALARS.items():
             if name in self.values:
                 setattr(o, field, self.values[name])
@@ -195,23 +188,19 @@ class Options:
 
 
 def _calibration(c):
-    """A timestep calibration: a file from `dc eval --calibrate` ("t spread
-    ..." lines, # comments) or a pair (timesteps, spreads)."""
+    """A timestep calibration: a file from `dc calibrate` or `dc eval
+    --calibrate`, read and checked by the library (dc.h:
+    dc_calibration_load), or a pair (timesteps, spreads), checked by the
+    library when it classifies."""
     if isinstance(c, (str, bytes, os.PathLike)):
-        t, s = [], []
-        with open(c) as f:
-            for line in f:
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                parts = line.split()
-                try:
-                    t.append(int(parts[0]))
-                    s.append(float(parts[1]))
-                except (ValueError, IndexError):
-                    raise ValueError(f"calibration: {c}: expected lines of \"timestep spread\", got {line!r}")
-        if not t:
-            raise ValueError(f"calibration: {c} has no timestep")
+        cal, err = _capi.Calibration(), _capi.Error()
+        st = _lib.dc_calibration_load(ctypes.byref(cal), os.fsencode(c), ctypes.byref(err))
+        try:
+            _check(st, err)
+            t = np.ctypeslib.as_array(cal.t, (cal.n,)).copy()
+            s = np.ctypeslib.as_array(cal.spread, (cal.n,)).copy()
+        finally:
+            _lib.dc_calibration_free(ctypes.byref(cal))
     else:
         t, s = c
     t = np.ascontiguousarray(t, dtype=np.int32)
@@ -232,18 +221,25 @@ class Result:
     order       candidate indices, best first (int array)
     mean_error  per candidate: the mean error over the timesteps it was scored on
     scored      per candidate: timesteps (x trials) it was scored on
+    vs_best     per candidate: mean of its error minus the best's over the
+                timesteps both were scored on (NaN: none shared); for a
+                dropped class this, not mean_error, compares with the best
+    kept        candidate names still in the running when the rule stopped
+                (the prediction alone when decided), by mean error
     evals       denoiser evaluations spent
     timesteps   distinct timesteps evaluated, in evaluation order
     errors      [classes, timesteps] error per class and timestep (NaN: not scored)
     seconds     time of the classification
-    stop        the stopping rule used: adaptive, sequential, calibrated or screened
+    stop        the stopping rule that ran: adaptive, sequential, calibrated or screened
+    note        "" or, when the default ran the t-test for lack of a
+                calibration, how to make one
     decided     False when a budget (max_evals, max_seconds) stopped the rule
                 with several classes left: the prediction is the best so far
     left        classes still in the running when it stopped
     image       the path, for a file
     """
 
-    def __init__(self, r, classes, stop, image, compute="f32"):
+    def __init__(self, r, classes, image, trials=1, compute="f32"):
         n, nt = r.n_classes, r.n_timesteps
         self.classes = classes
         self.order = np.ctypeslib.as_array(r.ranking, (n,)).copy()
@@ -256,9 +252,16 @@ class Result:
         self.seconds = float(r.seconds)
         self.decided = not r.undecided
         self.left = int(r.n_left)
-        self.stop = stop
+        self.vs_best = np.ctypeslib.as_array(r.vs_best, (n,)).copy()
+        self.stop = _lib.dc_stop_name(r.stop).decode()
+        self.note = (r.note or b"").decode()
         self.image = image
         self.compute = compute
+        self.trials = trials
+
+    @property
+    def kept(self):
+        return self.ranking[:self.left]
 
     @property
     def prediction(self):
@@ -272,11 +275,16 @@ class Result:
         """The object `dc classify --json` prints for this image."""
         d = {"image": self.image} if self.image is not None else {}
         d.update({"prediction": self.prediction,
-                  "top": [{"class": self.classes[i], "error": float(self.mean_error[i]), "scored": int(self.scored[i])}
-                          for i in self.order[:top]],
-                  "compute": self.compute, "stop": self.stop, "decided": self.decided, "left": self.left, "evals": self.evals, "timesteps": len(self.timesteps),
+                  "top": [self._entry(j, i) for j, i in enumerate(self.order[:top])],
+                  "compute": self.compute, "stop": self.stop, "note": self.note, "decided": self.decided, "left": self.left, "evals": self.evals, "timesteps": len(self.timesteps),
                   "seconds": self.seconds})
         return d
+
+    def _entry(self, j, i):
+        gap = float(self.vs_best[i])
+        return {"class": self.classes[i], "kept": j < self.left, "error": float(self.mean_error[i]),
+                "scored": int(self.scored[i]), "timesteps": int(self.scored[i]) // self.trials,
+                "vs_best": None if gap != gap else gap}
 
     def __repr__(self):
         best = ", ".join(f"{c} {e:.5f}" for c, e in self.top(3))
@@ -476,7 +484,6 @@ class Model:
         ctx = self._ctx()
         cl, names = self._encoded(classes, template)
         copts = opts.to_c(self, len(names))
-        stop = opts.stop_for(self, len(names))
         threads = opts.values.get("threads")
         before = _lib.dc_get_threads()
         if threads:
@@ -498,7 +505,7 @@ class Model:
                     if st != 0 and not single:
                         err.msg = f"image {i}: ".encode() + err.msg[:490]
                     _check(st, err)
-                    out.append(Result(r, names, stop, path, self.compute))
+                    out.append(Result(r, names, path, int(copts.trials), self.compute))
                 finally:
                     _lib.dc_result_free(ctypes.byref(r))
         finally:

@@ -24,7 +24,7 @@ c_int64_p = ctypes.POINTER(ctypes.c_int64)
 DC_MAX_STAGES = 8
 STATUS = ["ok", "io", "format", "nomem", "invalid", "missing", "unsupported"]  # dc_status
 LOSS = {"l2": 0, "l1": 1, "huber": 2}                                        # dc_loss
-STOP = {"adaptive": 0, "sequential": 1, "calibrated": 2, "screened": 3}     # dc_stop
+STOP = {"adaptive": 0, "sequential": 1, "calibrated": 2, "screened": 3, "auto": 4}  # dc_stop
 
 
 class Error(ctypes.Structure):  # dc_error
@@ -49,7 +49,7 @@ class ClassifyOpts(ctypes.Structure):  # dc_classify_opts
     _fields_ = [("n_stages", ctypes.c_int), ("samples", ctypes.c_int * DC_MAX_STAGES),
                 ("keep", ctypes.c_int * DC_MAX_STAGES), ("loss", ctypes.c_int), ("stop", ctypes.c_int),
                 ("trials", ctypes.c_int), ("seed", ctypes.c_uint64), ("batch", ctypes.c_int),
-                ("seq_alpha", ctypes.c_double), ("seq_min_scores", ctypes.c_int),
+                ("ttest_alpha", ctypes.c_double), ("ttest_min_scores", ctypes.c_int),
                 ("calib_t", c_int_p), ("calib_spread", c_float_p), ("n_calib", ctypes.c_int),
                 ("progress", PROGRESS), ("progress_user", ctypes.c_void_p), ("size", ctypes.c_int),
                 ("max_evals", ctypes.c_long), ("max_seconds", ctypes.c_double)]
@@ -59,7 +59,12 @@ class Result(ctypes.Structure):  # dc_result
     _fields_ = [("n_classes", ctypes.c_int), ("ranking", c_int_p), ("mean_error", c_double_p),
                 ("n_scored", c_int_p), ("n_evals", ctypes.c_long), ("n_timesteps", ctypes.c_int),
                 ("timesteps", c_int_p), ("errors", c_float_p), ("seconds", ctypes.c_double),
-                ("undecided", ctypes.c_int), ("n_left", ctypes.c_int)]
+                ("undecided", ctypes.c_int), ("n_left", ctypes.c_int), ("vs_best", c_double_p),
+                ("stop", ctypes.c_int), ("note", ctypes.c_char_p)]
+
+
+class Calibration(ctypes.Structure):  # dc_calibration
+    _fields_ = [("n", ctypes.c_int), ("t", c_int_p), ("spread", c_float_p)]
 
 
 class BlasInfo(ctypes.Structure):  # dc_blas_info
@@ -70,7 +75,7 @@ class BlasInfo(ctypes.Structure):  # dc_blas_info
 
 # every structure above, by its name in dc.h (for the layout test)
 STRUCTS = {"dc_error": Error, "dc_load_opts": LoadOpts, "dc_tensor": Tensor, "dc_classify_opts": ClassifyOpts, "dc_result": Result,
-           "dc_blas_info": BlasInfo}
+           "dc_blas_info": BlasInfo, "dc_calibration": Calibration}
 
 P = ctypes.c_void_p  # opaque handles: dc_model*, dc_ctx*, dc_classes*
 PP = ctypes.POINTER(ctypes.c_void_p)
@@ -92,6 +97,10 @@ SIGNATURES = {  # name: (restype, argtypes)
     "dc_tensor_free": (None, [ctypes.POINTER(Tensor)]),
     "dc_classify_opts_default": (None, [ctypes.POINTER(ClassifyOpts)]),
     "dc_result_free": (None, [ctypes.POINTER(Result)]),
+    "dc_classify_rule": (ctypes.c_int, [P, ctypes.POINTER(ClassifyOpts), ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]),
+    "dc_stop_name": (ctypes.c_char_p, [ctypes.c_int]),
+    "dc_calibration_load": (S, [ctypes.POINTER(Calibration), ctypes.c_char_p, E]),
+    "dc_calibration_free": (None, [ctypes.POINTER(Calibration)]),
     "dc_classes_new": (S, [PP, P, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_char_p, E]),
     "dc_classes_free": (None, [P]),
     "dc_classes_count": (ctypes.c_int, [P]),

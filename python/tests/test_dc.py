@@ -26,6 +26,11 @@ import dc  # before numpy, which loads OpenMP: dc makes its threads wait passive
 import numpy as np
 from dc import _capi
 
+import sys  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                "tools", "convert"))
+from dcw import read_dcw, write_dcw  # noqa: E402  (numpy only: copies a model without its calibration)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DRIVER = os.environ.get("DC_TEST_DRIVER", os.path.join(ROOT, "build", "release", "dc"))
 SAMPLE = os.path.join(ROOT, "data", "samples", "coat_0006.png")
@@ -89,12 +94,15 @@ class ClassifyLikeTheDriver(unittest.TestCase):
     def assert_same(self, want, got, what):
         """The driver's JSON object and a Result: every field the driver prints, errors to its 6 digits."""
         g = got.to_dict(top=100)
-        for key in ("prediction", "compute", "stop", "decided", "left", "evals", "timesteps"):
+        for key in ("prediction", "compute", "stop", "note", "decided", "left", "evals", "timesteps"):
             self.assertEqual(want[key], g[key], f"{what}: {key}")
-        self.assertEqual([(t["class"], t["scored"]) for t in want["top"]],
-                         [(t["class"], t["scored"]) for t in g["top"]], f"{what}: ranking")
+        self.assertEqual([(t["class"], t["kept"], t["scored"], t["timesteps"]) for t in want["top"]],
+                         [(t["class"], t["kept"], t["scored"], t["timesteps"]) for t in g["top"]], f"{what}: ranking")
         self.assertEqual([t["error"] for t in want["top"]], [float("%.6g" % t["error"]) for t in g["top"]],
                          f"{what}: mean errors")
+        self.assertEqual([t["vs_best"] for t in want["top"]],
+                         [None if t["vs_best"] is None else float("%.6g" % t["vs_best"]) for t in g["top"]],
+                         f"{what}: errors against the best")
         self.assertEqual(len(want["top"]), len(got.classes))
 
     def test_default_options_should_give_the_driver_results_for_paths_and_arrays(self):
@@ -107,7 +115,7 @@ class ClassifyLikeTheDriver(unittest.TestCase):
             self.assertEqual(p.image, w["image"])
         self.assert_same(want[0], arrays[0], "grey array")
         self.assert_same(want[1], arrays[1], "rgb array")
-        self.assertEqual(want[0]["stop"], "calibrated")  # the shipped model's default rule
+        self.assertEqual(want[0]["stop"], "screened")  # the shipped model's default rule: 10 classes
 
     def test_options_should_reach_the_library_as_the_driver_passes_them(self):
         want = driver_json("--stop", "sequential", "--seed", "7", "--batch", "8", "--samples", "30,200",
@@ -117,8 +125,9 @@ class ClassifyLikeTheDriver(unittest.TestCase):
                                   stop="sequential", seed=7, batch=8, samples=[30, 200], keep=[4, 1], loss="l1")
         self.assert_same(want, got, "sequential, seed 7, l1, three classes")
         self.assertEqual(got.classes, ("coat", "dress", "bag"))
-        want = driver_json("--samples", "6,12", "--keep", "3,1", "--trials", "2", "--seed", "3", self.rgb_png)[0]
-        got = self.model.classify(self.rgb, samples=(6, 12), keep=(3, 1), trials=2, seed=3)
+        want = driver_json("--stop", "adaptive", "--samples", "6,12", "--keep", "3,1", "--trials", "2", "--seed", "3",
+                           self.rgb_png)[0]
+        got = self.model.classify(self.rgb, stop="adaptive", samples=(6, 12), keep=(3, 1), trials=2, seed=3)
         self.assert_same(want, got, "adaptive, two trials")
         self.assertEqual(got.stop, "adaptive")
 
@@ -151,7 +160,7 @@ class ClassifyLikeTheDriver(unittest.TestCase):
         self.assertTrue(np.array_equal(two[0].mean_error, two[1].mean_error))
 
     def test_results_should_carry_ranking_errors_evaluations_and_rule(self):
-        r = self.model.classify(SAMPLE, samples=[10], keep=[1])
+        r = self.model.classify(SAMPLE, stop="adaptive", samples=[10], keep=[1])
         self.assertEqual(r.classes, tuple(self.model.classes))
         self.assertEqual(sorted(r.order.tolist()), list(range(10)))
         self.assertEqual(r.ranking[0], r.prediction)
@@ -162,6 +171,43 @@ class ClassifyLikeTheDriver(unittest.TestCase):
         self.assertEqual(r.stop, "adaptive")
         self.assertIn(r.prediction, repr(r))
 
+
+    def test_the_default_rule_should_be_the_librarys(self):
+        """stop "auto": calibrated on the shipped model (screened above
+        DC_SCREENED_FROM classes), the t-test with a note on a copy without
+        its calibration, calibrated again with a calibration file; the
+        driver's JSON says the same."""
+        self.assertEqual(dc.Options().rule(self.model, 9), ("calibrated", ""))
+        self.assertEqual(dc.Options().rule(self.model, 10), ("screened", ""))
+        self.assertEqual(dc.Options(stop="sequential").rule(self.model, 10), ("sequential", ""))
+        bare = os.path.join(TMP, "no_calibration.dcw")
+        meta, tensors = read_dcw(self.model.path)
+        meta = {k: v for k, v in meta.items() if not k.startswith("classify.calib")}
+        write_dcw(bare, meta, [(name, arr, dtype) for name, (dtype, arr) in tensors.items()])
+        m = dc.Model(bare)
+        rule, note = dc.Options().rule(m, 10)
+        self.assertEqual(rule, "sequential")
+        self.assertIn("dc calibrate", note)
+        want = driver_json("-m", bare, self.grey_png)[0]
+        got = m.classify(self.grey)
+        self.assert_same(want, got, "no calibration")
+        self.assertEqual((got.stop, got.note), (rule, note))
+        cal = os.path.join(ROOT, "data", "calibration", "fmnist-sd.txt")
+        want = driver_json("-m", bare, "--calibration", cal, self.grey_png)[0]
+        got = m.classify(self.grey, calibration=cal)
+        self.assert_same(want, got, "a calibration file")
+        self.assertEqual((got.stop, got.note), ("screened", ""))
+        self.assertEqual(got.kept, [got.prediction])
+
+    def test_calibration_files_should_be_read_by_the_library(self):
+        folder = os.path.join(ROOT, "tests", "data", "calibration")
+        t, s = dc.Options(calibration=os.path.join(folder, "good_dc_calibrate_1500.txt")).calibration
+        self.assertEqual((len(t), int(t[-1])), (1500, 1499))
+        for name in ("bad_descending.txt", "bad_hex_spread.txt", "bad_long_line.txt"):
+            with self.assertRaises(dc.Error) as e:
+                dc.Options(calibration=os.path.join(folder, name))
+            self.assertEqual(e.exception.status, "format")
+            self.assertIn(name, str(e.exception))
 
     def test_a_budget_should_stop_any_rule_undecided_as_the_driver(self):
         for stop in ("adaptive", "sequential", "calibrated", "screened"):

@@ -327,26 +327,43 @@ def convert_sd(src, args):
     return meta, itertools.chain(*parts)
 
 
+# A timestep calibration file, by the rules of dc.h (above
+# dc_calibration_load), which the engine's reader applies too; both readers
+# are tested on the files in tests/data/calibration/.
+CALIB_MAX_T = 100000        # dc.h DC_CALIB_MAX_T: timesteps are 0 <= t < this
+CALIB_LINE_MAX = 1024       # dc.h DC_CALIB_LINE_MAX: bytes per line, without its ending
+_CALIB_POINT = re.compile(rb"([0-9]+)[ \t]+([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)(?:[ \t]|$)")
+
+
 def read_calibration(path):
-    """A timestep calibration (dc eval --calibrate: "t spread ..." lines) ->
-    classify.calib_t / classify.calib_spread, for dc classify --stop calibrated."""
+    """A timestep calibration (dc calibrate, dc eval --calibrate: "t spread
+    ..." lines) -> classify.calib_t / classify.calib_spread, for the
+    calibrated and screened rules (dc classify's default with it)."""
     ts, spread = [], []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            parts = line.split()
-            try:
-                t, v = int(parts[0]), float(parts[1])
-            except (ValueError, IndexError):
-                raise SystemExit(f"convert: {path}: expected 't spread' lines, got {line.strip()!r}")
-            if (ts and t <= ts[-1]) or not 0 <= v < 1e30:
-                raise SystemExit(f"convert: {path}: timesteps must ascend and spreads be finite and >= 0 "
-                                 f"({line.strip()!r})")
-            ts.append(t)
-            spread.append(v)
-    if not 1 <= len(ts) <= 1024:
-        raise SystemExit(f"convert: {path}: {len(ts)} timesteps (1 to 1024)")
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the ending of the last line
+    for n, raw in enumerate(lines, 1):
+        line = raw.rstrip(b"\r\n")
+        if len(line) > CALIB_LINE_MAX:
+            raise SystemExit(f"convert: {path}: line {n} is longer than {CALIB_LINE_MAX} bytes")
+        body = line.lstrip(b" \t")
+        if not body or body.startswith(b"#"):
+            continue
+        m = _CALIB_POINT.match(body)
+        if not m:
+            raise SystemExit(f"convert: {path}: line {n}: expected 't spread' (a whole number, a decimal "
+                             f"number, then anything), got {body[:60].decode(errors='replace')!r}")
+        t, v = int(m.group(1)), float(m.group(2))
+        if t >= CALIB_MAX_T or (ts and t <= ts[-1]) or not 0 <= v < 1e30:
+            raise SystemExit(f"convert: {path}: point {len(ts) + 1} (t {t}, spread {v:g}): timesteps must be "
+                             f"whole numbers 0 <= t < {CALIB_MAX_T}, strictly ascending, spreads finite and >= 0")
+        ts.append(t)
+        spread.append(v)
+    if not ts:
+        raise SystemExit(f"convert: {path} has no timestep")
     return {"classify.calib_t": ts, "classify.calib_spread": spread}
 
 

@@ -38,14 +38,13 @@ SRC a diffusers unet folder (config.json + diffusion_pytorch_model.safetensors),
 a pipeline folder (uses unet/), or a .safetensors file with config.json
 beside it. Needs numpy only.
 """
-import json
 import os
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from safetensors_np import component_file, open_safetensors  # noqa: E402
+from safetensors_np import component_source, open_safetensors  # noqa: E402
 
 # UNet2DConditionModel's constructor defaults (diffusers 0.25.1) for the keys dc reads
 DEFAULTS = dict(
@@ -297,12 +296,7 @@ def unet_from_tensors(tensors, config, origin="", prefix="unet."):
 
 def unet_source(src):
     """(config dict or None, .safetensors path) for a unet folder, a pipeline folder or a file."""
-    path, cfg_path = component_file(src, "unet", "convert_unet")
-    config = None
-    if os.path.exists(cfg_path):
-        with open(cfg_path, encoding="utf-8") as f:
-            config = json.load(f)
-    return config, path
+    return component_source(src, "unet", "convert_unet")
 
 
 def unet(folder_or_file, prefix="unet.", config=None):

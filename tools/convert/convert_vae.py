@@ -35,7 +35,6 @@ From the command line: convert.py SRC --family vae [--config-vae JSON], SRC
 a diffusers vae folder, a pipeline folder (uses vae/), or a .safetensors
 file. Needs numpy only.
 """
-import json
 import os
 import re
 import sys
@@ -43,7 +42,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from safetensors_np import component_file, open_safetensors  # noqa: E402
+from safetensors_np import component_source, open_safetensors  # noqa: E402
 
 # AutoencoderKL's constructor defaults (diffusers 0.25.1), for keys a config.json leaves out
 DEFAULTS = dict(in_channels=3, latent_channels=4, block_out_channels=[64], layers_per_block=1,
@@ -53,6 +52,24 @@ ASSUMED = dict(norm_num_groups=32, scaling_factor=0.18215, sample_size=512)
 
 OLD_ATTN = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
 CV_ATTN = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
+CV_LEAF = {"nin_shortcut": "conv_shortcut"}
+
+# The older names, each a pattern and its diffusers >= 0.15 name as a function of the match
+RENAMES = [
+    # diffusers < 0.15 attention names
+    (r"encoder\.mid_block\.attentions\.0\.(query|key|value|proj_attn)\.(weight|bias)",
+     lambda m: f"encoder.mid_block.attentions.0.{OLD_ATTN[m[1]]}.{m[2]}"),
+    # CompVis names
+    (r"encoder\.down\.(\d+)\.block\.(\d+)\.(norm1|conv1|norm2|conv2|nin_shortcut)\.(weight|bias)",
+     lambda m: f"encoder.down_blocks.{m[1]}.resnets.{m[2]}.{CV_LEAF.get(m[3], m[3])}.{m[4]}"),
+    (r"encoder\.down\.(\d+)\.downsample\.conv\.(weight|bias)",
+     lambda m: f"encoder.down_blocks.{m[1]}.downsamplers.0.conv.{m[2]}"),
+    (r"encoder\.mid\.block_([12])\.(norm1|conv1|norm2|conv2)\.(weight|bias)",
+     lambda m: f"encoder.mid_block.resnets.{int(m[1]) - 1}.{m[2]}.{m[3]}"),
+    (r"encoder\.mid\.attn_1\.(norm|q|k|v|proj_out)\.(weight|bias)",
+     lambda m: f"encoder.mid_block.attentions.0.{CV_ATTN[m[1]]}.{m[2]}"),
+    (r"encoder\.norm_out\.(weight|bias)", lambda m: f"encoder.conv_norm_out.{m[1]}"),
+]
 
 
 def note(msg):
@@ -70,27 +87,10 @@ def canonical_name(name):
         return name if name in ("quant_conv.weight", "quant_conv.bias") else None
     if not name.startswith("encoder."):
         return None
-    # diffusers < 0.15 attention names
-    m = re.fullmatch(r"encoder\.mid_block\.attentions\.0\.(query|key|value|proj_attn)\.(weight|bias)", name)
-    if m:
-        return f"encoder.mid_block.attentions.0.{OLD_ATTN[m.group(1)]}.{m.group(2)}"
-    # CompVis names
-    m = re.fullmatch(r"encoder\.down\.(\d+)\.block\.(\d+)\.(norm1|conv1|norm2|conv2|nin_shortcut)\.(weight|bias)", name)
-    if m:
-        leaf = "conv_shortcut" if m.group(3) == "nin_shortcut" else m.group(3)
-        return f"encoder.down_blocks.{m.group(1)}.resnets.{m.group(2)}.{leaf}.{m.group(4)}"
-    m = re.fullmatch(r"encoder\.down\.(\d+)\.downsample\.conv\.(weight|bias)", name)
-    if m:
-        return f"encoder.down_blocks.{m.group(1)}.downsamplers.0.conv.{m.group(2)}"
-    m = re.fullmatch(r"encoder\.mid\.block_([12])\.(norm1|conv1|norm2|conv2)\.(weight|bias)", name)
-    if m:
-        return f"encoder.mid_block.resnets.{int(m.group(1)) - 1}.{m.group(2)}.{m.group(3)}"
-    m = re.fullmatch(r"encoder\.mid\.attn_1\.(norm|q|k|v|proj_out)\.(weight|bias)", name)
-    if m:
-        return f"encoder.mid_block.attentions.0.{CV_ATTN[m.group(1)]}.{m.group(2)}"
-    m = re.fullmatch(r"encoder\.norm_out\.(weight|bias)", name)
-    if m:
-        return f"encoder.conv_norm_out.{m.group(1)}"
+    for pattern, rename in RENAMES:
+        m = re.fullmatch(pattern, name)
+        if m:
+            return rename(m)
     return name  # already diffusers >= 0.15, or unknown: expected_shapes decides
 
 
@@ -256,15 +256,10 @@ def vae_encoder_from_tensors(tensors, config=None, origin="", prefix="vae.", qui
 
 
 def vae_source(src):
-    """(config dict or None, .safetensors path) for a vae folder, a pipeline folder or a file."""
-    path, cfg_path = component_file(src, "vae", "convert_vae")
-    config = None
-    if os.path.exists(cfg_path):
-        with open(cfg_path, encoding="utf-8") as f:
-            c = json.load(f)
-        if "latent_channels" in c or c.get("_class_name") == "AutoencoderKL":
-            config = c                          # beside a lone file: only if it is a VAE's
-    return config, path
+    """(config dict or None, .safetensors path) for a vae folder, a pipeline folder or a file;
+    a config.json beside a lone file only if it is a VAE's."""
+    return component_source(src, "vae", "convert_vae",
+                            lambda c: "latent_channels" in c or c.get("_class_name") == "AutoencoderKL")
 
 
 def vae_encoder(folder_or_file, prefix="vae.", config=None, quiet=False):

@@ -15,6 +15,7 @@ float32's) only when np.asarray / load_tensor is called on it.
     load_tensor(t) -> np.ndarray
     write_safetensors(path, tensors, metadata=None)
     component_file(src, part, who) -> (.safetensors path, config.json path) of a diffusers component
+    component_source(src, part, who, is_its_config=None) -> (config dict or None, .safetensors path)
 """
 import glob
 import json
@@ -188,3 +189,17 @@ def component_file(src, part, who):
             raise SystemExit(f"{who}: {src}: expected a .safetensors file or a folder")
         return src, os.path.join(os.path.dirname(os.path.abspath(src)), "config.json")
     raise SystemExit(f"{who}: {src}: no such file or folder")
+
+
+def component_source(src, part, who, is_its_config=None):
+    """(config dict or None, .safetensors path) of a component as component_file
+    finds it; a config.json found beside it counts unless is_its_config(config)
+    says it is another component's."""
+    path, cfg_path = component_file(src, part, who)
+    config = None
+    if os.path.exists(cfg_path):
+        with open(cfg_path, encoding="utf-8") as f:
+            config = json.load(f)
+        if is_its_config and not is_its_config(config):
+            config = None
+    return config, path

@@ -447,12 +447,38 @@ def convert_should_store_a_timestep_calibration_and_refuse_a_bad_one():
     meta, _ = read_dcw(out)
     assert meta["classify.calib_t"] == [10, 30] and meta["classify.calib_spread"] == [0.5, 0.25], meta
     for bad, word in (("30 0.5\n10 0.5\n", "ascend"), ("10 -1\n", "finite"), ("10\n", "'t spread'"),
-                      ("# nothing\n", "0 timesteps")):
+                      ("# nothing\n", "no timestep")):
         with open(good, "w") as f:
             f.write(bad)
         p = subprocess.run([sys.executable, os.path.join(HERE, "convert.py"), path, "--family", "raw", "-o", out,
                             "--calibration", good], capture_output=True, text=True)
         assert p.returncode != 0 and word in p.stderr, (bad, p.stderr)
+
+
+@test
+def calibration_reader_should_take_the_files_the_engine_takes():
+    """The same files as the engine's reader (tests/test_classify.c):
+    good_* accepted with their points, bad_* refused."""
+    folder = os.path.join(ROOT, "tests", "data", "calibration")
+    names = sorted(n for n in os.listdir(folder) if n.startswith(("good_", "bad_")))
+    for name in names:
+        path = os.path.join(folder, name)
+        if name.startswith("good_"):
+            got = convert.read_calibration(path)
+            assert len(got["classify.calib_t"]) >= 2, name
+        else:
+            try:
+                convert.read_calibration(path)
+            except SystemExit as e:
+                assert name in str(e), (name, str(e))
+            else:
+                raise AssertionError(f"{name}: accepted")
+    big = convert.read_calibration(os.path.join(folder, "good_dc_calibrate_1500.txt"))
+    assert len(big["classify.calib_t"]) == 1500 and big["classify.calib_t"][-1] == 1499
+    two = convert.read_calibration(os.path.join(folder, "good_two_columns_blank_lines_tabs.txt"))
+    assert two == {"classify.calib_t": [0, 7, 999, 1000], "classify.calib_spread": [0.5, 1.0, 0.25, 3.0]}, two
+    print(f"  {sum(n.startswith('good_') for n in names)} good and {sum(n.startswith('bad_') for n in names)} "
+          "bad calibration files")
 
 
 # ---------------------------------------------------------------- which family

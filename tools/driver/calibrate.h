@@ -16,7 +16,9 @@
    decide, without the hopeless classes a first stage saw once. */
 int calib_sums(const dc_result *r, int ref, int finalists, double **out);
 
-#define CALIB_MAX_T 100000
+/* timesteps below this: the calibration readers' limit, so that whatever
+   dc calibrate writes, they accept */
+#define CALIB_MAX_T DC_CALIB_MAX_T
 typedef struct {
     double *sum, *sq;
     long *count;

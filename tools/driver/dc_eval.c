@@ -21,9 +21,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <stb/stb_image.h> /* its zlib inflater reads .gz IDX files (compiled into libdc) */
+#include <stb/stb_image.h> /* its zlib inflater reads .gz IDX files: the driver's own copy, stb_zlib.c */
 
-static const char *eval_help =
+static const char eval_help[] =
     "usage: dc eval [-m MODEL] DATASET [LABELS] [OPTIONS]\n"
     "       dc eval --merge RESULTS... [--json]\n"
     "\n"
@@ -45,7 +45,8 @@ static const char *eval_help =
     "                      (wrong class - true class) spreads at each timestep and\n"
     "                      write \"t spread mean count\" lines (for --stop calibrated\n"
     "                      --calibration FILE). Needs every class scored at every\n"
-    "                      timestep: --samples K --keep 1. Use held-out images\n"
+    "                      timestep: --samples K --keep 1 (--stop adaptive, the\n"
+    "                      default here). Use held-out images\n"
     "                      (e.g. the training split), never the test images\n"
     "  --plot FILE.png     draw the confusion matrix (counts, per-class accuracy)\n"
     "  --json              the last line of stdout is one JSON object with n, top1,\n"
@@ -57,7 +58,7 @@ static const char *eval_help =
     "Built with `make MPI=1`, `mpirun -n N dc eval ...` shares the images out among\n"
     "N ranks as they finish them; rank 0 writes the results file.\n";
 
-static const char *calibrate_help =
+static const char calibrate_help[] =
     "usage: dc calibrate [-m MODEL] IMAGES... -o FILE [OPTIONS]\n"
     "\n"
     "Measures a timestep calibration for --stop calibrated and screened on images\n"
@@ -142,7 +143,8 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static void load_idx(dataset *d, const char *images, const char *labels, int n_classes)
+/* Labels are checked against the class list once it is known (check_labels). */
+static void load_idx(dataset *d, const char *images, const char *labels)
 {
     size_t n_img, n_lab = 0;
     unsigned char *im = read_maybe_gz(images, &n_img), *lb = labels ? read_maybe_gz(labels, &n_lab) : NULL;
@@ -158,14 +160,7 @@ static void load_idx(dataset *d, const char *images, const char *labels, int n_c
     d->labels = malloc(sizeof(int) * n);
     if (!d->pixels || !d->labels) die("%s", "eval: out of memory");
     memcpy(d->pixels, im + 16, (size_t)n * h * w);
-    for (uint32_t i = 0; i < n; i++) {
-        d->labels[i] = lb ? lb[8 + i] : -1;
-        if (d->labels[i] >= n_classes) {
-            char msg[64];
-            snprintf(msg, sizeof msg, "%d", d->labels[i]);
-            die("eval: label %s is past the end of the class list", msg);
-        }
-    }
+    for (uint32_t i = 0; i < n; i++) d->labels[i] = lb ? lb[8 + i] : -1;
     free(im);
     free(lb);
 }
@@ -184,70 +179,60 @@ static int is_image_name(const char *s)
     return !strcmp(ext, "png") || !strcmp(ext, "jpg") || !strcmp(ext, "jpeg");
 }
 
-static void load_folder(dataset *d, const char *root)
-{
-    DIR *dir = opendir(root);
-    if (!dir) die("eval: cannot open folder '%s'", root);
-    struct dirent *e;
-    char path[8192];
-    while ((e = readdir(dir))) {
-        struct stat sb;
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "%s/%s", root, e->d_name);
-        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) names_add(&d->folder_classes, e->d_name, strlen(e->d_name));
-    }
-    closedir(dir);
-    if (!d->folder_classes.n) die("eval: '%s' has no class folders (root/CLASS/*.png)", root);
-    qsort(d->folder_classes.names, (size_t)d->folder_classes.n, sizeof(char *), cmp_str);
-    int cap = 0;
-    for (int c = 0; c < d->folder_classes.n; c++) {
-        snprintf(path, sizeof path, "%s/%s", root, d->folder_classes.names[c]);
-        name_list files = {0};
-        if (!(dir = opendir(path))) continue;
-        while ((e = readdir(dir)))
-            if (e->d_name[0] != '.' && is_image_name(e->d_name)) {
-                char full[16384];
-                snprintf(full, sizeof full, "%s/%s", path, e->d_name);
-                names_add(&files, full, strlen(full));
-            }
-        closedir(dir);
-        if (files.n > 1) qsort(files.names, (size_t)files.n, sizeof(char *), cmp_str);
-        for (int i = 0; i < files.n; i++) {
-            names_add(&d->files, files.names[i], strlen(files.names[i]));
-            if (d->files.n > cap) {
-                cap = 2 * d->files.n;
-                d->labels = realloc(d->labels, sizeof(int) * (size_t)cap);
-                if (!d->labels) die("%s", "eval: out of memory");
-            }
-            d->labels[d->files.n - 1] = c;
-        }
-        names_free(&files);
-    }
-    d->n = d->files.n;
-    if (!d->n) die("eval: no .png/.jpg/.jpeg images under '%s'", root);
-}
-
-/* The images under dir, through its subfolders (at most 16 deep), in
-   sorted order. */
-static void collect_images(name_list *out, const char *dir, int depth)
+/* The names in dir but the hidden ones, in sorted order. */
+static void list_folder(name_list *out, const char *dir)
 {
     DIR *dp = opendir(dir);
-    if (!dp) die("calibrate: cannot open folder '%s'", dir);
-    name_list entries = {0};
+    if (!dp) die("cannot open folder '%s'", dir);
     struct dirent *e;
     while ((e = readdir(dp)))
-        if (e->d_name[0] != '.') names_add(&entries, e->d_name, strlen(e->d_name));
+        if (e->d_name[0] != '.') names_add(out, e->d_name, strlen(e->d_name));
     closedir(dp);
-    if (entries.n > 1) qsort(entries.names, (size_t)entries.n, sizeof(char *), cmp_str);
+    if (out->n > 1) qsort(out->names, (size_t)out->n, sizeof(char *), cmp_str);
+}
+
+/* The image files in dir, in sorted order, then through its subfolders
+   down to max_depth levels below it (depth counts the levels walked). */
+static void collect_images(name_list *out, const char *dir, int depth, int max_depth)
+{
+    name_list entries = {0};
+    list_folder(&entries, dir);
     for (int i = 0; i < entries.n; i++) {
         char path[16384];
         struct stat sb;
         snprintf(path, sizeof path, "%s/%s", dir, entries.names[i]);
         if (stat(path, &sb) != 0) continue;
-        if (S_ISDIR(sb.st_mode) && depth < 16) collect_images(out, path, depth + 1);
+        if (S_ISDIR(sb.st_mode) && depth < max_depth) collect_images(out, path, depth + 1, max_depth);
         else if (S_ISREG(sb.st_mode) && is_image_name(path)) names_add(out, path, strlen(path));
     }
     names_free(&entries);
+}
+
+/* root/CLASS/ folders, classes in sorted order, each image labelled with its folder's. */
+static void load_folder(dataset *d, const char *root)
+{
+    name_list entries = {0};
+    list_folder(&entries, root);
+    for (int i = 0; i < entries.n; i++) {
+        const char *name = entries.names[i];
+        char path[8192];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", root, name);
+        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) names_add(&d->folder_classes, name, strlen(name));
+    }
+    names_free(&entries);
+    if (!d->folder_classes.n) die("eval: '%s' has no class folders (root/CLASS/*.png)", root);
+    for (int c = 0; c < d->folder_classes.n; c++) {
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", root, d->folder_classes.names[c]);
+        int before = d->files.n;
+        collect_images(&d->files, path, 0, 0);
+        d->labels = realloc(d->labels, sizeof(int) * (size_t)(d->files.n ? d->files.n : 1));
+        if (!d->labels) die("%s", "eval: out of memory");
+        for (int i = before; i < d->files.n; i++) d->labels[i] = c;
+    }
+    d->n = d->files.n;
+    if (!d->n) die("eval: no .png/.jpg/.jpeg images under '%s'", root);
 }
 
 /* dc calibrate's images: one IDX image file, or image files and folders. */
@@ -256,13 +241,13 @@ static void load_unlabelled(dataset *d, const name_list *args)
     struct stat sb;
     d->unlabelled = 1;
     if (args->n == 1 && stat(args->names[0], &sb) == 0 && S_ISREG(sb.st_mode) && !is_image_name(args->names[0])) {
-        load_idx(d, args->names[0], NULL, 0);
+        load_idx(d, args->names[0], NULL);
         return;
     }
     for (int i = 0; i < args->n; i++) {
         const char *a = args->names[i];
         if (stat(a, &sb) != 0) die("calibrate: cannot read '%s'", a);
-        if (S_ISDIR(sb.st_mode)) collect_images(&d->files, a, 0);
+        if (S_ISDIR(sb.st_mode)) collect_images(&d->files, a, 0, 16);
         else if (is_image_name(a)) names_add(&d->files, a, strlen(a));
         else die("calibrate: '%s' is not a .png/.jpg/.jpeg image (an IDX image file comes alone)", a);
     }
@@ -680,28 +665,59 @@ static int *read_subset(const char *path, int *n)
 }
 
 /* ---- the run ----
-   Any rank evaluates images (eval_compute); rank 0 alone holds the results
-   file and takes every finished row (eval_accept), its own and the other
-   ranks', in the order they finish. */
+   dc eval and dc calibrate are one run over a data set, with its durable
+   results, resumption and MPI ranks. Any rank evaluates images
+   (eval_compute); rank 0 alone holds the results file and takes every
+   finished row (eval_accept), its own and the other ranks', in the order
+   they finish. A run_kind says what tells the two commands apart. */
 
+typedef struct eval_state eval_state;
 typedef struct {
+    const char *name;      /* the command, in messages */
+    const char *help;
+    const char *results;   /* the default --results file */
+    int labelled;          /* eval: labels, accuracy; calibrate: none, the leading class stands in */
+    /* after the options: usage checks, defaults and the data set, before
+       any file is opened or made */
+    void (*prepare)(eval_state *s);
+    /* rank 0, at the end: what the run measured, on stdout */
+    void (*report)(const eval_state *s);
+} run_kind;
+
+/* the options beyond the common ones */
+typedef struct {
+    name_list data;           /* the arguments: DATASET [LABELS], or IMAGES... */
+    const char *subset, *plot;
+    const char *calibration;  /* eval --calibrate FILE, calibrate -o FILE: rows carry their timestep sums */
+    long limit;               /* -1: no limit */
+    int shard_i, shard_n, merge, fit;
+} run_opts;
+
+struct eval_state {
+    const run_kind *kind;
     common_opts co;
+    run_opts ro;
+    char default_model[4096];
     dataset d;
+    dc_model *m;
     dc_ctx *c;
+    par_workers pw;      /* the images run at once, each with its context */
     dc_classes *cl;
-    unsigned char *rgb;  /* IDX: one image as RGB */
-    int calibrate;       /* rows carry their timestep sums */
-    int unlabelled;      /* dc calibrate: no labels; the leading class is the reference */
+    int n_classes;
+    unsigned char *rgb;  /* IDX: one image as RGB per worker */
+    int rank, ranks;
+    int *per_rank;       /* images each rank evaluated in this run */
     /* rank 0 */
     const char *results_path;
     dlog log;
     int log_open;
     results mine;        /* this selection's rows: the file's, then this run's */
     int file_rows;       /* images the results file holds */
-    int todo, count, correct, rc, ranks;
-    int *per_rank;       /* images each rank evaluated in this run */
+    int *selection, n_selection; /* the images asked for, in order */
+    int *todo, n_todo;   /* those not yet in the results file */
+    int count, correct, rc;
     double t0, last;
-} eval_state;
+};
 
 static void write_failed(eval_state *s, const char *why)
 {
@@ -711,18 +727,20 @@ static void write_failed(eval_state *s, const char *why)
              why, s->results_path, s->file_rows);
 }
 
-static char *eval_compute(void *user, int i)
+static char *eval_compute(void *user, int worker, int i)
 {
     eval_state *s = user;
     dc_result r;
     dc_error err;
     dc_status st;
+    dc_ctx *c = s->pw.ctx[worker];
     if (s->d.pixels) { /* grey IDX pixels -> RGB */
         const unsigned char *g = s->d.pixels + (size_t)i * s->d.w * s->d.h;
-        for (int p = 0; p < s->d.w * s->d.h; p++) s->rgb[3 * p] = s->rgb[3 * p + 1] = s->rgb[3 * p + 2] = g[p];
-        st = dc_classify_rgb(s->c, s->cl, s->rgb, s->d.w, s->d.h, &s->co.o, &r, &err);
+        unsigned char *rgb = s->rgb + (size_t)worker * s->d.w * s->d.h * 3;
+        for (int p = 0; p < s->d.w * s->d.h; p++) rgb[3 * p] = rgb[3 * p + 1] = rgb[3 * p + 2] = g[p];
+        st = dc_classify_rgb(c, s->cl, rgb, s->d.w, s->d.h, &s->co.o, &r, &err);
     } else {
-        st = dc_classify_image(s->c, s->cl, s->d.files.names[i], &s->co.o, &r, &err);
+        st = dc_classify_image(c, s->cl, s->d.files.names[i], &s->co.o, &r, &err);
     }
     if (st != DC_OK) {
         char *why = malloc(strlen(err.msg) + 2);
@@ -739,9 +757,9 @@ static char *eval_compute(void *user, int i)
     if (!row.err) die("%s", "eval: out of memory");
     for (int q = 0; q < row.k; q++) row.top[q] = r.ranking[q];
     for (int q = 0; q < r.n_classes; q++) row.err[q] = (float)r.mean_error[q];
-    if (s->calibrate) {
+    if (s->ro.calibration) { /* labelled: against the true class; else the leading one, among the finalists */
         row.has_cal = 1;
-        row.n_cal = s->unlabelled ? calib_sums(&r, r.ranking[0], 1, &row.cal) : calib_sums(&r, row.label, 0, &row.cal);
+        row.n_cal = s->kind->labelled ? calib_sums(&r, row.label, 0, &row.cal) : calib_sums(&r, r.ranking[0], 1, &row.cal);
     }
     dc_result_free(&r);
     char *line = format_row(&row);
@@ -775,13 +793,12 @@ static void eval_accept(void *user, int image, int rank, const char *line)
     s->correct += row.top[0] == row.label;
     if (rank >= 0 && rank < s->ranks) s->per_rank[rank]++;
     double now = wall();
-    if (!s->co.quiet && (now - s->last > (isatty(2) ? 0.5 : 10) || s->count == s->todo)) {
+    if (!s->co.quiet && (now - s->last > (isatty(2) ? 0.5 : 10) || s->count == s->n_todo)) {
         double rate = (now - s->t0) / s->count;
         char top1[32] = "";
-        if (!s->unlabelled) snprintf(top1, sizeof top1, ", top-1 %.3f", (double)s->correct / s->count);
-        fprintf(stderr, "%s%s: %d/%d images%s, %.2f s/image, ETA %.0f s%s", isatty(2) ? "\r" : "",
-                s->unlabelled ? "calibrate" : "eval", s->count, s->todo, top1, rate, rate * (s->todo - s->count),
-                isatty(2) ? " " : "\n");
+        if (s->kind->labelled) snprintf(top1, sizeof top1, ", top-1 %.3f", (double)s->correct / s->count);
+        fprintf(stderr, "%s%s: %d/%d images%s, %.2f s/image, ETA %.0f s%s", isatty(2) ? "\r" : "", s->kind->name,
+                s->count, s->n_todo, top1, rate, rate * (s->n_todo - s->count), isatty(2) ? " " : "\n");
         s->last = now;
     }
 }
@@ -798,9 +815,8 @@ static void eval_tick(void *user)
    ranks waiting for work and syncs the results when due */
 static void eval_progress(void *user, long done, long total)
 {
-    (void)done, (void)total;
-    par_serve();
-    eval_tick(user);
+    (void)done, (void)total, (void)user;
+    par_serve(); /* and eval_tick */
 }
 
 static int same_file(const char *a, const char *b)
@@ -871,247 +887,333 @@ static int cmp_selection(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* ---- the two kinds of run ---- */
+
+static int needs_labels(const char *opt)
+{
+    return !strcmp(opt, "--merge") || !strcmp(opt, "--fit-temperature") || !strcmp(opt, "--calibrate") ||
+           !strcmp(opt, "--plot");
+}
+
+/* Reads argv into s->co and s->ro; 0 when it printed --help instead. */
+static int parse_run_options(eval_state *s, int argc, char **argv)
+{
+    const run_kind *kind = s->kind;
+    run_opts *ro = &s->ro;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(kind->help, stdout);
+            return 0;
+        } else if (!kind->labelled && (!strcmp(a, "-o") || !strcmp(a, "--output")) && i + 1 < argc) {
+            ro->calibration = argv[++i];
+        } else if (!kind->labelled && needs_labels(a)) die("calibrate: %s needs labels (dc eval)", a);
+        else if (!strcmp(a, "--merge")) ro->merge = 1;
+        else if (!strcmp(a, "--fit-temperature")) ro->fit = 1;
+        else if (parse_common_option(&i, argc, argv, &s->co)) continue;
+        else if (!strcmp(a, "--subset") && i + 1 < argc) ro->subset = argv[++i];
+        else if (!strcmp(a, "--limit") && i + 1 < argc) ro->limit = parse_long(a, argv[++i], 0, 1L << 30);
+        else if (!strcmp(a, "--results") && i + 1 < argc) s->results_path = argv[++i];
+        else if (!strcmp(a, "--calibrate") && i + 1 < argc) ro->calibration = argv[++i];
+        else if (!strcmp(a, "--plot") && i + 1 < argc) ro->plot = argv[++i];
+        else if (!strcmp(a, "--shard") && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (sscanf(v, "%d/%d", &ro->shard_i, &ro->shard_n) != 2 || ro->shard_n < 1 || ro->shard_i < 0 ||
+                ro->shard_i >= ro->shard_n)
+                die("eval: --shard '%s': I/N with 0 <= I < N", v);
+        } else if (a[0] == '-' && a[1]) {
+            die_code(2, "%s: unknown or incomplete option '%s' (see dc %s --help)", kind->name, a, kind->name);
+        } else {
+            names_add(&ro->data, a, strlen(a));
+        }
+    }
+    return 1;
+}
+
+/* dc eval: a folder of class folders, which name the classes unless the
+   options do, or an IDX image file and its label file. */
+static void prepare_eval(eval_state *s)
+{
+    const name_list *args = &s->ro.data;
+    if (args->n < 1 || args->n > 2) die("%s", "eval: usage: dc eval [-m MODEL] DATASET [LABELS] [OPTIONS]");
+    struct stat sb;
+    int is_folder = stat(args->names[0], &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (is_folder && args->n != 1) die("%s", "eval: a folder data set takes no label file");
+    if (!is_folder && args->n != 2) die("%s", "eval: an IDX image file needs its IDX label file after it");
+    if (!is_folder) {
+        load_idx(&s->d, args->names[0], args->names[1]);
+        return;
+    }
+    const name_list *found = &s->d.folder_classes;
+    name_list *classes = &s->co.classes;
+    load_folder(&s->d, args->names[0]);
+    if (!classes->n)
+        for (int i = 0; i < found->n; i++) names_add(classes, found->names[i], strlen(found->names[i]));
+    else if (classes->n != found->n)
+        die("%s", "eval: the class list and the data set's class folders differ in number");
+}
+
+/* dc calibrate: where to, its images, and by default every class scored
+   at one shared grid of 50 timesteps. */
+static void prepare_calibrate(eval_state *s)
+{
+    common_opts *co = &s->co;
+    if (!s->ro.calibration) die("%s", "calibrate: where to? -o FILE (usage: dc calibrate [-m MODEL] IMAGES... -o FILE)");
+    if (!s->ro.data.n) die("%s", "calibrate: no images (usage: dc calibrate [-m MODEL] IMAGES... -o FILE)");
+    if (!co->schedule_set) {
+        co->o.n_stages = 1, co->o.samples[0] = 50, co->o.keep[0] = 1;
+        co->schedule_set = 1;
+    }
+    load_unlabelled(&s->d, &s->ro.data);
+}
+
+static void report_eval(const eval_state *s)
+{
+    name_list names = {0};
+    for (int i = 0; i < s->n_classes; i++) names_add(&names, dc_classes_name(s->cl, i), strlen(dc_classes_name(s->cl, i)));
+    report(&s->mine, s->n_classes, &names, s->co.json, s->ro.fit, s->ro.plot);
+    names_free(&names);
+}
+
 /* dc calibrate's summary: images, their cost, and how the leading classes
    spread over the classes (a calibration from images the model puts all in
    one class measures little). */
-static void report_unlabelled(const results *r, int n_classes, int json, const char *path)
+static void report_calibrate(const eval_state *s)
 {
+    const results *r = &s->mine;
     double evals = 0;
-    int most = 0, classes = 0, *count = calloc((size_t)n_classes, sizeof(int));
+    int most = 0, classes = 0, *count = calloc((size_t)s->n_classes, sizeof(int));
     if (!count) die("%s", "calibrate: out of memory");
     for (int i = 0; i < r->n; i++) {
         evals += r->rows[i].evals;
         int c = r->rows[i].top[0];
-        if (c < 0 || c >= n_classes) continue;
+        if (c < 0 || c >= s->n_classes) continue;
         classes += !count[c]++;
         most = count[c] > most ? count[c] : most;
     }
     free(count);
-    if (json)
+    if (s->co.json) {
         printf("{\"n\": %d, \"evals_per_image\": %.1f, \"leading_classes\": %d, \"largest_share\": %.4f, "
                "\"calibration\": ", r->n, evals / r->n, classes, (double)most / r->n);
-    if (json) {
-        json_string(stdout, path);
+        json_string(stdout, s->ro.calibration);
         printf("}\n");
     } else {
         printf("images: %d\nevaluations per image: %.1f\nleading classes: %d distinct, the most common leads %.1f%% "
-               "of the images\ncalibration: %s\n", r->n, evals / r->n, classes, 100.0 * most / r->n, path);
+               "of the images\ncalibration: %s\n", r->n, evals / r->n, classes, 100.0 * most / r->n,
+               s->ro.calibration);
     }
 }
 
-/* dc eval, or dc calibrate (unlabelled): the same run over a data set,
-   with its durable results, resumption and MPI ranks. */
-static int eval_main(int argc, char **argv, int unlabelled)
+static const run_kind eval_kind = {"eval", eval_help, "eval-results.jsonl", 1, prepare_eval, report_eval};
+static const run_kind calibrate_kind = {"calibrate", calibrate_help, "calibrate-results.jsonl", 0, prepare_calibrate,
+                                        report_calibrate};
+
+/* ---- the run's steps ---- */
+
+/* Rank 0, before the slow model load, so that a second run on the same
+   results is refused at once: the output paths, then the results file
+   opened (locked) and read into rd. */
+static void open_results(eval_state *s, reader *rd)
+{
+    const char *cal = s->ro.calibration;
+    char msg[8192];
+    if (cal && !check_output_path(cal, msg, sizeof msg)) die_code(2, "eval --calibrate: %s", msg);
+    if (cal && same_file(cal, s->results_path)) die_code(2, "eval: --calibrate and --results name one file, '%s'", cal);
+    if (!dlog_open(&s->log, s->results_path, read_line, rd, msg, sizeof msg))
+        die_code(s->log.holder ? 1 : 2, "eval: %s", msg);
+    s->log_open = 1;
+    warn_damage(s->results_path, rd->damaged, "; their images are evaluated again");
+    int dup = results_dedupe(rd->r);
+    if (dup)
+        fprintf(stderr, "dc: warning: '%s': %d row(s) repeat an image of an earlier row (two runs wrote it?): "
+                "each image counts once\n", s->results_path, dup);
+    s->file_rows = rd->r->n;
+}
+
+static void check_labels(const dataset *d, int n_classes)
+{
+    for (int i = 0; i < d->n; i++)
+        if (d->labels[i] >= n_classes) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "%d", d->labels[i]);
+            die("eval: label %s is past the end of the class list", msg);
+        }
+}
+
+/* Every rank: the model, its context and classes, and the stopping rule. */
+static void open_model(eval_state *s)
+{
+    common_opts *co = &s->co;
+    if (!open_classifier(co->model, &co->classes, co->tmpl, &s->m, &s->c, &s->cl)) driver_exit(1); /* it said why */
+    s->n_classes = dc_classes_count(s->cl);
+    /* a calibration compares classes at shared timesteps: the staged
+       schedule gives them, the default rule (t-tests) does not */
+    if (s->ro.calibration && co->o.stop == DC_STOP_AUTO) co->o.stop = DC_STOP_ADAPTIVE;
+    co->o.stop = choose_default_stop(co, s->m, s->n_classes, 1);
+    check_labels(&s->d, s->n_classes);
+}
+
+/* Rank 0: the selection, the file's rows of it (into s->mine: they count
+   in the report), and the images still to evaluate (s->todo). */
+static void plan_work(eval_state *s, reader *rd)
+{
+    const dataset *d = &s->d;
+    const results *done = rd->r;
+    if (rd->headers && rd->n_classes != s->n_classes)
+        die("eval: '%s' was made with a different class list", s->results_path);
+    if (rd->stop[0] && strcmp(rd->stop, stop_name(s->co.o.stop)))
+        die_code(2, "eval: '%s' holds results of --stop %s, this run uses --stop %s (give that option, "
+                 "or another --results file)", s->results_path, rd->stop, stop_name(s->co.o.stop));
+    if (rd->compute[0] && strcmp(rd->compute, driver_compute()))
+        die_code(2, "eval: '%s' holds results of --compute %s, this run computes in %s (give that option, "
+                 "or another --results file)", s->results_path, rd->compute, driver_compute());
+    s->n_selection = select_images(s->ro.subset, d->n, s->ro.shard_i, s->ro.shard_n, s->ro.limit, &s->selection);
+    sort_key = malloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
+    s->todo = malloc(sizeof(int) * (size_t)(s->n_selection ? s->n_selection : 1));
+    if (!sort_key || !s->todo) die("%s", "eval: out of memory");
+    for (int i = 0; i < d->n; i++) sort_key[i] = -1;
+    for (int j = 0; j < s->n_selection; j++) sort_key[s->selection[j]] = j;
+    int missing_cal = 0;
+    for (int i = 0; i < done->n; i++) {
+        result_row *row = &done->rows[i];
+        if (row->index < d->n && sort_key[row->index] >= 0) {
+            missing_cal += !row->has_cal;
+            results_add(&s->mine, row);
+        } else {
+            row_free(row);
+        }
+    }
+    if (s->ro.calibration && missing_cal)
+        die_code(2, "eval --calibrate: '%s' holds %d of these images without their timestep sums (evaluated "
+                 "without --calibrate); give another --results file", s->results_path, missing_cal);
+    char *have = calloc((size_t)d->n + 1, 1);
+    if (!have) die("%s", "eval: out of memory");
+    for (int i = 0; i < s->mine.n; i++) have[s->mine.rows[i].index] = 1;
+    for (int j = 0; j < s->n_selection; j++)
+        if (!have[s->selection[j]]) s->todo[s->n_todo++] = s->selection[j];
+    free(have);
+    if (!rd->headers && s->log.size == 0) write_header(s, s->ro.data.names[0], s->n_classes, driver_compute());
+    if (!s->co.quiet && s->mine.n)
+        fprintf(stderr, "eval: resuming: %d of %d images already in %s\n", s->mine.n, s->n_selection,
+                s->results_path);
+}
+
+/* Rank 0: the results file closed (synced), and the run's statistics. */
+static void close_results(eval_state *s)
+{
+    char msg[8192];
+    if (!s->co.quiet && isatty(2) && s->count) fprintf(stderr, "\n");
+    if (!dlog_close(&s->log, msg, sizeof msg)) write_failed(s, msg);
+    s->log_open = 0;
+    if (s->co.quiet) return;
+    fprintf(stderr, "%s: %d new result(s) in %s, which holds %d; disk syncs: %ld in %.3f s (writes %.3f s, run %.1f s)\n",
+            s->kind->name, s->count, s->results_path, s->file_rows, s->log.syncs, s->log.sync_seconds,
+            s->log.write_seconds, wall() - s->t0);
+    if (s->ranks > 1) {
+        fprintf(stderr, "eval: images per rank:");
+        for (int r = 0; r < s->ranks; r++) fprintf(stderr, " %d", s->per_rank[r]);
+        fprintf(stderr, "\n");
+    }
+}
+
+/* Rank 0: the calibration from the selection's timestep sums, added in the
+   selection's order, so that the same images give the same file however
+   they ran. */
+static void write_calibration(eval_state *s)
+{
+    char msg[8192];
+    calibration cb;
+    if (!calibration_init(&cb)) die("%s", "eval: out of memory");
+    for (int i = 0; i < s->mine.n; i++) calibration_add(&cb, s->mine.rows[i].cal, s->mine.rows[i].n_cal);
+    if (!s->mine.n) die("%s", "eval --calibrate: no image was evaluated");
+    if (!calibration_write(&cb, s->ro.calibration, s->co.model, s->mine.n, !s->kind->labelled, msg, sizeof msg))
+        die_code(1, "eval --calibrate: %s\ndc: the results in '%s' are whole (%d images with their timestep "
+                 "sums): rerun the same command to write the calibration from them", msg, s->results_path,
+                 s->file_rows);
+    calibration_free(&cb);
+}
+
+static void eval_state_free(eval_state *s)
+{
+    results_free(&s->mine);
+    free(sort_key);
+    sort_key = NULL;
+    free(s->todo);
+    free(s->selection);
+    free(s->rgb);
+    free(s->per_rank);
+    free(s->d.pixels);
+    free(s->d.labels);
+    names_free(&s->d.files);
+    names_free(&s->d.folder_classes);
+    names_free(&s->ro.data);
+    names_free(&s->co.classes);
+    dc_calibration_free(&s->co.cal);
+    par_workers_close(&s->pw); /* the other workers' contexts; the first is s->c */
+    dc_classes_free(s->cl);
+    dc_ctx_free(s->c);
+    dc_model_free(s->m);
+}
+
+/* dc eval or dc calibrate: the options and the data set; on rank 0 the
+   results file, opened before the model loads; the model; on rank 0 what is
+   left to do; the images over the ranks; on rank 0 the results closed, the
+   calibration written and the report. */
+static int run(int argc, char **argv, const run_kind *kind)
 {
     eval_state s;
     memset(&s, 0, sizeof s);
-    common_opts *co = &s.co;
-    common_opts_init(co);
-    name_list pos = {0};
-    const char *subset = NULL, *calibrate = NULL, *plot = NULL, *cmd = unlabelled ? "calibrate" : "eval";
-    s.results_path = unlabelled ? "calibrate-results.jsonl" : "eval-results.jsonl";
-    s.unlabelled = unlabelled;
-    long limit = -1;
-    int shard_i = 0, shard_n = 1, merge = 0, fit = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(unlabelled ? calibrate_help : eval_help, stdout);
-            return 0;
-        } else if (unlabelled && (!strcmp(a, "-o") || !strcmp(a, "--output")) && i + 1 < argc) calibrate = argv[++i];
-        else if (unlabelled && (!strcmp(a, "--merge") || !strcmp(a, "--fit-temperature") ||
-                                !strcmp(a, "--calibrate") || !strcmp(a, "--plot")))
-            die("calibrate: %s needs labels (dc eval)", a);
-        else if (!strcmp(a, "--merge")) merge = 1;
-        else if (!strcmp(a, "--fit-temperature")) fit = 1;
-        else if (parse_common_option(&i, argc, argv, co)) continue;
-        else if (!strcmp(a, "--subset") && i + 1 < argc) subset = argv[++i];
-        else if (!strcmp(a, "--limit") && i + 1 < argc) limit = parse_long(a, argv[++i], 0, 1L << 30);
-        else if (!strcmp(a, "--results") && i + 1 < argc) s.results_path = argv[++i];
-        else if (!strcmp(a, "--calibrate") && i + 1 < argc) calibrate = argv[++i];
-        else if (!strcmp(a, "--plot") && i + 1 < argc) plot = argv[++i];
-        else if (!strcmp(a, "--shard") && i + 1 < argc) {
-            const char *v = argv[++i];
-            if (sscanf(v, "%d/%d", &shard_i, &shard_n) != 2 || shard_n < 1 || shard_i < 0 || shard_i >= shard_n)
-                die("eval: --shard '%s': I/N with 0 <= I < N", v);
-        } else if (a[0] == '-' && a[1]) die_code(2, "%s: unknown or incomplete option '%s' (see dc %s --help)", cmd, a, cmd);
-        else names_add(&pos, a, strlen(a));
-    }
-    if (unlabelled) {
-        if (!calibrate) die("%s", "calibrate: where to? -o FILE (usage: dc calibrate [-m MODEL] IMAGES... -o FILE)");
-        if (!pos.n) die("%s", "calibrate: no images (usage: dc calibrate [-m MODEL] IMAGES... -o FILE)");
-        if (!co->schedule_set) { /* every class at one shared grid of 50 timesteps */
-            co->o.n_stages = 1, co->o.samples[0] = 50, co->o.keep[0] = 1;
-            co->o.stop = DC_STOP_ADAPTIVE;
-            co->schedule_set = 1;
-        }
-    }
-    if (merge) {
-        if (!pos.n) die("%s", "eval --merge: which result files?");
-        int rc = cmd_merge(pos.n, pos.names, co->json, fit, plot);
-        names_free(&pos);
-        names_free(&co->classes);
+    s.kind = kind;
+    common_opts_init(&s.co);
+    s.ro.limit = -1, s.ro.shard_n = 1;
+    s.results_path = kind->results;
+    if (!parse_run_options(&s, argc, argv)) return 0;
+    if (s.ro.merge) {
+        if (!s.ro.data.n) die("%s", "eval --merge: which result files?");
+        int rc = cmd_merge(s.ro.data.n, s.ro.data.names, s.co.json, s.ro.fit, s.ro.plot);
+        eval_state_free(&s);
         return rc;
     }
-    if (!unlabelled && (pos.n < 1 || pos.n > 2)) die("%s", "eval: usage: dc eval [-m MODEL] DATASET [LABELS] [OPTIONS]");
-    char default_model[4096], msg[8192];
-    common_opts_finish(co, default_model, sizeof default_model);
-    s.calibrate = calibrate != NULL;
-    /* usage errors before any file is opened or made */
-    dataset *d = &s.d;
-    struct stat sb;
-    int is_folder = !unlabelled && stat(pos.names[0], &sb) == 0 && S_ISDIR(sb.st_mode);
-    if (!unlabelled && is_folder && pos.n != 1) die("%s", "eval: a folder data set takes no label file");
-    if (!unlabelled && !is_folder && pos.n != 2) die("%s", "eval: an IDX image file needs its IDX label file after it");
-    if (unlabelled) load_unlabelled(d, &pos);
-    int rank;
-    s.ranks = par_start(&argc, &argv, &rank);
+    common_opts_finish(&s.co, s.default_model, sizeof s.default_model);
+    kind->prepare(&s);
+    s.ranks = par_start(&argc, &argv, &s.rank);
     s.per_rank = calloc((size_t)s.ranks, sizeof(int));
     if (!s.per_rank) die("%s", "eval: out of memory");
 
-    /* rank 0: the files first, before the slow model load, so that a second
-       run on the same results is refused at once */
     results done = {0};
     reader rd = {s.results_path, &done, 0, 0, 0, NULL, "", ""};
-    int dup = 0;
-    if (rank == 0) {
-        if (calibrate && !check_output_path(calibrate, msg, sizeof msg)) die_code(2, "eval --calibrate: %s", msg);
-        if (calibrate && same_file(calibrate, s.results_path))
-            die_code(2, "eval: --calibrate and --results name one file, '%s'", calibrate);
-        if (!dlog_open(&s.log, s.results_path, read_line, &rd, msg, sizeof msg))
-            die_code(s.log.holder ? 1 : 2, "eval: %s", msg);
-        s.log_open = 1;
-        warn_damage(s.results_path, rd.damaged, "; their images are evaluated again");
-        if ((dup = results_dedupe(&done)))
-            fprintf(stderr, "dc: warning: '%s': %d row(s) repeat an image of an earlier row (two runs wrote it?): "
-                    "each image counts once\n", s.results_path, dup);
-        s.file_rows = done.n;
-    }
+    if (s.rank == 0) open_results(&s, &rd);
+    open_model(&s);
+    if (s.rank == 0) plan_work(&s, &rd);
+    free(done.rows); /* plan_work took or freed each row */
+    /* the images run at once on this rank, each worker with its context and RGB buffer */
+    par_workers_open(&s.pw, s.m, s.c, s.rank == 0 ? s.n_todo : 1);
+    s.rgb = s.d.pixels ? malloc((size_t)s.d.w * s.d.h * 3 * s.pw.n) : NULL;
+    if (s.d.pixels && !s.rgb) die("%s", "eval: out of memory");
 
-    dc_model *m = NULL;
-    if (is_folder) {
-        load_folder(d, pos.names[0]);
-        if (!co->classes.n) /* the folders name the classes */
-            for (int i = 0; i < d->folder_classes.n; i++)
-                names_add(&co->classes, d->folder_classes.names[i], strlen(d->folder_classes.names[i]));
-        else if (co->classes.n != d->folder_classes.n)
-            die("%s", "eval: the class list and the data set's class folders differ in number");
-    }
-    if (!open_classifier(co->model, &co->classes, co->tmpl, &m, &s.c, &s.cl)) par_exit(1);
-    int n_classes = dc_classes_count(s.cl);
-    choose_default_stop(co, m, n_classes);
-    if (!is_folder && !unlabelled) load_idx(d, pos.names[0], pos.names[1], n_classes);
-    s.rgb = d->pixels ? malloc((size_t)d->w * d->h * 3) : NULL;
-    if (d->pixels && !s.rgb) die("%s", "eval: out of memory");
-
-    /* rank 0: what is left to do */
-    int n_idx = 0, *idx = NULL, *todo = NULL, n_todo = 0;
-    if (rank == 0) {
-        if (rd.headers && rd.n_classes != n_classes)
-            die("eval: '%s' was made with a different class list", s.results_path);
-        if (rd.stop[0] && strcmp(rd.stop, stop_name(co->o.stop)))
-            die_code(2, "eval: '%s' holds results of --stop %s, this run uses --stop %s (give that option, "
-                     "or another --results file)", s.results_path, rd.stop, stop_name(co->o.stop));
-        if (rd.compute[0] && strcmp(rd.compute, dc_model_compute(m)))
-            die_code(2, "eval: '%s' holds results of --compute %s, this run computes in %s (give that option, "
-                     "or another --results file)", s.results_path, rd.compute, dc_model_compute(m));
-        n_idx = select_images(subset, d->n, shard_i, shard_n, limit, &idx);
-        sort_key = malloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
-        todo = malloc(sizeof(int) * (size_t)(n_idx ? n_idx : 1));
-        if (!sort_key || !todo) die("%s", "eval: out of memory");
-        for (int i = 0; i < d->n; i++) sort_key[i] = -1;
-        for (int j = 0; j < n_idx; j++) sort_key[idx[j]] = j;
-        int missing_cal = 0;
-        for (int i = 0; i < done.n; i++) { /* the file's rows of this selection count in the report */
-            result_row *row = &done.rows[i];
-            if (row->index < d->n && sort_key[row->index] >= 0) {
-                missing_cal += !row->has_cal;
-                results_add(&s.mine, row);
-            } else {
-                row_free(row);
-            }
-        }
-        free(done.rows);
-        if (calibrate && missing_cal)
-            die_code(2, "eval --calibrate: '%s' holds %d of these images without their timestep sums (evaluated "
-                     "without --calibrate); give another --results file", s.results_path, missing_cal);
-        char *have = calloc((size_t)d->n + 1, 1);
-        if (!have) die("%s", "eval: out of memory");
-        for (int i = 0; i < s.mine.n; i++) have[s.mine.rows[i].index] = 1;
-        for (int j = 0; j < n_idx; j++)
-            if (!have[idx[j]]) todo[n_todo++] = idx[j];
-        free(have);
-        if (!rd.headers && s.log.size == 0) write_header(&s, pos.names[0], n_classes, dc_model_compute(m));
-        if (!co->quiet && s.mine.n)
-            fprintf(stderr, "eval: resuming: %d of %d images already in %s\n", s.mine.n, n_idx, s.results_path);
-    }
-
-    s.todo = n_todo;
     s.t0 = wall();
-    co->o.progress = eval_progress, co->o.progress_user = &s;
+    s.co.o.progress = eval_progress, s.co.o.progress_user = &s;
     par_work work = {eval_compute, eval_accept, eval_tick, &s};
-    par_run(todo, n_todo, &work);
+    par_run(s.todo, s.n_todo, &work, &s.pw);
 
-    if (rank == 0) {
-        if (!co->quiet && isatty(2) && s.count) fprintf(stderr, "\n");
-        if (!dlog_close(&s.log, msg, sizeof msg)) write_failed(&s, msg);
-        s.log_open = 0;
-        if (!co->quiet) {
-            fprintf(stderr, "%s: %d new result(s) in %s, which holds %d; disk syncs: %ld in %.3f s "
-                    "(writes %.3f s, run %.1f s)\n", cmd, s.count, s.results_path, s.file_rows, s.log.syncs,
-                    s.log.sync_seconds, s.log.write_seconds, wall() - s.t0);
-            if (s.ranks > 1) {
-                fprintf(stderr, "eval: images per rank:");
-                for (int r = 0; r < s.ranks; r++) fprintf(stderr, " %d", s.per_rank[r]);
-                fprintf(stderr, "\n");
-            }
-        }
-        /* the selection's order: the calibration adds the same numbers in the same order however the images ran */
+    if (s.rank == 0) {
+        close_results(&s);
         if (s.mine.n > 1) qsort(s.mine.rows, (size_t)s.mine.n, sizeof *s.mine.rows, cmp_selection);
-        if (calibrate) {
-            calibration cb;
-            if (!calibration_init(&cb)) die("%s", "eval: out of memory");
-            for (int i = 0; i < s.mine.n; i++) calibration_add(&cb, s.mine.rows[i].cal, s.mine.rows[i].n_cal);
-            if (!s.mine.n) die("%s", "eval --calibrate: no image was evaluated");
-            if (!calibration_write(&cb, calibrate, co->model, s.mine.n, s.unlabelled, msg, sizeof msg))
-                die_code(1, "eval --calibrate: %s\ndc: the results in '%s' are whole (%d images with their timestep "
-                         "sums): rerun the same command to write the calibration from them", msg, s.results_path,
-                         s.file_rows);
-            calibration_free(&cb);
-        }
-        name_list names = {0};
-        for (int i = 0; i < n_classes; i++) names_add(&names, dc_classes_name(s.cl, i), strlen(dc_classes_name(s.cl, i)));
-        if (s.mine.n && !unlabelled) report(&s.mine, n_classes, &names, co->json, fit, plot);
-        if (s.mine.n && unlabelled) report_unlabelled(&s.mine, n_classes, co->json, calibrate);
-        names_free(&names);
+        if (s.ro.calibration) write_calibration(&s);
+        if (s.mine.n) kind->report(&s);
     }
     int rc = s.rc;
-    results_free(&s.mine);
-    free(sort_key);
-    sort_key = NULL;
-    free(todo);
-    free(idx);
-    free(s.rgb);
-    free(s.per_rank);
-    free(d->pixels);
-    free(d->labels);
-    names_free(&d->files);
-    names_free(&d->folder_classes);
-    names_free(&pos);
-    names_free(&co->classes);
-    dc_classes_free(s.cl);
-    dc_ctx_free(s.c);
-    dc_model_free(m);
+    eval_state_free(&s);
     par_stop();
     return rc;
 }
 
 int cmd_eval(int argc, char **argv)
 {
-    return eval_main(argc, argv, 0);
+    return run(argc, argv, &eval_kind);
 }
 
 int cmd_calibrate(int argc, char **argv)
 {
-    return eval_main(argc, argv, 1);
+    return run(argc, argv, &calibrate_kind);
 }

@@ -1,10 +1,13 @@
 /* tools/driver/dc_main.c - the `dc` command-line driver.
 
-   Parses options, calls the library, prints. The only place in dc that
-   calls exit(). Commands grow with the model families; each has --help. */
+   Parses options, calls the library, prints. The library never exits; the
+   driver's errors end the process through driver_exit() (driver.c), the
+   one call of exit() in dc. Commands grow with the model families; each
+   has --help. */
 #define _POSIX_C_SOURCE 200809L
 #include "dc.h"
 #include "driver.h"
+#include "par.h"
 
 #include <errno.h>
 #include <math.h>
@@ -268,20 +271,24 @@ static const char *classify_help =
     "  --template T        prompt template with {} for the class name (text models;\n"
     "                      default: the model's own, else \"a photo of a {}.\")\n"
     "schedule:\n"
-    "  --samples A,B,..    timesteps scored by the end of each stage (default 50,500)\n"
-    "  --keep A,B,..       classes kept after each stage; the last is 1 (default 5,1)\n"
-    "  --stop adaptive|sequential|calibrated|screened\n"
-    "                      the paper's fixed stages; pruning by a paired t-test\n"
-    "                      (Clark & Jaini 2023) within the last stage's budget;\n"
-    "                      that test on timesteps drawn where classes differ most and\n"
-    "                      weighted back (the model's calibration, or --calibration);\n"
-    "                      or, for many classes, calibrated with a screen that drops\n"
-    "                      hopeless classes after one or a few timesteps.\n"
-    "                      Default: calibrated (screened above 20 classes) if the\n"
-    "                      model carries a calibration (the shipped models do) and\n"
-    "                      no schedule option is given, else adaptive\n"
+    "  --samples A,B,..    timesteps scored by the end of each stage (default 50,500);\n"
+    "                      the last is every rule's budget of timesteps\n"
+    "  --keep A,B,..       classes kept after each stage, the last 1 (default 5,1;\n"
+    "                      --stop adaptive alone reads it)\n"
+    "  --stop auto|adaptive|sequential|calibrated|screened\n"
+    "                      auto (the default): calibrated, or screened from 10\n"
+    "                      classes, when the model (the shipped ones do) or\n"
+    "                      --calibration carries a timestep calibration, else\n"
+    "                      sequential, and the output says how to make one;\n"
+    "                      adaptive: the paper's fixed stages (--samples, --keep);\n"
+    "                      sequential: pruning by a paired t-test (Clark & Jaini\n"
+    "                      2023) within the last stage's budget; calibrated: that\n"
+    "                      test on timesteps drawn where classes differ most and\n"
+    "                      weighted back; screened: calibrated, with a screen that\n"
+    "                      drops hopeless classes after one or a few timesteps\n"
     "  --calibration FILE  a timestep calibration from dc calibrate or dc eval\n"
-    "                      --calibrate (implies --stop calibrated unless screened)\n"
+    "                      --calibrate, for the rules that read one (auto,\n"
+    "                      calibrated, screened) in place of the model's\n"
     "  --alpha P           the test's level, --min-scores N scores before testing\n"
     "                      (defaults: sequential 0.002 and 20, calibrated and\n"
     "                      screened 0.005 and 10)\n"
@@ -294,7 +301,8 @@ static const char *classify_help =
     "  --trials N          noise draws per timestep (default 1)\n"
     "  --seed N            the noise; same seed, same result (default 0)\n"
     "  --size PX           image side before the VAE (default: the model's)\n"
-    "  --batch N           most evaluations per network call (default 16)\n"
+    "  --batch N           most evaluations per network call (default 16, the\n"
+    "                      library's)\n"
     "output:\n"
     "  --top K             classes shown per image (default 5)\n"
     "  --temperature T     also print probabilities softmax(-error / T); fit T with\n"
@@ -304,6 +312,158 @@ static const char *classify_help =
     "  --plot OUT.png      draw each top class's error against the timestep\n"
     "                      (several images: OUT-1.png, OUT-2.png, ...)\n"
     "  --quiet             no progress on stderr\n";
+
+/* One image's result as a reader should take it: the classes still in the
+   running by mean error (one when decided), then the dropped ones, each
+   with the timesteps it was scored on and its error against the best on
+   those same timesteps (dc_result.vs_best). A dropped class's own mean
+   covers fewer timesteps than the best's and is not shown: beside the
+   best's it would read as a score. prob: NULL, or per class. */
+static void print_text(const char *image, const dc_result *r, const dc_classes *cl, int k, int trials,
+                       const double *prob)
+{
+    const char *best = dc_classes_name(cl, r->ranking[0]);
+    printf("%s: %s%s\n", image, best, r->undecided ? " (undecided)" : "");
+    for (int j = 0; j < k; j++) {
+        int c = r->ranking[j], steps = r->n_scored[c] / (trials > 0 ? trials : 1);
+        if (j < r->n_left)
+            printf("  %d. %-30s error %.5f over %d timesteps", j + 1, dc_classes_name(cl, c), r->mean_error[c], steps);
+        else if (isnan(r->vs_best[c]))
+            printf("     %-30s dropped after %d timesteps", dc_classes_name(cl, c), steps);
+        else
+            printf("     %-30s dropped after %d timesteps, error %+.5f vs %s on those", dc_classes_name(cl, c), steps,
+                   r->vs_best[c], best);
+        if (prob) printf("  p %.3f", prob[c]);
+        printf("\n");
+    }
+    int more_kept = r->n_left > k ? r->n_left - k : 0, more = r->n_classes - k;
+    if (more && !more_kept) printf("  (%d more classes dropped; --top %d shows all)\n", more, r->n_classes);
+    else if (more)
+        printf("  (%d more classes: %d still in the running, %d dropped; --top %d shows all)\n", more, more_kept,
+               more - more_kept, r->n_classes);
+    printf("  %ld evaluations (%s), %d timesteps, %.2f s\n", r->n_evals, dc_stop_name(r->stop), r->n_timesteps,
+           r->seconds);
+    if (r->undecided)
+        printf("  undecided: the budget ran out with %d classes in the running, shown by mean error; the first "
+               "is the best so far\n", r->n_left);
+    if (r->note && *r->note) printf("  note: %s\n", r->note);
+}
+
+/* The same as one JSON object (JSON Lines): every number of the text and
+   the result's own (error, scored), "kept" for the classes in the
+   running. */
+static void print_json(const char *image, const dc_result *r, const dc_classes *cl, int k, int trials,
+                       const double *prob)
+{
+    printf("{\"image\": ");
+    json_string(stdout, image);
+    printf(", \"prediction\": ");
+    json_string(stdout, dc_classes_name(cl, r->ranking[0]));
+    printf(", \"top\": [");
+    for (int j = 0; j < k; j++) {
+        int c = r->ranking[j];
+        printf("%s{\"class\": ", j ? ", " : "");
+        json_string(stdout, dc_classes_name(cl, c));
+        printf(", \"kept\": %s, \"error\": %.6g, \"scored\": %d, \"timesteps\": %d", j < r->n_left ? "true" : "false",
+               r->mean_error[c], r->n_scored[c], r->n_scored[c] / (trials > 0 ? trials : 1));
+        if (isnan(r->vs_best[c])) printf(", \"vs_best\": null");
+        else printf(", \"vs_best\": %.6g", r->vs_best[c]);
+        if (prob) printf(", \"probability\": %.6g", prob[c]);
+        printf("}");
+    }
+    printf("], \"compute\": \"%s\", \"stop\": \"%s\", \"note\": ", driver_compute(), dc_stop_name(r->stop));
+    json_string(stdout, r->note ? r->note : "");
+    printf(", \"decided\": %s, \"left\": %d, \"evals\": %ld, \"timesteps\": %d, \"seconds\": %.3f}\n",
+           r->undecided ? "false" : "true", r->n_left, r->n_evals, r->n_timesteps, r->seconds);
+}
+
+/* Images classified at once (par_for) and printed in their order as soon
+   as each and all before it are done. */
+typedef struct {
+    dc_result r;
+    dc_status st;
+    dc_error err;
+    int ready;
+} classified;
+typedef struct {
+    const par_workers *pw;
+    const dc_classes *cl;
+    const dc_classify_opts *o;
+    progress_state *prog; /* worker 0's images show progress */
+    const name_list *images;
+    classified *out;      /* [images->n] */
+    const common_opts *co;
+    const char *plot;
+    int printed;          /* images printed so far, in order */
+    int rc;
+} classify_run;
+
+/* Prints image i's ranking in the chosen form (and its plot); 0 if the plot failed. */
+static int print_classified(const common_opts *co, const dc_classes *cl, const char *image, int i, int n_images,
+                            const char *plot, const dc_result *r)
+{
+    int ok = 1;
+    int k = co->top < r->n_classes ? co->top : r->n_classes;
+    /* calibrated probabilities: softmax(-error / T) over every class */
+    double *prob = calloc((size_t)r->n_classes, sizeof(double));
+    if (co->temperature > 0 && prob) {
+        double mn = r->mean_error[r->ranking[0]], z = 0;
+        for (int j = 0; j < r->n_classes; j++) mn = r->mean_error[j] < mn ? r->mean_error[j] : mn;
+        for (int j = 0; j < r->n_classes; j++) z += prob[j] = exp(-(r->mean_error[j] - mn) / co->temperature);
+        for (int j = 0; j < r->n_classes; j++) prob[j] /= z;
+    }
+    if (co->json) {
+        print_json(image, r, cl, k, co->o.trials, co->temperature > 0 ? prob : NULL);    } else if (co->csv) {
+        for (int j = 0; j < k; j++) {
+            csv_string(stdout, image);
+            printf(",%d,", j + 1);
+            csv_string(stdout, dc_classes_name(cl, r->ranking[j]));
+            printf(",%.6g\n", r->mean_error[r->ranking[j]]);
+        }
+    } else {
+        print_text(image, r, cl, k, co->o.trials, co->temperature > 0 ? prob : NULL);
+    }
+    if (plot) { /* OUT.png, or OUT-<i>.png for several images */
+        char path[4096];
+        const char *dot = strrchr(plot, '.');
+        if (n_images == 1 || !dot) snprintf(path, sizeof path, "%s", plot);
+        else snprintf(path, sizeof path, "%.*s-%d%s", (int)(dot - plot), plot, i + 1, dot);
+        if (!plot_result(path, image, r, cl, co->top)) ok = 0; /* it says why */
+    }
+    fflush(stdout);
+    free(prob);
+    return ok;
+}
+
+static void classify_one(void *user, int worker, int i)
+{
+    classify_run *run = user;
+    const char *image = run->images->names[i];
+    dc_classify_opts o = *run->o;
+    if (worker) o.progress = NULL;
+    else run->prog->start = run->prog->last = wall(), run->prog->label = image;
+    classified *out = &run->out[i];
+    out->st = dc_classify_image(run->pw->ctx[worker], run->cl, image, &o, &out->r, &out->err);
+    if (!worker && run->prog->tty && run->prog->enabled) fprintf(stderr, "\n");
+#ifdef _OPENMP
+#pragma omp critical(classify_print)
+#endif
+    {
+        out->ready = 1;
+        for (; run->printed < run->images->n && run->out[run->printed].ready; run->printed++) {
+            classified *next = &run->out[run->printed];
+            if (next->st != DC_OK) {
+                fprintf(stderr, "dc: %s\n", next->err.msg);
+                run->rc = 1;
+                continue;
+            }
+            if (!print_classified(run->co, run->cl, run->images->names[run->printed], run->printed,
+                                  run->images->n, run->plot, &next->r))
+                run->rc = 1;
+            dc_result_free(&next->r);
+        }
+    }
+}
 
 static int cmd_classify(int argc, char **argv)
 {
@@ -330,86 +490,29 @@ static int cmd_classify(int argc, char **argv)
     char default_model[4096];
     common_opts_finish(&co, default_model, sizeof default_model);
 
-    dc_error err;
     dc_model *m = NULL;
     dc_ctx *c = NULL;
     dc_classes *cl = NULL;
     int rc = 1;
     if (!open_classifier(co.model, &co.classes, co.tmpl, &m, &c, &cl)) goto done;
-    choose_default_stop(&co, m, dc_classes_count(cl));
+    (void)choose_default_stop(&co, m, dc_classes_count(cl), 0); /* its warnings; each result names the rule */
     progress_state prog = {!co.quiet, isatty(2), 0, 0, ""};
     co.o.progress = on_progress;
     co.o.progress_user = &prog;
     if (co.csv) printf("image,rank,class,error\n");
-    rc = 0;
-    for (int i = 0; i < images.n; i++) {
-        dc_result r;
-        prog.start = prog.last = wall();
-        prog.label = images.names[i];
-        dc_status st = dc_classify_image(c, cl, images.names[i], &co.o, &r, &err);
-        if (prog.tty && prog.enabled) fprintf(stderr, "\n");
-        if (st != DC_OK) {
-            fprintf(stderr, "dc: %s\n", err.msg);
-            rc = 1;
-            continue;
-        }
-        int k = co.top < r.n_classes ? co.top : r.n_classes;
-        /* calibrated probabilities: softmax(-error / T) over every class */
-        double *prob = calloc((size_t)r.n_classes, sizeof(double));
-        if (co.temperature > 0 && prob) {
-            double mn = r.mean_error[r.ranking[0]], z = 0;
-            for (int j = 0; j < r.n_classes; j++) mn = r.mean_error[j] < mn ? r.mean_error[j] : mn;
-            for (int j = 0; j < r.n_classes; j++) z += prob[j] = exp(-(r.mean_error[j] - mn) / co.temperature);
-            for (int j = 0; j < r.n_classes; j++) prob[j] /= z;
-        }
-        if (co.json) {
-            printf("{\"image\": ");
-            json_string(stdout, images.names[i]);
-            printf(", \"prediction\": ");
-            json_string(stdout, dc_classes_name(cl, r.ranking[0]));
-            printf(", \"top\": [");
-            for (int j = 0; j < k; j++) {
-                printf("%s{\"class\": ", j ? ", " : "");
-                json_string(stdout, dc_classes_name(cl, r.ranking[j]));
-                printf(", \"error\": %.6g, \"scored\": %d", r.mean_error[r.ranking[j]], r.n_scored[r.ranking[j]]);
-                if (co.temperature > 0) printf(", \"probability\": %.6g", prob[r.ranking[j]]);
-                printf("}");
-            }
-            printf("], \"compute\": \"%s\", \"stop\": \"%s\", \"decided\": %s, \"left\": %d, \"evals\": %ld, "
-                   "\"timesteps\": %d, \"seconds\": %.3f}\n", dc_model_compute(m), stop_name(co.o.stop), r.undecided ? "false" : "true", r.n_left, r.n_evals,
-                   r.n_timesteps, r.seconds);
-        } else if (co.csv) {
-            for (int j = 0; j < k; j++) {
-                printf("\"%s\",%d,\"%s\",%.6g\n", images.names[i], j + 1, dc_classes_name(cl, r.ranking[j]),
-                       r.mean_error[r.ranking[j]]);
-            }
-        } else {
-            printf("%s: %s\n", images.names[i], dc_classes_name(cl, r.ranking[0]));
-            for (int j = 0; j < k; j++) {
-                printf("  %d. %-30s error %.5f (%d scores)", j + 1, dc_classes_name(cl, r.ranking[j]),
-                       r.mean_error[r.ranking[j]], r.n_scored[r.ranking[j]]);
-                if (co.temperature > 0) printf("  p %.3f", prob[r.ranking[j]]);
-                printf("\n");
-            }
-            printf("  %ld evaluations (%s), %d timesteps, %.2f s\n", r.n_evals, stop_name(co.o.stop),
-                   r.n_timesteps, r.seconds);
-            if (r.undecided)
-                printf("  undecided: the budget ran out with %d classes in the running; the first is the best "
-                       "so far\n", r.n_left);
-        }
-        if (plot) { /* OUT.png, or OUT-<i>.png for several images */
-            char path[4096];
-            const char *dot = strrchr(plot, '.');
-            if (images.n == 1 || !dot) snprintf(path, sizeof path, "%s", plot);
-            else snprintf(path, sizeof path, "%.*s-%d%s", (int)(dot - plot), plot, i + 1, dot);
-            if (!plot_result(path, images.names[i], &r, cl, co.top)) rc = 1; /* it says why */
-        }
-        fflush(stdout);
-        free(prob);
-        dc_result_free(&r);
-    }
+    /* one image per worker at a time, each printed once it and all before it are done */
+    par_workers pw;
+    par_workers_open(&pw, m, c, images.n);
+    classified *out = calloc((size_t)images.n, sizeof *out);
+    if (!out) die("%s", "out of memory");
+    classify_run run = {&pw, cl, &co.o, &prog, &images, out, &co, plot, 0, 0};
+    par_for(&pw, images.n, classify_one, &run);
+    rc = run.rc;
+    free(out);
+    par_workers_close(&pw);
 done:
     names_free(&co.classes);
+    dc_calibration_free(&co.cal);
     names_free(&images);
     dc_classes_free(cl);
     dc_ctx_free(c);

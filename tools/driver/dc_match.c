@@ -59,7 +59,6 @@ int cmd_match(int argc, char **argv)
     co.o.samples[0] = samples;
     co.o.keep[0] = 1;
 
-    dc_error err;
     dc_model *m = NULL;
     dc_ctx *c = NULL;
     dc_classes *cl = NULL;
@@ -72,14 +71,7 @@ int cmd_match(int argc, char **argv)
     co.o.progress_user = &prog;
     for (int i = 0; i < ni; i++) {
         dc_result r;
-        prog.start = prog.last = wall();
-        prog.label = images.names[i];
-        dc_status st = dc_classify_image(c, cl, images.names[i], &co.o, &r, &err);
-        if (prog.tty && prog.enabled) fprintf(stderr, "\n");
-        if (st != DC_OK) {
-            fprintf(stderr, "dc: %s\n", err.msg);
-            goto done;
-        }
+        if (classify_file(c, cl, images.names[i], &co.o, &prog, &r) != DC_OK) goto done;
         for (int k = 0; k < nc; k++) e[(size_t)i * nc + k] = r.mean_error[k];
         dc_result_free(&r);
     }

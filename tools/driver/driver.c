@@ -18,7 +18,8 @@ void driver_exit_hook(void (*hook)(int code))
     exit_hook = hook;
 }
 
-static void leave(int code)
+/* The one exit() of dc: the library returns a status and never exits. */
+void driver_exit(int code)
 {
     if (exit_hook) exit_hook(code);
     exit(code);
@@ -29,7 +30,7 @@ void die(const char *fmt, const char *arg)
     fprintf(stderr, "dc: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n");
-    leave(2);
+    driver_exit(2);
 }
 
 void die_code(int code, const char *fmt, ...)
@@ -40,7 +41,7 @@ void die_code(int code, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
-    leave(code);
+    driver_exit(code);
 }
 
 
@@ -90,22 +91,32 @@ long parse_long(const char *opt, const char *s, long lo, long hi)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi) {
-        fprintf(stderr, "dc: %s: '%s' is not a number in [%ld, %ld]\n", opt, s, lo, hi);
-        exit(2);
-    }
+    if (!*s || *end || errno || v < lo || v > hi) die_code(2, "%s: '%s' is not a number in [%ld, %ld]", opt, s, lo, hi);
     return v;
+}
+
+/* The next line of f (what names the file in an error) without its
+   newline or CR; -1 at the end of the file. A line longer than
+   DRIVER_LINE_MAX bytes is an error. */
+static long next_line(FILE *f, char line[DRIVER_LINE_MAX + 2], const char *what)
+{
+    if (!fgets(line, DRIVER_LINE_MAX + 2, f)) return -1;
+    size_t len = strlen(line);
+    if (len == DRIVER_LINE_MAX + 1 && line[len - 1] != '\n')
+        die_code(2, "%s: a line is longer than %d bytes", what, DRIVER_LINE_MAX);
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    return (long)len;
 }
 
 /* Reads class names, one per line (blank lines and # comments skipped), from f
    until EOF; trailing spaces and CR are trimmed. */
 void read_names(FILE *f, name_list *l, const char *what)
 {
-    char line[4096];
-    while (fgets(line, sizeof line, f)) {
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n') die("%s: a line is longer than 4095 bytes", what);
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ')) line[--len] = 0;
+    char line[DRIVER_LINE_MAX + 2];
+    long got;
+    while ((got = next_line(f, line, what)) >= 0) {
+        size_t len = (size_t)got;
+        while (len && line[len - 1] == ' ') line[--len] = 0;
         if (!len || line[0] == '#') continue;
         names_add(l, line, len);
     }
@@ -155,17 +166,13 @@ void load_preset(const char *name, dc_classify_opts *o, name_list *classes, char
         data_path(path, sizeof path, rel);
     }
     FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "dc: --preset %s: cannot open %s (presets: cifar10 stl10 pets fashion_mnist imagenet "
-                "food flowers aircraft objectnet)\n", name, path);
-        exit(2);
-    }
-    char line[4096];
+    if (!f)
+        die_code(2, "--preset %s: cannot open %s (presets: cifar10 stl10 pets fashion_mnist imagenet food flowers "
+                 "aircraft objectnet)", name, path);
+    char line[DRIVER_LINE_MAX + 2];
     int keep_n = -1;
-    while (fgets(line, sizeof line, f)) {
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n') die("%s: a line is longer than 4094 bytes", path);
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    long len;
+    while ((len = next_line(f, line, path)) >= 0) {
         if (!len || line[0] == '#') continue;
         if (!strncmp(line, "template ", 9)) {
             if ((size_t)snprintf(tmpl, tcap, "%s", line + 9) >= tcap) die("%s: template too long", path);
@@ -173,6 +180,8 @@ void load_preset(const char *name, dc_classify_opts *o, name_list *classes, char
             o->n_stages = parse_list("preset samples", line + 8, o->samples, DC_MAX_STAGES);
         } else if (!strncmp(line, "keep ", 5)) {
             keep_n = parse_list("preset keep", line + 5, o->keep, DC_MAX_STAGES);
+        } else if (!strncmp(line, "stop ", 5)) {
+            if (!parse_stop(line + 5, &o->stop)) die("%s: stop must be auto, adaptive, sequential, calibrated or screened", path);
         } else if (!strncmp(line, "loss ", 5)) {
             const char *v = line + 5;
             if (!strcmp(v, "l2")) o->loss = DC_LOSS_L2;
@@ -183,8 +192,7 @@ void load_preset(const char *name, dc_classify_opts *o, name_list *classes, char
             read_names(f, classes, path);
             break;
         } else {
-            fprintf(stderr, "dc: %s: cannot read line '%s'\n", path, line);
-            exit(2);
+            die_code(2, "%s: cannot read line '%s'", path, line);
         }
     }
     if (keep_n >= 0 && keep_n != o->n_stages) die("%s: 'keep' needs as many counts as 'samples'", path);
@@ -220,6 +228,18 @@ void on_progress(void *user, long done, long total)
     }
 }
 
+dc_status classify_file(dc_ctx *c, const dc_classes *cl, const char *path, const dc_classify_opts *o,
+                        progress_state *prog, dc_result *r)
+{
+    dc_error err;
+    prog->start = prog->last = wall();
+    prog->label = path;
+    dc_status st = dc_classify_image(c, cl, path, o, r, &err);
+    if (prog->tty && prog->enabled) fprintf(stderr, "\n"); /* past the bar */
+    if (st != DC_OK) fprintf(stderr, "dc: %s\n", err.msg);
+    return st;
+}
+
 void json_string(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -232,13 +252,22 @@ void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+void csv_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
 
 void common_opts_init(common_opts *co)
 {
     memset(co, 0, sizeof *co);
     co->tmpl[0] = 0; /* empty: the model's own template (dc_classes_new) */
     dc_classify_opts_default(&co->o);
-    co->o.batch = 16;
     co->top = 5;
 }
 
@@ -263,21 +292,15 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
         o->n_stages = parse_list("--samples", VALUE(), o->samples, DC_MAX_STAGES);
         co->schedule_set = 1;
     } else if (!strcmp(a, "--keep")) {
-        co->schedule_set = 1;
+        co->schedule_set = co->keep_set = 1;
         int n = parse_list("--keep", VALUE(), o->keep, DC_MAX_STAGES);
         if (n != o->n_stages) die("%s", "--keep needs as many counts as --samples");
     } else if (!strcmp(a, "--stop")) {
         const char *v = VALUE();
         co->schedule_set = 1;
-        if (!strcmp(v, "sequential")) o->stop = DC_STOP_SEQUENTIAL;
-        else if (!strcmp(v, "adaptive")) o->stop = DC_STOP_ADAPTIVE;
-        else if (!strcmp(v, "calibrated")) o->stop = DC_STOP_CALIBRATED;
-        else if (!strcmp(v, "screened")) o->stop = DC_STOP_SCREENED;
-        else die("--stop '%s': adaptive, sequential, calibrated or screened", v);
+        if (!parse_stop(v, &o->stop)) die("--stop '%s': auto, adaptive, sequential, calibrated or screened", v);
     } else if (!strcmp(a, "--calibration")) {
-        co->calibration = VALUE();
-        if (o->stop != DC_STOP_SCREENED) o->stop = DC_STOP_CALIBRATED; /* the rules that read it */
-        co->schedule_set = 1;
+        co->calibration = VALUE(); /* read by common_opts_finish; the rule is --stop's alone */
     } else if (!strcmp(a, "--max-evals")) o->max_evals = parse_long(a, VALUE(), 1, 1L << 40);
     else if (!strcmp(a, "--max-seconds")) {
         const char *v = VALUE();
@@ -287,9 +310,9 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
     } else if (!strcmp(a, "--alpha")) {
         const char *v = VALUE();
         char *end;
-        o->seq_alpha = strtod(v, &end);
-        if (*end || !(o->seq_alpha > 0 && o->seq_alpha < 1)) die("--alpha '%s': a level in (0, 1)", v);
-    } else if (!strcmp(a, "--min-scores")) o->seq_min_scores = (int)parse_long(a, VALUE(), 2, 100000);
+        o->ttest_alpha = strtod(v, &end);
+        if (*end || !(o->ttest_alpha > 0 && o->ttest_alpha < 1)) die("--alpha '%s': a level in (0, 1)", v);
+    } else if (!strcmp(a, "--min-scores")) o->ttest_min_scores = (int)parse_long(a, VALUE(), 2, 100000);
     else if (!strcmp(a, "--loss")) {
         const char *v = VALUE();
         if (!strcmp(v, "l2")) o->loss = DC_LOSS_L2;
@@ -314,29 +337,13 @@ int parse_common_option(int *i, int argc, char **argv, common_opts *co)
     return 1;
 }
 
-/* A timestep calibration file (dc eval --calibrate writes one): lines
-   "t spread [...]", '#' comments. */
+/* A timestep calibration file (dc calibrate and dc eval --calibrate write
+   them), read and checked by the library. */
 static void read_calibration(common_opts *co)
 {
-    FILE *f = fopen(co->calibration, "r");
-    if (!f) die("--calibration: cannot open '%s'", co->calibration);
-    char line[512];
-    int n = 0;
-    while (fgets(line, sizeof line, f)) {
-        char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
-        if (*p == '#' || *p == '\n' || !*p) continue;
-        int t;
-        float spread;
-        if (sscanf(p, "%d %f", &t, &spread) != 2 || n == CALIBRATION_MAX) {
-            fclose(f);
-            die("--calibration: '%s': expected at most 1024 lines of \"timestep spread\"", co->calibration);
-        }
-        co->calib_t[n] = t, co->calib_spread[n] = spread, n++;
-    }
-    fclose(f);
-    if (!n) die("--calibration: '%s' has no timestep", co->calibration);
-    co->o.calib_t = co->calib_t, co->o.calib_spread = co->calib_spread, co->o.n_calib = n;
+    dc_error err;
+    if (dc_calibration_load(&co->cal, co->calibration, &err) != DC_OK) die("--calibration: %s", err.msg);
+    co->o.calib_t = co->cal.t, co->o.calib_spread = co->cal.spread, co->o.n_calib = co->cal.n;
 }
 
 void common_opts_finish(common_opts *co, char *model_buf, size_t cap)
@@ -358,17 +365,33 @@ void common_opts_finish(common_opts *co, char *model_buf, size_t cap)
     }
 }
 
-void choose_default_stop(common_opts *co, const dc_model *m, int n_classes)
+int parse_stop(const char *name, dc_stop *stop)
 {
-    if (!co->schedule_set && dc_model_has_calibration(m))
-        co->o.stop = n_classes > DC_SCREEN_ABOVE ? DC_STOP_SCREENED : DC_STOP_CALIBRATED;
+    for (int k = DC_STOP_ADAPTIVE; k <= DC_STOP_AUTO; k++)
+        if (!strcmp(name, dc_stop_name((dc_stop)k))) return *stop = (dc_stop)k, 1;
+    return 0;
+}
+
+dc_stop choose_default_stop(common_opts *co, const dc_model *m, int n_classes, int say_note)
+{
+    const char *note;
+    dc_stop rule = dc_classify_rule(m, &co->o, n_classes, &note);
+    if (co->keep_set && rule != DC_STOP_ADAPTIVE)
+        fprintf(stderr, "dc: warning: --keep: --stop %s does not keep by stages (--stop adaptive does)\n",
+                dc_stop_name(rule));
+    if (co->calibration && rule != DC_STOP_CALIBRATED && rule != DC_STOP_SCREENED)
+        fprintf(stderr, "dc: warning: --calibration: --stop %s does not read a calibration\n", dc_stop_name(rule));
+    if (say_note && *note && !co->quiet) fprintf(stderr, "dc: note: %s\n", note);
+    return rule;
 }
 
 const char *stop_name(dc_stop stop)
 {
-    return stop == DC_STOP_SEQUENTIAL ? "sequential" : stop == DC_STOP_CALIBRATED ? "calibrated"
-           : stop == DC_STOP_SCREENED ? "screened" : "adaptive";
+    return dc_stop_name(stop);
 }
+
+/* what the model open_classifier loaded computes in (driver_compute) */
+static const char *compute_loaded = "f32";
 
 int open_classifier(const char *model, const name_list *names, const char *tmpl, dc_model **m, dc_ctx **c,
                     dc_classes **cl)
@@ -384,6 +407,7 @@ int open_classifier(const char *model, const name_list *names, const char *tmpl,
     if (dc_classes_truncated(*cl))
         fprintf(stderr, "dc: warning: %d prompt(s) longer than the text encoder's 77 tokens were cut\n",
                 dc_classes_truncated(*cl));
+    compute_loaded = dc_model_compute(*m);
     return 1;
 }
 
@@ -394,3 +418,5 @@ static dc_load_opts load_opts; /* the driver's one setting for every model it lo
 void driver_set_compute(dc_compute c) { load_opts.compute = c; }
 
 const dc_load_opts *driver_load_opts(void) { return &load_opts; }
+
+const char *driver_compute(void) { return compute_loaded; }

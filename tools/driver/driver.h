@@ -16,7 +16,10 @@ void die_code(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-/* hook(code) runs instead of exit(code) in die and die_code (NULL: exit) */
+/* Ends the process with code: runs the hook first (par.c's, under MPI,
+   ends the whole job), then exit(code), the only call of exit() in dc. */
+void driver_exit(int code);
+/* hook(code) runs first in driver_exit (NULL: none) */
 void driver_exit_hook(void (*hook)(int code));
 
 typedef struct {
@@ -30,6 +33,9 @@ void names_free(name_list *l);
 int parse_list(const char *opt, const char *s, int *out, int cap);
 /* a whole decimal number in [lo, hi], or exit 2 naming the option */
 long parse_long(const char *opt, const char *s, long lo, long hi);
+/* The longest line, in bytes before its newline, of the text files the
+   driver reads (class lists, presets); a longer one is an error. */
+#define DRIVER_LINE_MAX 4094
 /* class names, one per line; blank lines and # comments skipped */
 void read_names(FILE *f, name_list *l, const char *what);
 /* buf = <data>/<rel>: $DC_DATA, the installed share/dc, or the repository's data/ */
@@ -45,7 +51,15 @@ typedef struct {
 double wall(void);
 /* dc_classify_opts.progress: a bar on a terminal, a line every 10 s otherwise */
 void on_progress(void *user, long done, long total);
+/* dc_classify_image on one file, its progress (o->progress_user = prog)
+   labelled with the path; on failure prints the library's reason. */
+dc_status classify_file(dc_ctx *c, const dc_classes *cl, const char *path, const dc_classify_opts *o,
+                        progress_state *prog, dc_result *r);
 void json_string(FILE *f, const char *s);
+/* s as one CSV field (RFC 4180): always quoted, so that commas, quotes
+   and line breaks in a path or class name stay inside it; a quote is
+   written twice */
+void csv_string(FILE *f, const char *s);
 
 /* The options classify and eval share: model, classes, schedule, output.
    parse_common_option consumes argv[*i] (and its value) if it is one of
@@ -55,13 +69,12 @@ typedef struct {
     char tmpl[1024];
     name_list classes;
     dc_classify_opts o;
-    int schedule_set;    /* --samples, --keep, --stop, --calibration or --preset given */
+    int schedule_set;    /* --samples, --keep, --stop or --preset given */
+    int keep_set;        /* --keep given (the adaptive schedule's) */
     int top, json, csv, quiet;
     double temperature;  /* > 0: print probabilities softmax(-error / T) */
-    const char *calibration; /* --calibration FILE, read into calib_* */
-#define CALIBRATION_MAX 1024     /* timesteps a calibration file may list */
-    int calib_t[CALIBRATION_MAX];
-    float calib_spread[CALIBRATION_MAX];
+    const char *calibration; /* --calibration FILE, read into cal (o.calib_* point there) */
+    dc_calibration cal;
 } common_opts;
 void common_opts_init(common_opts *co);
 int parse_common_option(int *i, int argc, char **argv, common_opts *co);
@@ -76,21 +89,23 @@ void common_opts_finish(common_opts *co, char *model_buf, size_t cap);
 int open_classifier(const char *model, const name_list *names, const char *tmpl, dc_model **m, dc_ctx **c,
                     dc_classes **cl);
 
-/* With no schedule option, a model that carries a timestep calibration
-   classifies with --stop calibrated (about 10x fewer evaluations than the
-   paper's schedule at the same accuracy, bench/README.md), or --stop
-   screened above DC_SCREEN_ABOVE classes, where the t-test's minimum
-   scores per class would dominate the cost; others with the paper's
-   adaptive schedule. */
-#define DC_SCREEN_ABOVE 20
-void choose_default_stop(common_opts *co, const dc_model *m, int n_classes);
-/* "adaptive", "sequential", "calibrated" or "screened" */
+/* "auto", "adaptive", ... -> *stop (dc_stop_name's names); 0 for another name */
+int parse_stop(const char *name, dc_stop *stop);
+/* The rule co->o.stop names for this model and class count, DC_STOP_AUTO
+   resolved by the library (dc_classify_rule); says on stderr when
+   --calibration or --keep go unread, and with say_note the library's note
+   when the default fell back to the t-test for lack of a calibration
+   (unless --quiet; dc classify prints it per image instead). */
+dc_stop choose_default_stop(common_opts *co, const dc_model *m, int n_classes, int say_note);
+/* dc_stop_name */
 const char *stop_name(dc_stop stop);
 
 /* ---- --compute: a global option, so every command that loads a network
    runs it the same way (the model-load options every command passes) ---- */
 void driver_set_compute(dc_compute c);
 const dc_load_opts *driver_load_opts(void);
+/* "f32" or "int8": what the model open_classifier loaded computes in (auto resolved) */
+const char *driver_compute(void);
 
 int cmd_eval(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);

@@ -1,6 +1,8 @@
 /* tools/driver/par.c - the work distribution of `dc eval` (par.h): MPI
-   point-to-point messages in the `make MPI=1` build (DC_MPI), a plain loop
-   otherwise.
+   point-to-point messages between ranks in the `make MPI=1` build
+   (DC_MPI), and within a process the images the library says to run at
+   once (dc_images_at_once), one per OpenMP thread (par_for, which `dc
+   classify` uses too).
 
    Protocol: a worker sends TAG_UP messages to rank 0, each "INDEX LINE"
    (the result of the image it was given; empty for its first request);
@@ -22,6 +24,9 @@
 #include <time.h>
 #ifdef DC_MPI
 #include <mpi.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
 #endif
 
 enum { TAG_UP = 1, TAG_DOWN = 2 };
@@ -51,7 +56,7 @@ int par_start(int *argc, char ***argv, int *rank)
     /* only the main thread calls MPI; OpenMP threads compute */
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     P.mpi = 1;
-    driver_exit_hook(par_exit);
+    driver_exit_hook(par_abort);
     MPI_Comm_size(MPI_COMM_WORLD, &P.size);
     MPI_Comm_rank(MPI_COMM_WORLD, &P.rank);
     *rank = P.rank;
@@ -68,20 +73,60 @@ void par_stop(void)
     driver_exit_hook(NULL);
 }
 
-void par_exit(int code)
+void par_abort(int code)
 {
     fflush(stdout);
     fflush(stderr);
 #ifdef DC_MPI
     if (P.mpi) MPI_Abort(MPI_COMM_WORLD, code);
 #endif
-    exit(code);
+    (void)code;
+}
+
+/* the calling thread: worker 0 (OpenMP's thread 0 inside par_for) */
+static int main_thread(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num() == 0;
+#else
+    return 1;
+#endif
+}
+
+/* A worker's next image, or -1: todo is shared with par_serve's answers */
+static int next_image(void)
+{
+    int image = -1;
+#ifdef _OPENMP
+#pragma omp critical(par_next)
+#endif
+    if (P.next < P.n) image = P.todo[P.next++];
+    return image;
+}
+
+static void accept_line(int image, int rank, const char *line)
+{
+#ifdef _OPENMP
+#pragma omp critical(par_accept)
+#endif
+    P.w->accept(P.w->user, image, rank, line);
+}
+
+static void tick(void)
+{
+    if (!P.w || !P.w->tick) return;
+#ifdef _OPENMP
+#pragma omp critical(par_accept)
+#endif
+    P.w->tick(P.w->user);
 }
 
 void par_serve(void)
 {
+    if (!P.w || !main_thread()) return;
+    tick();
 #ifdef DC_MPI
-    if (!P.mpi || P.rank != 0 || !P.w || P.serving) return;
+    if (!P.mpi || P.rank != 0 || P.serving) return;
     P.serving = 1;
     for (;;) {
         int flag = 0, len = 0;
@@ -96,10 +141,10 @@ void par_serve(void)
         if (len) {
             char *sp = strchr(msg, ' ');
             if (!sp) die("eval: a rank sent a message that is not a result: '%.200s'", msg);
-            P.w->accept(P.w->user, atoi(msg), st.MPI_SOURCE, sp + 1);
+            accept_line(atoi(msg), st.MPI_SOURCE, sp + 1);
         }
         free(msg);
-        int next = P.next < P.n ? P.todo[P.next++] : -1;
+        int next = next_image();
         if (next < 0) P.workers--;
         MPI_Send(&next, 1, MPI_INT, st.MPI_SOURCE, TAG_DOWN, MPI_COMM_WORLD);
     }
@@ -115,7 +160,7 @@ static void worker_loop(const par_work *w)
         int image;
         MPI_Recv(&image, 1, MPI_INT, 0, TAG_DOWN, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
         if (image < 0) break;
-        char *line = w->compute(w->user, image);
+        char *line = w->compute(w->user, 0, image);
         size_t n = strlen(line);
         char *msg = malloc(n + 16);
         if (!msg) die("%s", "eval: out of memory");
@@ -127,7 +172,21 @@ static void worker_loop(const par_work *w)
 }
 #endif
 
-void par_run(const int *todo, int n, const par_work *w)
+/* one turn of par_run on this rank: the next image, if any is left (par_for
+   gives n turns, and other ranks take images from todo too) */
+static void run_local(void *user, int worker, int k)
+{
+    (void)k;
+    const par_work *w = user;
+    int image = next_image();
+    if (image < 0) return;
+    char *line = w->compute(w->user, worker, image);
+    accept_line(image, 0, line);
+    free(line);
+    par_serve();
+}
+
+void par_run(const int *todo, int n, const par_work *w, const par_workers *pw)
 {
 #ifdef DC_MPI
     if (P.mpi && P.rank != 0) {
@@ -136,20 +195,54 @@ void par_run(const int *todo, int n, const par_work *w)
     }
 #endif
     P.w = w, P.todo = todo, P.n = n, P.next = 0, P.workers = P.mpi ? P.size - 1 : 0;
-    for (;;) {
+    par_serve();
+    par_for(pw, n, run_local, (void *)w);
+    while (P.workers > 0) { /* the last images are out on other ranks */
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
         par_serve();
-        if (P.next < P.n) {
-            int image = todo[P.next++];
-            char *line = w->compute(w->user, image);
-            w->accept(w->user, image, 0, line);
-            free(line);
-        } else if (P.workers > 0) { /* the last images are out on other ranks */
-            struct timespec ts = {0, 2000000};
-            nanosleep(&ts, NULL);
-        } else {
-            break;
-        }
-        if (w->tick) w->tick(w->user);
     }
     P.w = NULL;
+}
+
+void par_workers_open(par_workers *pw, const dc_model *m, dc_ctx *first, int n_images)
+{
+    int n = dc_images_at_once(m);
+    if (n > n_images) n = n_images;
+    if (n < 1) n = 1;
+    pw->ctx = calloc((size_t)n, sizeof *pw->ctx);
+    if (!pw->ctx) die("%s", "out of memory");
+    pw->n = n;
+    pw->ctx[0] = first;
+    for (int i = 1; i < n; i++) {
+        dc_error err;
+        if (dc_ctx_new(&pw->ctx[i], m, &err) != DC_OK) die("%s", err.msg);
+    }
+}
+
+void par_workers_close(par_workers *pw)
+{
+    for (int i = 1; i < pw->n; i++) dc_ctx_free(pw->ctx[i]);
+    free(pw->ctx);
+    pw->ctx = NULL, pw->n = 0;
+}
+
+void par_for(const par_workers *pw, int n, void (*one)(void *user, int worker, int k), void *user)
+{
+    if (pw->n <= 1) {
+        for (int k = 0; k < n; k++) one(user, 0, k);
+        return;
+    }
+#ifdef _OPENMP
+    /* each worker runs dc at one thread: its layers are not split, and
+       OpenBLAS, inside a parallel region, multiplies on the calling thread */
+#pragma omp parallel num_threads(pw->n)
+    {
+        omp_set_num_threads(1);
+#pragma omp for schedule(dynamic, 1)
+        for (int k = 0; k < n; k++) one(user, omp_get_thread_num(), k);
+    }
+#else
+    for (int k = 0; k < n; k++) one(user, 0, k);
+#endif
 }

@@ -19,27 +19,21 @@ through the real converter (tools/convert/convert.py --family clip) into TMPDIR:
 
 Called by tools/refs/prepare_tests.py. usage: prepare_clip.py TMPDIR [FIXTURES]
 """
-import glob
 import json
 import os
 import shutil
-import sys
 import tempfile
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
-import convert  # noqa: E402
+from prepare_tests import ROOT, convert_fixture_and_cases, convert_in_process, folders  # and tools/convert on the path
 import convert_clip  # noqa: E402
 from dcw import write_dcw  # noqa: E402
-from prepare_tests import folders  # noqa: E402
 from safetensors_np import open_safetensors, write_safetensors  # noqa: E402
 
 
 def convert_text(src, out, *options):
-    convert.main([src, "--family", "clip", "-o", out, *options])
+    convert_in_process("clip", src, out, *options)
 
 
 def modified_copy(case_dir, dst, drop=(), add=None):
@@ -54,13 +48,7 @@ def modified_copy(case_dir, dst, drop=(), add=None):
 
 def main():
     tmp, fixtures = folders(__doc__)
-    fixture = os.path.join(fixtures, "clip_text_quickgelu")
-    if os.path.isdir(fixture):
-        for dt in ("f32", "f16", "q8"):
-            convert_text(fixture, os.path.join(tmp, f"clip_fixture_{dt}.dcw"), "--dtype", dt)
-    cases = sorted(glob.glob(os.path.join(ROOT, "tests", "data", "clip", "*")))
-    for case in cases:
-        convert_text(case, os.path.join(tmp, f"clip_{os.path.basename(case)}.dcw"))
+    convert_fixture_and_cases("clip", os.path.join(fixtures, "clip_text_quickgelu"), tmp)
 
     data = os.path.join(ROOT, "tests", "data", "clip")
     with tempfile.TemporaryDirectory() as work:

@@ -19,6 +19,25 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CONVERT = os.path.join(ROOT, "tools", "convert", "convert.py")
+# the converter's modules, for the prepare_*.py scripts that import this one
+sys.path.insert(0, os.path.dirname(CONVERT))
+import convert  # noqa: E402
+
+
+def convert_in_process(family, src, out, *options):
+    """convert.py SRC --family FAMILY -o OUT [OPTIONS] in this process: a
+    refusal raises SystemExit with the converter's message."""
+    convert.main([src, "--family", family, "-o", out, *options])
+
+
+def convert_fixture_and_cases(family, fixture, tmp):
+    """TMP/<family>_fixture_<dtype>.dcw from the golden fixture folder at each
+    dtype, and TMP/<family>_<case>.dcw (f32) from each tests/data/<family>/<case>."""
+    if os.path.isdir(fixture):
+        for dt in ("f32", "f16", "q8"):
+            convert_in_process(family, fixture, os.path.join(tmp, f"{family}_fixture_{dt}.dcw"), "--dtype", dt)
+    for case in sorted(glob.glob(os.path.join(ROOT, "tests", "data", family, "*"))):
+        convert_in_process(family, case, os.path.join(tmp, f"{family}_{os.path.basename(case)}.dcw"))
 
 
 def folders(usage):

@@ -224,6 +224,19 @@ def prepare(tmp, fixtures):
 
 # ---------------------------------------------------------------- cross-check (dev only)
 
+def merge_pair(word, pair):
+    """word (a tuple or list of symbols) with every occurrence of the adjacent pair joined, left to right."""
+    out, i = [], 0
+    while i < len(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+            out.append(word[i] + word[i + 1])
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return out
+
+
 class ReferenceTokenizer:
     """openai/CLIP's SimpleTokenizer.encode as described in its source, ftfy stubbed."""
 
@@ -247,15 +260,7 @@ class ReferenceTokenizer:
             best = min(pairs, key=lambda p: self.ranks.get(p, float("inf")))
             if best not in self.ranks:
                 break
-            out, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
-                    out.append(word[i] + word[i + 1])
-                    i += 2
-                else:
-                    out.append(word[i])
-                    i += 1
-            word = out
+            word = merge_pair(word, best)
         return word
 
     def encode(self, text):

@@ -18,27 +18,21 @@ through the real converter (tools/convert/convert.py --family unet) into TMPDIR:
 
 Called by tools/refs/prepare_tests.py. usage: prepare_unet.py TMPDIR [FIXTURES]
 """
-import glob
 import json
 import os
 import shutil
-import sys
 import tempfile
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tools", "convert"))
-import convert  # noqa: E402
+from prepare_tests import ROOT, convert_fixture_and_cases, convert_in_process, folders  # and tools/convert on the path
 import convert_unet  # noqa: E402
 from dcw import write_dcw  # noqa: E402
-from prepare_tests import folders  # noqa: E402
 from safetensors_np import open_safetensors, write_safetensors  # noqa: E402
 
 
 def convert_unet_file(src, out, *options):
-    convert.main([src, "--family", "unet", "-o", out, *options])
+    convert_in_process("unet", src, out, *options)
 
 
 def write_modified(case_dir, out, edit):
@@ -99,13 +93,8 @@ def key_lists(fixtures, tmp):
 
 def main():
     tmp, fixtures = folders(__doc__)
-    fixture = os.path.join(fixtures, "unet_sd1")
-    if os.path.isdir(fixture):
-        for dt in ("f32", "f16", "q8"):
-            convert_unet_file(fixture, os.path.join(tmp, f"unet_fixture_{dt}.dcw"), "--dtype", dt)
+    convert_fixture_and_cases("unet", os.path.join(fixtures, "unet_sd1"), tmp)
     data = os.path.join(ROOT, "tests", "data", "unet")
-    for case in sorted(glob.glob(os.path.join(data, "*"))):
-        convert_unet_file(case, os.path.join(tmp, f"unet_{os.path.basename(case)}.dcw"))
 
     sd2 = os.path.join(data, "sd2_linear")
     with tempfile.TemporaryDirectory() as work:

@@ -204,6 +204,13 @@ def sincos_2d(dim, grid):
     return np.concatenate([sincos_1d(dim // 2, gh), sincos_1d(dim // 2, gw)], axis=1)
 
 
+def ema_update(ema, current, decay=0.999):
+    """ema[k] = decay * ema[k] + (1 - decay) * current[k] for every k: the weights that are saved."""
+    with torch.no_grad():
+        for k, v in current.items():
+            ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+
+
 def train_dit(out, vae_dir, minutes, seed):
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -233,9 +240,7 @@ def train_dit(out, vae_dir, minutes, seed):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            for k, v in sd.items():
-                ema[k].mul_(0.999).add_(v.detach(), alpha=0.001)
+        ema_update(ema, sd)
         step += 1
         if step % 100 == 0:
             el = time.time() - t0

@@ -44,8 +44,9 @@ sys.path[:0] = [os.path.join(ROOT, "tools", "convert"), os.path.join(ROOT, "tool
 import convert_tokenizer  # noqa: E402
 import make_unet_refs  # noqa: E402
 from make_clip_refs import clip_text_forward, make_state  # noqa: E402
+from prepare_tokenizer import merge_pair  # noqa: E402
 from safetensors_np import write_safetensors  # noqa: E402
-from train_fmnist import CLASSES, load_vae, train_images  # noqa: E402
+from train_fmnist import CLASSES, ema_update, load_vae, train_images  # noqa: E402
 
 # the first is the one dc classifies with (stored in the model as classes.template)
 TEMPLATES = ["a photo of a {}.", "a {}.", "a picture of a {}.", "a black and white photo of a {}.",
@@ -78,19 +79,6 @@ def words_of(text):
     for w in WORDS.findall(re.sub(r"\s+", " ", text).strip().lower()):
         sym = [chars[b] for b in w.encode("utf-8")]
         out.append(tuple(sym[:-1] + [sym[-1] + "</w>"]))
-    return out
-
-
-def merge_pair(word, pair):
-    """word (a tuple or list of symbols) with every occurrence of the adjacent pair joined, left to right."""
-    out, i = [], 0
-    while i < len(word):
-        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
-            out.append(word[i] + word[i + 1])
-            i += 2
-        else:
-            out.append(word[i])
-            i += 1
     return out
 
 
@@ -232,11 +220,8 @@ def train(out, vae_dir, minutes, seed):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            for k, v in text.items():
-                ema_text[k].mul_(0.999).add_(v.detach(), alpha=0.001)
-            for k, v in unet.state_dict().items():
-                ema_unet[k].mul_(0.999).add_(v, alpha=0.001)
+        ema_update(ema_text, text)
+        ema_update(ema_unet, unet.state_dict())
         step += 1
         if step % 100 == 0:
             el = time.time() - t0
