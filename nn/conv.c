@@ -157,7 +157,7 @@ void dc__conv2d(dc__runner *r, float *y, const float *x, const dc__tensor *W, co
 void dc__conv2d_forward(float *y, const float *x, const float *W, const float *b,
                         const dc__conv2d_shape *s, float *cols)
 {
-    dc__matrix m = {W, s->cout, s->cin * s->kh * s->kw, NULL, NULL, 0};
+    dc__matrix m = {W, s->cout, s->cin * s->kh * s->kw, NULL, NULL, 0, 0};
     conv_run(y, x, &m, b, s, cols);
 }
 

@@ -106,13 +106,14 @@ size_t dc__decode_floats(const dc__tensor *W)
 
 dc__matrix dc__matrix_of(dc__runner *r, const dc__tensor *W, size_t at)
 {
-    dc__matrix m = {NULL, (int)W->shape[0], (int)(W->numel / W->shape[0]), NULL, NULL, 0};
+    dc__matrix m = {NULL, (int)W->shape[0], (int)(W->numel / W->shape[0]), NULL, NULL, 0, 0};
     if (W->q8) {
         /* the runner reserved this scratch (dc__runner_use_int8) */
         DC_ASSERT(r->q8buf && r->q8_tile_bytes && r->q8_chunk_bytes);
         m.q8 = W->q8;
         m.scratch = r->q8buf;
         m.stride = r->q8_tile_bytes;
+        m.slices = r->q8cap / r->q8_tile_bytes;
         return m;
     }
     if (W->dtype == DC_F32) {
@@ -127,45 +128,44 @@ dc__matrix dc__matrix_of(dc__runner *r, const dc__tensor *W, size_t at)
 }
 
 /* ---- int8 compute: the runner's scratch, by where the product runs ----
-   Inside a parallel region (a convolution's tiles, one per thread) each
-   thread quantises its at most DC_Q8_TILE columns into its own slice;
-   outside one the product shares W's rows among the threads and takes the
-   columns DC_Q8_CHUNK at a time, quantised once into the whole scratch. */
+   Outside a parallel region the product shares W's rows among the threads
+   and takes the columns DC_Q8_CHUNK at a time, quantised once into the
+   whole scratch. Inside one it runs on the calling thread, DC_Q8_TILE
+   columns at a time, in that thread's slice: a convolution's tiles (a team
+   no larger than the thread count the runner reserved slices for), or a
+   caller's own threads, each with its own runner (the driver's workers:
+   then any slice is this thread's alone, and a thread number beyond the
+   slices takes the first). */
 
-static int in_parallel_thread(void)
+static unsigned char *thread_slice(const dc__matrix *W)
 {
 #ifdef _OPENMP
-    return omp_in_parallel() ? omp_get_thread_num() : -1;
-#else
-    return -1;
+    if (omp_in_parallel()) {
+        size_t tid = (size_t)omp_get_thread_num();
+        return W->scratch + (tid < W->slices ? tid : 0) * W->stride;
+    }
 #endif
+    return NULL;
 }
 
 static void int8_rows(float *y, const float *x, const dc__matrix *W, const float *b, int rows)
 {
-    int tid = in_parallel_thread();
-    if (tid >= 0) {
-        DC_ASSERT(rows <= DC_Q8_TILE);
-        dc__q8_matmul_rows(y, x, W->q8, b, rows, W->scratch + (size_t)tid * W->stride);
-        return;
-    }
-    for (int n0 = 0; n0 < rows; n0 += DC_Q8_CHUNK) {
-        int n = rows - n0 < DC_Q8_CHUNK ? rows - n0 : DC_Q8_CHUNK;
-        dc__q8_matmul_rows(y + (size_t)n0 * W->out, x + (size_t)n0 * W->in, W->q8, b, n, W->scratch);
+    unsigned char *slice = thread_slice(W);
+    int step = slice ? DC_Q8_TILE : DC_Q8_CHUNK;
+    for (int n0 = 0; n0 < rows; n0 += step) {
+        int n = rows - n0 < step ? rows - n0 : step;
+        dc__q8_matmul_rows(y + (size_t)n0 * W->out, x + (size_t)n0 * W->in, W->q8, b, n,
+                           slice ? slice : W->scratch);
     }
 }
 
 static void int8_cols(float *y, int ldy, const dc__matrix *W, const float *x, int ldx, int cols)
 {
-    int tid = in_parallel_thread();
-    if (tid >= 0) {
-        DC_ASSERT(cols <= DC_Q8_TILE);
-        dc__q8_matmul_cols(y, ldy, W->q8, x, ldx, cols, W->scratch + (size_t)tid * W->stride);
-        return;
-    }
-    for (int n0 = 0; n0 < cols; n0 += DC_Q8_CHUNK) {
-        int n = cols - n0 < DC_Q8_CHUNK ? cols - n0 : DC_Q8_CHUNK;
-        dc__q8_matmul_cols(y + n0, ldy, W->q8, x + n0, ldx, n, W->scratch);
+    unsigned char *slice = thread_slice(W);
+    int step = slice ? DC_Q8_TILE : DC_Q8_CHUNK;
+    for (int n0 = 0; n0 < cols; n0 += step) {
+        int n = cols - n0 < step ? cols - n0 : step;
+        dc__q8_matmul_cols(y + n0, ldy, W->q8, x + n0, ldx, n, slice ? slice : W->scratch);
     }
 }
 

@@ -324,7 +324,7 @@ typedef struct {
     int out, in;
     const struct dc__q8mat *q8;
     unsigned char *scratch;
-    size_t stride;
+    size_t stride, slices;  /* per-thread slices of the scratch: bytes, count */
 } dc__matrix;
 
 /* Floats of the runner's weight scratch that W takes while it is
