@@ -63,6 +63,7 @@ NN_SRC = nn/core.c nn/kernels.c nn/kernels_avx512.c nn/kernels_avx2.c nn/kernels
          nn/cpu.c nn/npy.c nn/weights.c nn/linear.c nn/conv.c nn/norm.c nn/ops.c nn/attn.c \
          nn/dit.c nn/tokenizer.c nn/clip.c nn/vae.c nn/unet.c nn/model.c nn/forward.c nn/stats.c \
          nn/image.c
+NN_SRC += nn/int8.c # int8 compute: packing at load (the product itself: nn/q8*.c)
 LIB_SRC = $(NN_SRC) dc.c
 LIB_OBJ = $(LIB_SRC:%.c=$(B)/%.o)
 HEADERS = dc.h dc_internal.h nn/nn.h nn/simd.h nn/simd_end.h nn/kernels_vec.h nn/tokenizer.h nn/clip.h \
@@ -180,6 +181,8 @@ $(B)/sd_bench: $(B)/bench/sd_bench.o $(B)/libdc.a
 $(B)/q8_bench: $(B)/bench/q8_bench.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 $(B)/many_classes: $(B)/bench/many_classes.o $(B)/libdc.a
+	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
+$(B)/int8_layers: $(B)/bench/int8_layers.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 # the quick benches; bench/dit_bench.sh and bench/sd_bench.sh are the long
 # full-size ones, against PyTorch in the same run

@@ -77,15 +77,36 @@ const char *dc_status_name(dc_status s);
 
 typedef struct dc_model dc_model;
 
+/* How a model multiplies by its weights (dc_load_opts.compute). */
+typedef enum {
+    DC_COMPUTE_F32 = 0, /* OpenBLAS sgemm on f32 weights (f16 and q8 files decoded
+                           a layer at a time): the reference */
+    DC_COMPUTE_INT8,    /* weights quantised per output row to int8 and packed at
+                           load, activations quantised per token / per pixel as
+                           they are multiplied, exact int32 sums */
+    DC_COMPUTE_AUTO     /* int8 where the CPU has an int8 dot-product unit (x86
+                           VNNI, Arm SDOT) whose kernel passed its self-check,
+                           f32 otherwise */
+} dc_compute;
+
 typedef struct {
     int skip_checksum; /* 1: trust the file and skip the checksum pass
                           (faster start on large files already verified) */
+    dc_compute compute; /* DC_COMPUTE_F32 (0) unless set */
 } dc_load_opts;
 
 /* Memory-maps and validates a .dcw file. opts may be NULL (defaults). */
 dc_status dc_model_load(dc_model **out, const char *path,
                         const dc_load_opts *opts, dc_error *err);
 void dc_model_free(dc_model *m);
+
+/* The compute type a loaded model runs with, `auto` resolved: "f32" or
+   "int8"; and for int8 the kernel variant ("avx512vnni", "neondot", ...,
+   "" for f32). */
+const char *dc_model_compute(const dc_model *m);
+const char *dc_model_int8_variant(const dc_model *m);
+/* "f32", "int8", "auto" -> *c; 0 for anything else. */
+int dc_compute_parse(const char *s, dc_compute *c);
 
 /* The model's family ("sd", "dit", ...), from its metadata. */
 const char *dc_model_family(const dc_model *m);
@@ -366,8 +387,19 @@ typedef struct {
     char better[32];    /* a better core than the one in use, even when the
                            user's OPENBLAS_CORETYPE rules it out, or "" */
     int user_set;       /* OPENBLAS_CORETYPE was set by the user */
+    /* the int8 product (--compute int8): the variant that runs, and what
+       its check against the scalar twin (and any variant skipped) said */
+    char int8[32];      /* "avx512vnni", "avx2", "neondot", "scalar", ... */
+    char int8_check[256];
+    int int8_dot;       /* 1: the variant uses a dot-product unit, so
+                           DC_COMPUTE_AUTO means int8 on this CPU */
 } dc_blas_info;
 void dc_blas_check(dc_blas_info *info);
+
+/* A quick measurement (a fraction of a second): multiply-adds per second
+   of OpenBLAS sgemm and of the int8 product on one fixed problem (a
+   1024 x 1024 weight by 1024 columns), with the threads in use. */
+void dc_compute_rates(double *f32_macs, double *int8_macs);
 
 #ifdef __cplusplus
 }

@@ -1,15 +1,16 @@
 /* bench/sd_bench.c - Stable Diffusion UNet speed and memory, and the
    classification pipeline's peak RSS.
 
-   usage: sd_bench MODEL.dcw LATENT BATCH REPS
+   usage: sd_bench MODEL.dcw LATENT BATCH REPS [f32|int8]
             seconds per dc__unet_forward at a LATENT x LATENT latent and BATCH
-            samples (77-token contexts): one line with the best seconds per
+            samples (77-token contexts), computed in f32 (the default) or int8
+            (the model name gets ":int8"): one line with the best seconds per
             eval, per sample, GFLOP/s, the process's peak RSS, and the rate of
             a raw 2048^3 sgemm measured in the same process (the reference)
           sd_bench --flops MODEL.dcw [LATENT...]
             the UNet's work per sample (default at 32 and 64), by kind, and
             the activation memory dc__unet_forward plans for
-          sd_bench --pipeline MODEL.dcw [CLASSES [SIZE]]
+          sd_bench --pipeline MODEL.dcw [CLASSES [SIZE [f32|int8]]]
             peak RSS of the whole classification path through the public API:
             load, CLASSES prompts through the tokenizer and text encoder, a
             SIZE px image (default 512) through the VAE encoder, one timestep
@@ -25,6 +26,7 @@
    next to the same forward in PyTorch (bench/sd_torch.py). */
 #define _POSIX_C_SOURCE 200809L
 #include "../nn/nn.h"
+#include "../nn/q8.h"
 
 #include <cblas.h>
 
@@ -123,14 +125,23 @@ static double sd_total(sd_macs f)
 
 /* ---------------------------------------------------------------- modes */
 
-static int sd_open(const char *path, dc__weights *w, dc__unet *m)
+/* int8: the matrices packed for int8 compute with the variant
+   dc_model_load would take here */
+static int sd_open(const char *path, dc__weights *w, dc__unet *m, int int8)
 {
     dc_error err;
+    char why[256];
     if (dc__weights_open(w, path, 0, &err) != DC_OK) {
         fprintf(stderr, "sd_bench: %s\n", err.msg);
         return 0;
     }
-    if (dc__unet_build(m, w, "unet.", &err) != DC_OK) {
+    const dc__q8variant *v = int8 ? dc__q8_best(why, sizeof why) : NULL;
+    if (int8 && !v) {
+        fprintf(stderr, "sd_bench: no int8 product here: %s\n", why);
+        dc__weights_close(w);
+        return 0;
+    }
+    if ((v && dc__int8_begin(w, v, DC_INT8_MIN_SIDE, &err) != DC_OK) || dc__unet_build(m, w, "unet.", &err) != DC_OK) {
         fprintf(stderr, "sd_bench: %s\n", err.msg);
         dc__weights_close(w);
         return 0;
@@ -142,7 +153,7 @@ static int sd_flops_mode(const char *path, int n_sizes, char **sizes)
 {
     dc__weights w;
     static dc__unet m; /* large (pools of layers): not on the stack */
-    if (!sd_open(path, &w, &m)) return 1;
+    if (!sd_open(path, &w, &m, 0)) return 1;
     const char *dflt[] = {"32", "64"};
     if (!n_sizes) n_sizes = 2, sizes = (char **)dflt;
     for (int i = 0; i < n_sizes; i++) {
@@ -184,7 +195,7 @@ static double sd_sgemm_gflops(void)
     return 2.0 * N * N * N / best / 1e9;
 }
 
-static int sd_unet_mode(const char *path, int S, int n, int reps)
+static int sd_unet_mode(const char *path, int S, int n, int reps, int int8)
 {
     dc__weights w;
     static dc__unet m;
@@ -195,7 +206,10 @@ static int sd_unet_mode(const char *path, int S, int n, int reps)
         fprintf(stderr, "sd_bench: LATENT, BATCH and REPS must be positive\n");
         return 2;
     }
-    if (!sd_open(path, &w, &m)) return 1;
+    double tl = sd_now();
+    if (!sd_open(path, &w, &m, int8)) return 1;
+    tl = sd_now() - tl;
+    dc__runner_use_int8(&r, &w);
     const int L = 77;
     size_t xn = (size_t)n * m.in_ch * S * S, cn = (size_t)n * L * m.cross_dim;
     float *x = malloc(xn * sizeof *x), *ctx = malloc(cn * sizeof *ctx), *t = malloc((size_t)n * sizeof *t);
@@ -220,9 +234,11 @@ static int sd_unet_mode(const char *path, int S, int n, int reps)
     }
     double flops = 2 * sd_total(sd_unet_macs(&m, S, S, L)) * n, rss = sd_peak_rss_mb();
     double gf = flops / best / 1e9, sgemm = sd_sgemm_gflops();
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", sd_base(path), int8 ? ":int8" : "");
     printf("dc     %-28s %3dx%-3d batch %2d  %8.3f s/eval  %7.3f s/sample  %6.1f GFLOP/s  peak RSS %6.0f MB"
-           "  (sgemm %5.1f GFLOP/s: %3.0f%%)\n",
-           sd_base(path), S, S, n, best, best / n, gf, rss, sgemm, 100 * gf / sgemm);
+           "  (sgemm %5.1f GFLOP/s: %3.0f%%)  load %.1f s\n",
+           name, S, S, n, best, best / n, gf, rss, sgemm, 100 * gf / sgemm, tl);
     dc__runner_free(&r);
     dc__weights_close(&w);
     free(x), free(ctx), free(t), free(out);
@@ -234,7 +250,7 @@ static void sd_progress_none(void *user, long done, long total)
     (void)user, (void)done, (void)total;
 }
 
-static int sd_pipeline_mode(const char *path, int n_classes, int size)
+static int sd_pipeline_mode(const char *path, int n_classes, int size, int int8)
 {
     dc_error err;
     dc_model *model = NULL;
@@ -257,7 +273,8 @@ static int sd_pipeline_mode(const char *path, int n_classes, int size)
     for (int i = 0; i < n_classes; i++) snprintf(names[i], sizeof names[i], "object %d", i), ptrs[i] = names[i];
     for (size_t i = 0; i < (size_t)size * size * 3; i++) rgb[i] = (unsigned char)((i * 2654435761u) >> 24);
     double t0 = sd_now();
-    if (dc_model_load(&model, path, NULL, &err) != DC_OK || dc_ctx_new(&c, model, &err) != DC_OK) goto fail;
+    dc_load_opts lo = {0, int8 ? DC_COMPUTE_INT8 : DC_COMPUTE_F32};
+    if (dc_model_load(&model, path, &lo, &err) != DC_OK || dc_ctx_new(&c, model, &err) != DC_OK) goto fail;
     double rss_load = sd_peak_rss_mb(), t1 = sd_now();
     if (dc_classes_new(&cl, c, ptrs, n_classes, "a photo of a {}.", &err) != DC_OK) goto fail;
     double rss_text = sd_peak_rss_mb(), t2 = sd_now();
@@ -270,7 +287,7 @@ static int sd_pipeline_mode(const char *path, int n_classes, int size)
     double t3 = sd_now(), rss = sd_peak_rss_mb();
     printf("dc     %-28s pipeline: %d classes, %d px image, %ld UNet evals  load %.1f s, text %.1f s, "
            "VAE+UNet %.1f s  peak RSS: after load %.0f MB, after text encoder %.0f MB, in all %.0f MB\n",
-           sd_base(path), n_classes, size, res.n_evals, t1 - t0, t2 - t1, t3 - t2, rss_load, rss_text, rss);
+           int8 ? "int8 compute" : sd_base(path), n_classes, size, res.n_evals, t1 - t0, t2 - t1, t3 - t2, rss_load, rss_text, rss);
     rc = 0;
     goto done;
 fail:
@@ -284,14 +301,23 @@ done:
     return rc;
 }
 
+/* "f32" (or absent) 0, "int8" 1, anything else -1 */
+static int sd_compute_arg(int argc, char **argv, int i)
+{
+    if (i >= argc || !strcmp(argv[i], "f32")) return 0;
+    return !strcmp(argv[i], "int8") ? 1 : -1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && !strcmp(argv[1], "--flops")) return sd_flops_mode(argv[2], argc - 3, argv + 3);
-    if (argc >= 3 && argc <= 5 && !strcmp(argv[1], "--pipeline"))
-        return sd_pipeline_mode(argv[2], argc > 3 ? atoi(argv[3]) : 2, argc > 4 ? atoi(argv[4]) : 512);
-    if (argc == 5 && argv[1][0] != '-') return sd_unet_mode(argv[1], atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
-    fprintf(stderr, "usage: sd_bench MODEL.dcw LATENT BATCH REPS\n"
+    if (argc >= 3 && argc <= 6 && !strcmp(argv[1], "--pipeline") && sd_compute_arg(argc, argv, 5) >= 0)
+        return sd_pipeline_mode(argv[2], argc > 3 ? atoi(argv[3]) : 2, argc > 4 ? atoi(argv[4]) : 512,
+                                sd_compute_arg(argc, argv, 5));
+    if ((argc == 5 || argc == 6) && argv[1][0] != '-' && sd_compute_arg(argc, argv, 5) >= 0)
+        return sd_unet_mode(argv[1], atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), sd_compute_arg(argc, argv, 5));
+    fprintf(stderr, "usage: sd_bench MODEL.dcw LATENT BATCH REPS [f32|int8]\n"
                     "       sd_bench --flops MODEL.dcw [LATENT...]\n"
-                    "       sd_bench --pipeline MODEL.dcw [CLASSES [SIZE]]\n");
+                    "       sd_bench --pipeline MODEL.dcw [CLASSES [SIZE [f32|int8]]]\n");
     return 2;
 }

@@ -11,16 +11,27 @@
 # 512 px, UNet) for each dtype in PIPELINE_DTYPES (the target: q8 at most
 # 1.6 GB).
 #
+# Each dtype runs with each compute type in COMPUTES (f32: OpenBLAS sgemm;
+# int8: weights packed at load, nn/q8.h's product; the model name gets
+# ":int8"), ROUNDS times interleaved (the machine may be shared); with more
+# than one round the medians follow, and per file and size the int8 speedup
+# over f32 compute. The header names the CPU's vector units and the int8
+# variant dc runs (dc blas), with its quick rates of both products.
+#
 # usage: bench/sd_bench.sh   (env: VERSION=1.5|2.1 SIZES="32 64" BATCHES="1 8"
-#                             REPS=2 DTYPES="f32 f16 q8" TORCH=1
+#                             REPS=2 DTYPES="f32 f16 q8" COMPUTES="f32 int8"
+#                             ROUNDS=1 TORCH=1
 #                             PIPELINE_DTYPES=q8 (empty: none) PIPELINE_CLASSES=2
-#                             THREADS=all cores)
+#                             PIPELINE_COMPUTES="f32 int8" THREADS=all cores)
 set -e
 cd "$(dirname "$0")/.."
 : "${VERSION:=1.5}" "${SIZES:=32 64}" "${BATCHES:=1 8}" "${REPS:=2}" "${DTYPES:=f32 f16 q8}"
+: "${COMPUTES:=f32 int8}" "${ROUNDS:=1}" "${PIPELINE_COMPUTES:=f32 int8}"
 : "${TORCH:=1}" "${PIPELINE_DTYPES=q8}" "${PIPELINE_CLASSES:=2}"
 : "${THREADS:=$(nproc)}" "${PYTHON:=/usr/bin/python3}"
 export OMP_NUM_THREADS=$THREADS
+# as the dc driver does: threads that spin while waiting lose badly on a busy machine
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 B=build/release
 # the Makefile may not have a rule for sd_bench yet: give make the same one it has for dit_bench
 make -s $B/sd_bench >/dev/null 2>&1 || printf '%s\n\t%s\n' '$(B)/sd_bench: $(B)/bench/sd_bench.o $(B)/libdc.a' \
@@ -30,6 +41,7 @@ tag=sd$(echo "$VERSION" | tr -d .)
 pipe=bench/models/$tag-random
 echo "SD $VERSION UNet bench: $(date -u +%Y-%m-%d), $(nproc) cores, $THREADS threads," \
      "load $(cut -d' ' -f1-3 /proc/loadavg), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $(./dc blas | head -1)"
+sh bench/int8_header.sh "$B/dc"
 [ -f "$pipe/model_index.json" ] || $PYTHON bench/make_random_sd.py "$pipe" --version "$VERSION" >/dev/null
 for dt in $DTYPES $PIPELINE_DTYPES; do
     out=bench/models/$tag-$dt.dcw
@@ -37,15 +49,21 @@ for dt in $DTYPES $PIPELINE_DTYPES; do
 done
 first=$(echo $DTYPES $PIPELINE_DTYPES | cut -d' ' -f1)
 $B/sd_bench --flops bench/models/$tag-$first.dcw $SIZES
+all=$(mktemp)
+trap 'rm -f "$all"' EXIT
+for round in $(seq "$ROUNDS"); do
 for size in $SIZES; do
     gflop=$($B/sd_bench --flops bench/models/$tag-$first.dcw "$size" | sed -nE 's/.*per sample: ([0-9.]+) GFLOP.*/\1/p')
     for n in $BATCHES; do
         lines=""
         for dt in $DTYPES; do
-            line=$($B/sd_bench bench/models/$tag-$dt.dcw "$size" "$n" "$REPS")
-            echo "$line"
-            lines="$lines$line
+            for cp in $COMPUTES; do
+                line=$($B/sd_bench bench/models/$tag-$dt.dcw "$size" "$n" "$REPS" "$cp")
+                echo "$line  load avg $(cut -d' ' -f1 /proc/loadavg)"
+                echo "$line" >>"$all"
+                lines="$lines$line
 "
+            done
         done
         [ "$TORCH" = 0 ] && continue
         tline=$($PYTHON bench/sd_torch.py "$pipe" "$size" "$n" "$REPS" "$THREADS" --gflop="$gflop")
@@ -58,6 +76,10 @@ for size in $SIZES; do
         done
     done
 done
+done
+sh bench/int8_medians.sh "$all"
 for dt in $PIPELINE_DTYPES; do
-    $B/sd_bench --pipeline bench/models/$tag-$dt.dcw "$PIPELINE_CLASSES" 512
+    for cp in $PIPELINE_COMPUTES; do
+        $B/sd_bench --pipeline bench/models/$tag-$dt.dcw "$PIPELINE_CLASSES" 512 "$cp"
+    done
 done

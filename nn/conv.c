@@ -24,6 +24,9 @@
 #ifndef DC_CONV_TILE
 #define DC_CONV_TILE 128
 #endif
+#if DC_CONV_TILE > DC_Q8_TILE
+#error "an im2col tile must fit the int8 product's per-thread scratch (DC_Q8_TILE, nn/nn.h)"
+#endif
 
 int dc__conv2d_out_h(const dc__conv2d_shape *s)
 {
@@ -154,7 +157,7 @@ void dc__conv2d(dc__runner *r, float *y, const float *x, const dc__tensor *W, co
 void dc__conv2d_forward(float *y, const float *x, const float *W, const float *b,
                         const dc__conv2d_shape *s, float *cols)
 {
-    dc__matrix m = {W, s->cout, s->cin * s->kh * s->kw};
+    dc__matrix m = {W, s->cout, s->cin * s->kh * s->kw, NULL, NULL, 0, 0};
     conv_run(y, x, &m, b, s, cols);
 }
 

@@ -172,11 +172,21 @@ static size_t available_memory(void)
     return (size_t)kb * 1024;
 }
 
+/* Bytes of int8 activation scratch a forward with the current thread count needs. */
+static size_t int8_scratch_need(const dc__runner *r)
+{
+    size_t per_threads;
+    if (!dc__mul_size(&per_threads, r->q8_tile_bytes, (size_t)dc__num_threads())) return SIZE_MAX;
+    return per_threads > r->q8_chunk_bytes ? per_threads : r->q8_chunk_bytes;
+}
+
 dc_status dc__runner_reserve(dc__runner *r, size_t bytes, size_t wfloats, dc_error *err)
 {
     /* Linux overcommits: a too-large malloc succeeds and the OOM killer ends
        the process halfway through. Refuse up front what cannot fit. */
-    size_t need = (bytes > r->arena.cap ? bytes : 0) + (wfloats > r->wcap ? wfloats * sizeof(float) : 0);
+    size_t q8need = int8_scratch_need(r);
+    size_t need = (bytes > r->arena.cap ? bytes : 0) + (wfloats > r->wcap ? wfloats * sizeof(float) : 0) +
+                  (q8need > r->q8cap ? q8need : 0);
     size_t avail = need > ((size_t)1 << 28) ? available_memory() : 0;
     if (avail && need > avail)
         return dc__fail(err, DC_ERR_NOMEM, "this forward pass needs %.0f MB more memory, only %.0f MB are "
@@ -198,6 +208,14 @@ dc_status dc__runner_reserve(dc__runner *r, size_t bytes, size_t wfloats, dc_err
                             wfloats * 4 / 1e6);
         r->wcap = wfloats;
     }
+    if (q8need > r->q8cap) {
+        dc__aligned_free(r->q8buf);
+        r->q8cap = 0;
+        if (q8need == SIZE_MAX || !(r->q8buf = dc__aligned_alloc(q8need)))
+            return dc__fail(err, DC_ERR_NOMEM, "out of memory: %.1f MB to quantise activations",
+                            q8need / 1e6);
+        r->q8cap = q8need;
+    }
     return DC_OK;
 }
 
@@ -216,4 +234,7 @@ void dc__runner_free(dc__runner *r)
     dc__aligned_free(r->wbuf);
     r->wbuf = NULL;
     r->wcap = 0;
+    dc__aligned_free(r->q8buf);
+    r->q8buf = NULL;
+    r->q8cap = 0;
 }

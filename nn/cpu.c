@@ -73,4 +73,5 @@ void dc_blas_check(dc_blas_info *info)
     const char *better = dc__blas_better_core(info->core, info->cpu_level);
     if (better) snprintf(info->better, sizeof info->better, "%s", better);
     if (better && !info->user_set) snprintf(info->suggest, sizeof info->suggest, "%s", better);
+    dc__int8_describe(info);
 }

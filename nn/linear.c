@@ -3,18 +3,23 @@
    multiplies by them at forward (nn/conv.c's dc__conv2d is the other
    seam, and reads its weight through dc__matrix_of too).
 
-   How a weight is multiplied by is decided here and nowhere else: today
-   dc__matrix_of gives f32 rows (the file's own, or f16/q8 decoded into the
-   runner's scratch) and dc__matmul / dc__matmul_cols run OpenBLAS sgemm on
-   them. A compute type (bf16, int8) is a change to dc__matrix, these
-   functions and the loader (where a weight would be packed once at load);
-   the networks do not change, and nn/conv.c hands its im2col tiles to
-   dc__matmul_cols as it does now. */
+   How a weight is multiplied by is decided here and nowhere else. With f32
+   compute dc__matrix_of gives f32 rows (the file's own, or f16/q8 decoded
+   into the runner's scratch) and dc__matmul / dc__matmul_cols run OpenBLAS
+   sgemm on them. With int8 compute the loader packs each matrix once
+   (nn/int8.c), dc__matrix_of hands out the packed form with the runner's
+   activation scratch, and the same two functions run nn/q8.h's exact
+   integer product instead; the networks do not change, and nn/conv.c hands
+   its im2col tiles to dc__matmul_cols either way. */
 #include "nn.h"
+#include "q8.h"
 
 #include <cblas.h>
 #include <stdarg.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* ---- build: finding tensors ---- */
 
@@ -31,6 +36,8 @@ static dc_status load_named(dc__loader *L, const dc__tensor **t, int use, int nd
     if (use == DC_USE_F32 && (*t)->dtype != DC_F32)
         return dc__fail(L->err, DC_ERR_FORMAT, "%s: tensor '%s' must be f32 (norms, biases and "
                         "fixed tables are read in place, never quantised)", L->w->path, name);
+    if (use == DC_USE_MATRIX && (st = dc__int8_pack_tensor(L->w, *t, name, L->err)) != DC_OK)
+        return st;
     if (use == DC_USE_MATRIX && dc__decode_floats(*t) > L->decode_floats)
         L->decode_floats = dc__decode_floats(*t);
     return DC_OK;
@@ -94,14 +101,21 @@ dc_status dc__load_norm(dc__loader *L, const dc__tensor **g, const dc__tensor **
 
 size_t dc__decode_floats(const dc__tensor *W)
 {
-    return W->dtype == DC_F32 ? 0 : (size_t)W->numel;
+    return W->dtype == DC_F32 || W->q8 ? 0 : (size_t)W->numel;
 }
 
 dc__matrix dc__matrix_of(dc__runner *r, const dc__tensor *W, size_t at)
 {
-    dc__matrix m;
-    m.out = (int)W->shape[0];
-    m.in = (int)(W->numel / W->shape[0]);
+    dc__matrix m = {NULL, (int)W->shape[0], (int)(W->numel / W->shape[0]), NULL, NULL, 0, 0};
+    if (W->q8) {
+        /* the runner reserved this scratch (dc__runner_use_int8) */
+        DC_ASSERT(r->q8buf && r->q8_tile_bytes && r->q8_chunk_bytes);
+        m.q8 = W->q8;
+        m.scratch = r->q8buf;
+        m.stride = r->q8_tile_bytes;
+        m.slices = r->q8cap / r->q8_tile_bytes;
+        return m;
+    }
     if (W->dtype == DC_F32) {
         m.f32 = (const float *)W->data;
         return m;
@@ -113,13 +127,60 @@ dc__matrix dc__matrix_of(dc__runner *r, const dc__tensor *W, size_t at)
     return m;
 }
 
+/* ---- int8 compute: the runner's scratch, by where the product runs ----
+   Outside a parallel region the product shares W's rows among the threads
+   and takes the columns DC_Q8_CHUNK at a time, quantised once into the
+   whole scratch. Inside one it runs on the calling thread, DC_Q8_TILE
+   columns at a time, in that thread's slice: a convolution's tiles (a team
+   no larger than the thread count the runner reserved slices for), or a
+   caller's own threads, each with its own runner (the driver's workers:
+   then any slice is this thread's alone, and a thread number beyond the
+   slices takes the first). */
+
+static unsigned char *thread_slice(const dc__matrix *W)
+{
+#ifdef _OPENMP
+    if (omp_in_parallel()) {
+        size_t tid = (size_t)omp_get_thread_num();
+        return W->scratch + (tid < W->slices ? tid : 0) * W->stride;
+    }
+#endif
+    return NULL;
+}
+
+static void int8_rows(float *y, const float *x, const dc__matrix *W, const float *b, int rows)
+{
+    unsigned char *slice = thread_slice(W);
+    int step = slice ? DC_Q8_TILE : DC_Q8_CHUNK;
+    for (int n0 = 0; n0 < rows; n0 += step) {
+        int n = rows - n0 < step ? rows - n0 : step;
+        dc__q8_matmul_rows(y + (size_t)n0 * W->out, x + (size_t)n0 * W->in, W->q8, b, n,
+                           slice ? slice : W->scratch);
+    }
+}
+
+static void int8_cols(float *y, int ldy, const dc__matrix *W, const float *x, int ldx, int cols)
+{
+    unsigned char *slice = thread_slice(W);
+    int step = slice ? DC_Q8_TILE : DC_Q8_CHUNK;
+    for (int n0 = 0; n0 < cols; n0 += step) {
+        int n = cols - n0 < step ? cols - n0 : step;
+        dc__q8_matmul_cols(y + n0, ldy, W->q8, x + n0, ldx, n, slice ? slice : W->scratch);
+    }
+}
+
 void dc__matmul(float *y, const float *x, const dc__matrix *W, const float *b, int rows)
 {
-    dc__linear_forward(y, x, W->f32, b, rows, W->in, W->out);
+    if (W->q8) int8_rows(y, x, W, b, rows);
+    else dc__linear_forward(y, x, W->f32, b, rows, W->in, W->out);
 }
 
 void dc__matmul_cols(float *y, int ldy, const dc__matrix *W, const float *x, int ldx, int cols)
 {
+    if (W->q8) {
+        int8_cols(y, ldy, W, x, ldx, cols);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, W->out, cols, W->in, 1.0f, W->f32, W->in,
                 x, ldx, 0.0f, y, ldy);
 }

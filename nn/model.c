@@ -4,6 +4,7 @@
    model offers besides classifying: its summary (`dc info`), its prompt
    tokenizer, and the contexts that run it. */
 #include "model.h"
+#include "q8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,23 @@ static dc_status build_family(dc_model *m, dc_error *err)
     return st; /* other families carry data only (e.g. "test") */
 }
 
+/* Int8 compute packs the matrices while the networks are built: it starts
+   here, with the variant the CPU runs best (checked against the scalar
+   twin first). `auto` takes it only where that variant multiplies with a
+   dot-product unit; elsewhere int8 would gain too little to pay for its
+   error (bench/README.md). */
+static dc_status start_compute(dc_model *m, dc_compute compute, dc_error *err)
+{
+    if (compute == DC_COMPUTE_F32) return DC_OK;
+    if (compute != DC_COMPUTE_INT8 && compute != DC_COMPUTE_AUTO)
+        return dc__fail(err, DC_ERR_INVALID, "dc_model_load: compute %d is not f32, int8 or auto", (int)compute);
+    char why[256];
+    const dc__q8variant *v = dc__q8_best(why, sizeof why);
+    if (compute == DC_COMPUTE_AUTO && !(v && dc__int8_is_dot(v))) return DC_OK;
+    if (!v) return dc__fail(err, DC_ERR_UNSUPPORTED, "int8 compute: no int8 product passed its check here (%s)", why);
+    return dc__int8_begin(&m->w, v, DC_INT8_MIN_SIDE, err);
+}
+
 dc_status dc_model_load(dc_model **out, const char *path, const dc_load_opts *opts, dc_error *err)
 {
     dc__ok(err);
@@ -52,6 +70,7 @@ dc_status dc_model_load(dc_model **out, const char *path, const dc_load_opts *op
     if (!m) return dc__fail(err, DC_ERR_NOMEM, "%s: out of memory", path);
     dc_status st = dc__weights_open(&m->w, path, !(opts && opts->skip_checksum), err);
     if (st == DC_OK) st = dc__meta_str(&m->w, "dc.family", m->family, sizeof m->family, err);
+    if (st == DC_OK) st = start_compute(m, opts ? opts->compute : DC_COMPUTE_F32, err);
     if (st == DC_OK) st = build_family(m, err);
     if (st != DC_OK) {
         dc_model_free(m);
@@ -64,6 +83,7 @@ dc_status dc_model_load(dc_model **out, const char *path, const dc_load_opts *op
 void dc_model_free(dc_model *m)
 {
     if (!m) return;
+    dc__int8_end(&m->w);
     dc__weights_close(&m->w);
     free(m->dit);
     free(m->vae);
@@ -75,6 +95,23 @@ void dc_model_free(dc_model *m)
 }
 
 const char *dc_model_family(const dc_model *m) { return m ? m->family : ""; }
+
+const char *dc_model_compute(const dc_model *m) { return m && m->w.int8 ? "int8" : "f32"; }
+
+const char *dc_model_int8_variant(const dc_model *m)
+{
+    return m && m->w.int8 ? dc__q8_name(dc__int8_variant(&m->w)) : "";
+}
+
+int dc_compute_parse(const char *s, dc_compute *c)
+{
+    if (!s) return 0;
+    if (!strcmp(s, "f32")) *c = DC_COMPUTE_F32;
+    else if (!strcmp(s, "int8")) *c = DC_COMPUTE_INT8;
+    else if (!strcmp(s, "auto")) *c = DC_COMPUTE_AUTO;
+    else return 0;
+    return 1;
+}
 
 int dc_model_has_calibration(const dc_model *m)
 {
@@ -153,6 +190,15 @@ void dc_model_print_info(const dc_model *m, void *fp, int verbose)
     fprintf(f, "tensors:   %d, %lld parameters (f32 %lld, f16 %lld, q8 %lld)\n", w->n_tensors,
             (long long)params, (long long)by_dtype[0], (long long)by_dtype[1],
             (long long)by_dtype[2]);
+    if (w->int8) {
+        int packed, kept;
+        size_t bytes;
+        dc__int8_count(w, &packed, &kept, &bytes);
+        fprintf(f, "compute:   int8 (%s): %d matrices packed (%.1f MB), %d kept f32\n",
+                dc__q8_name(dc__int8_variant(w)), packed, bytes / 1e6, kept);
+    } else {
+        fprintf(f, "compute:   f32\n");
+    }
     fprintf(f, "metadata:\n");
     for (int i = 0; i < w->n_meta; i++) {
         fprintf(f, "  %-32.*s ", w->meta[i].key_len, w->meta[i].key);
@@ -222,6 +268,7 @@ dc_status dc_ctx_new(dc_ctx **out, const dc_model *m, dc_error *err)
     if (!out || !m) return dc__fail(err, DC_ERR_INVALID, "dc_ctx_new: NULL argument");
     if (!(*out = calloc(1, sizeof **out))) return dc__fail(err, DC_ERR_NOMEM, "out of memory");
     (*out)->model = m;
+    dc__runner_use_int8(&(*out)->runner, &m->w);
     return DC_OK;
 }
 

@@ -88,6 +88,13 @@ typedef struct {
     dc__arena arena;
     float *wbuf;        /* decoded weights */
     size_t wcap;        /* floats in wbuf */
+    /* int8 compute (nn/int8.c): room to quantise and pack activations, for
+       one product over DC_Q8_CHUNK columns or one per thread over
+       DC_Q8_TILE (the two sizes: 0 when the weights are not packed; set
+       with dc__runner_use_int8), reserved with the arena */
+    unsigned char *q8buf;
+    size_t q8cap;
+    size_t q8_tile_bytes, q8_chunk_bytes;
 } dc__runner;
 /* Makes sure the arena holds `bytes` and the weight scratch `wfloats`;
    DC_ERR_NOMEM (with a message saying how much) when it cannot. Starts
@@ -117,6 +124,8 @@ typedef struct {
     const void *data;   /* inside the mapping, 64-aligned */
     uint64_t offset;    /* byte offset in the file, for messages */
     uint64_t nbytes;
+    const struct dc__q8mat *q8; /* int8 compute: this matrix packed at load
+                                   (nn/int8.c), else NULL */
 } dc__tensor;
 
 enum { DC_META_INT = 1, DC_META_FLOAT, DC_META_STR, DC_META_INTS,
@@ -139,6 +148,8 @@ typedef struct {
     int n_meta, n_tensors;
     dc__meta *meta;
     dc__tensor *tensors;
+    struct dc__int8_state *int8; /* NULL: f32 compute; else the loader packs
+                                    the matrices it finds (nn/int8.c) */
 } dc__weights;
 
 dc_status dc__weights_open(dc__weights *w, const char *path, int verify_checksum,
@@ -305,10 +316,15 @@ dc_status dc__load_norm(dc__loader *L, const dc__tensor **g, const dc__tensor **
 #endif
     ;
 
-/* A weight as the multiply kernel reads it: W [out, in], f32 rows. */
+/* A weight as the multiply kernel reads it: W [out, in], f32 rows, or
+   packed for int8 compute (q8 not NULL; f32 then unused) with the
+   runner's activation scratch, `stride` bytes per thread. */
 typedef struct {
     const float *f32;
     int out, in;
+    const struct dc__q8mat *q8;
+    unsigned char *scratch;
+    size_t stride, slices;  /* per-thread slices of the scratch: bytes, count */
 } dc__matrix;
 
 /* Floats of the runner's weight scratch that W takes while it is
@@ -360,6 +376,45 @@ void dc__conv2d_forward(float *y, const float *x, const float *W, const float *b
 /* Plain direct convolution, the scalar reference twin (slow; tests only). */
 void dc__conv2d_ref(float *y, const float *x, const float *W, const float *b,
                     const dc__conv2d_shape *s);
+
+/* ---- int8 compute (nn/int8.c) ----
+
+   With int8 compute the loader packs every matrix it finds (linear and
+   conv weights, decoded from f32, f16 or q8 and quantised per output row)
+   into the layout nn/q8.h's product reads, once, and dc__matrix_of hands
+   out the packed form; activations are quantised per token / per im2col
+   column as they are multiplied. The weight's own pages of the mapping
+   are then given back (they are not read again). */
+#define DC_Q8_TILE 128   /* most columns of one product inside a parallel region
+                            (a convolution's im2col tile, DC_CONV_TILE) */
+#define DC_Q8_CHUNK 1024 /* columns (tokens) per product outside one: the
+                            product shares them among the threads */
+struct dc__q8variant;
+/* Starts int8 compute on w with variant v: the loader packs from now on
+   every matrix with at least min_side rows and inputs (DC_INT8_MIN_SIDE:
+   the rule dc_model_load applies, nn/int8.c says why; 1: every matrix,
+   for tests on small networks). */
+#define DC_INT8_MIN_SIDE 64
+dc_status dc__int8_begin(dc__weights *w, const struct dc__q8variant *v, int min_side, dc_error *err);
+void dc__int8_end(dc__weights *w);
+/* Packs matrix t (found by the loader under `name`) when w computes in int8
+   and the rule in nn/int8.c does not keep it f32; DC_OK otherwise. */
+dc_status dc__int8_pack_tensor(const dc__weights *w, const dc__tensor *t, const char *name,
+                               dc_error *err);
+/* Activation scratch for w's packed matrices: the most bytes one product
+   over DC_Q8_TILE and over DC_Q8_CHUNK columns needs (0 with f32 compute). */
+void dc__int8_scratch(const dc__weights *w, size_t *tile_bytes, size_t *chunk_bytes);
+/* Makes r's forwards reserve that scratch (call once, before the first). */
+void dc__runner_use_int8(dc__runner *r, const dc__weights *w);
+/* 1 when variant v multiplies with a dot-product unit (VNNI, SDOT): where
+   `auto` compute means int8. */
+int dc__int8_is_dot(const struct dc__q8variant *v);
+/* dc_blas_check's int8 fields: the variant dc__q8_best picks here and why. */
+void dc__int8_describe(dc_blas_info *info);
+/* The variant w's matrices are packed for, or NULL (f32 compute). */
+const struct dc__q8variant *dc__int8_variant(const dc__weights *w);
+/* Packed matrices in w and their bytes (what int8 compute holds in memory). */
+void dc__int8_count(const dc__weights *w, int *packed, int *kept_f32, size_t *bytes);
 
 /* ---- layers (nn/norm.c, nn/attn.c, nn/ops.c) ---- */
 

@@ -319,6 +319,7 @@ fail:
 void dc__weights_close(dc__weights *w)
 {
     if (!w) return;
+    dc__int8_end(w); /* packed matrices go with the mapping */
     if (w->map) munmap((void *)w->map, w->size);
     free(w->meta);
     free(w->tensors);

@@ -4,6 +4,7 @@
    usage: run_tests [--data DIR] [--tmp DIR] [--dc PATH] [--fixtures DIR] [FILTER]
    FILTER runs only the tests whose name contains it. */
 #include "test.h"
+#include "../nn/q8.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -48,6 +49,14 @@ int t_close(const char *name, const float *got, const float *want, size_t n, dou
         return 0;
     }
     return 1;
+}
+
+dc_status t_int8_begin(dc__weights *w, dc_error *err)
+{
+    char why[256];
+    const struct dc__q8variant *v = dc__q8_best(why, sizeof why);
+    if (!v) return dc__fail(err, DC_ERR_UNSUPPORTED, "no int8 product passed its check: %s", why);
+    return dc__int8_begin(w, v, 1, err);
 }
 
 int t_readable(const char *path)

@@ -48,6 +48,11 @@ int t_close(const char *name, const float *got, const float *want, size_t n, dou
 int t_npy(dc__npy *a, const char *fmt, ...);
 /* Path helpers: into a static rotating buffer. */
 const char *t_path(const char *dir, const char *fmt, ...);
+/* Starts int8 compute on w (before a network is built on it) with the
+   variant dc_model_load would pick here (dc__q8_best), packing every
+   matrix (the small test networks would keep most f32 under
+   DC_INT8_MIN_SIDE). */
+dc_status t_int8_begin(dc__weights *w, dc_error *err);
 /* Opens a .dcw file (checksum verified); fails the test with the loader's
    message and returns 0 if it cannot. */
 int t_weights(dc__weights *w, const char *path);

@@ -362,6 +362,9 @@ static void eval_should_resume_shard_and_merge(void)
     CHECK(had_default || access("eval-results.jsonl", F_OK) != 0, "%s", "a usage error created eval-results.jsonl");
 }
 
+/* extra driver options for shipped_correct (the int8 test sets --compute) */
+static const char *shipped_opts = "";
+
 /* A shipped model on the shipped samples (3 Fashion-MNIST test images per
    class, tools/train/make_samples.py), sequential stopping, seed 0: how many it
    gets right. model NULL: no -m, so dc's default model with the class list
@@ -369,7 +372,7 @@ static void eval_should_resume_shard_and_merge(void)
 static int shipped_correct(const char *model, int *total)
 {
     char args[8192];
-    int len = snprintf(args, sizeof args, "classify --stop sequential --json --quiet");
+    int len = snprintf(args, sizeof args, "classify --stop sequential --json --quiet%s", shipped_opts);
     if (model) len += snprintf(args + len, sizeof args - (size_t)len, " -m '%s'", model);
     static const char *classes[10] = {"t-shirt", "trouser", "pullover", "dress", "coat",
                                       "sandal", "shirt", "sneaker", "bag", "ankle-boot"};
@@ -434,6 +437,40 @@ static void shipped_default_sd_model_should_classify_the_shipped_samples(void)
     int total, correct = shipped_correct(NULL, &total);
     printf("  default (SD) model: %d of %d sample images correct (floor %d)\n", correct, total, SHIPPED_SD_FLOOR);
     CHECK(correct >= SHIPPED_SD_FLOOR, "%d correct, floor %d", correct, SHIPPED_SD_FLOOR);
+}
+
+/* --compute is a global option: refused when wrong, shown by info and blas,
+   recorded in JSON; and int8 compute classifies the shipped samples above
+   the floor f32 compute must reach. */
+static void compute_option_should_choose_int8_in_the_open(void)
+{
+    CHECK(run_dc(out, sizeof out, "", "--compute int4 blas") == 2 && strstr(out, "'int4' is not f32, int8 or auto"),
+          "bad compute: %s", out);
+    CHECK(run_dc(out, sizeof out, "", "blas --compute") == 2 && strstr(out, "--compute needs"), "no value: %s", out);
+    CHECK(run_dc(out, sizeof out, "", "blas") == 0 && strstr(out, "int8 product:") && strstr(out, "rates:") &&
+          strstr(out, "GMAC/s"), "blas: %s", out);
+    int auto_int8 = strstr(out, "auto means int8") != NULL;
+    const char *model = t_path(T.data, "../../data/models/fmnist-dit.dcw");
+    if (access(model, R_OK)) SKIP("no shipped DiT in data/models (make train)");
+    char args[1200];
+    snprintf(args, sizeof args, "info '%s'", model);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "compute:   f32"), "info f32: %s", out);
+    snprintf(args, sizeof args, "--compute int8 info '%s'", model);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "compute:   int8 (") && strstr(out, "matrices packed"),
+          "info int8: %s", out);
+    snprintf(args, sizeof args, "info --compute auto '%s'", model);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, auto_int8 ? "compute:   int8 (" : "compute:   f32"),
+          "info auto (int8 here: %d): %s", auto_int8, out);
+    snprintf(args, sizeof args, "classify --json --quiet -m '%s' --compute int8 data/samples/bag_0018.png", model);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"compute\": \"int8\""), "json: %s", out);
+    snprintf(args, sizeof args, "classify --json --quiet -m '%s' data/samples/bag_0018.png", model);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "\"compute\": \"f32\""), "json: %s", out);
+    shipped_opts = " --compute int8";
+    int total, correct = shipped_correct(model, &total);
+    shipped_opts = "";
+    printf("  shipped DiT, int8 compute: %d of %d sample images correct (floor %d)\n", correct, total,
+           SHIPPED_DIT_FLOOR);
+    CHECK(correct >= SHIPPED_DIT_FLOOR, "%d correct, floor %d", correct, SHIPPED_DIT_FLOOR);
 }
 
 /* The default rule is the library's DC_STOP_AUTO: --stop calibrated on a
@@ -693,6 +730,7 @@ void suite_driver(void)
     RUN(eval_should_read_a_folder_of_class_folders);
     RUN(shipped_dit_should_classify_the_shipped_samples);
     RUN(shipped_default_sd_model_should_classify_the_shipped_samples);
+    RUN(compute_option_should_choose_int8_in_the_open);
     RUN(match_should_score_captions_and_winoground);
     RUN(eval_should_resume_shard_and_merge);
     RUN(eval_plot_should_draw_the_confusion_matrix);

@@ -27,6 +27,11 @@
    cannot pass. */
 #define UNET_F16_TOL 5e-3
 #define UNET_Q8_TOL 1.5e-1
+/* int8 compute (weights per output row, activations per pixel / token,
+   exact int32 sums; nn/q8.h): measured max abs error 9.9e-2 from the f32
+   and from the q8 file, 1.5x the q8 weights' own 6.6e-2. The bound leaves
+   2x headroom, so a packing or scaling bug (errors of order 1) cannot pass. */
+#define UNET_INT8_TOL 2e-1
 /* The same sample alone or inside a batch: only the sgemm blocking (the
    row count) differs, so the results agree to float32 rounding; measured
    max difference 1.4e-6 on outputs of order 1. */
@@ -39,8 +44,9 @@ typedef struct {
     int open;
 } unet_model;
 
-/* dc__unet holds its pools inline (tens of KB): keep it off the stack */
-static unet_model *unet_load(const char *path)
+/* dc__unet holds its pools inline (tens of KB): keep it off the stack.
+   int8: pack the matrices for int8 compute, as dc_model_load does. */
+static unet_model *unet_load_compute(const char *path, int int8)
 {
     dc_error err;
     unet_model *um = calloc(1, sizeof *um);
@@ -54,14 +60,18 @@ static unet_model *unet_load(const char *path)
         return NULL;
     }
     um->open = 1;
-    if (dc__unet_build(&um->m, &um->w, "unet.", &err) != DC_OK) {
+    if ((int8 && t_int8_begin(&um->w, &err) != DC_OK) ||
+        dc__unet_build(&um->m, &um->w, "unet.", &err) != DC_OK) {
         CHECK(0, "%s", err.msg);
         dc__weights_close(&um->w);
         free(um);
         return NULL;
     }
+    if (int8) dc__runner_use_int8(&um->r, &um->w);
     return um;
 }
+
+static unet_model *unet_load(const char *path) { return unet_load_compute(path, 0); }
 
 static void unet_unload(unet_model *um)
 {
@@ -105,15 +115,15 @@ static void unet_case_free(unet_case *c)
 /* Runs the model file on the case in dir and compares with dir/expect:
    passes when max |out - want| <= tol (t_close prints the errors). Returns
    the max abs error, or -1 when it could not run. */
-static double unet_compare(const char *model_path, const char *dir, const char *expect, double tol,
-                           const char *label)
+static double unet_compare_compute(const char *model_path, const char *dir, const char *expect, double tol,
+                                   const char *label, int int8)
 {
     double maxerr = -1;
     unet_case c;
     char d[512]; /* t_path's buffers rotate: keep a copy */
     snprintf(d, sizeof d, "%s", dir);
     dir = d;
-    unet_model *um = unet_load(model_path);
+    unet_model *um = unet_load_compute(model_path, int8);
     if (!um) return -1;
     if (!unet_case_load(&c, dir, expect)) {
         unet_case_free(&c);
@@ -147,6 +157,12 @@ static double unet_compare(const char *model_path, const char *dir, const char *
     return maxerr;
 }
 
+static double unet_compare(const char *model_path, const char *dir, const char *expect, double tol,
+                           const char *label)
+{
+    return unet_compare_compute(model_path, dir, expect, tol, label, 0);
+}
+
 static int unet_have_fixture(void)
 {
     return t_readable(t_path(T.fixtures, "unet_sd1/out_sample.npy"));
@@ -168,6 +184,19 @@ static void unet_should_stay_close_with_f16_and_q8_weights(void)
                  "UNet fixture, f16 weights");
     unet_compare(t_path(T.tmp, "unet_fixture_q8.dcw"), dir, "out_sample.npy", UNET_Q8_TOL,
                  "UNet fixture, q8 weights");
+}
+
+static void unet_should_stay_close_with_int8_compute(void)
+{
+    NEED(unet_have_fixture(), "tests/fixtures/unet_sd1 missing (part of the repository)");
+    char dir[512]; /* t_path's buffers rotate: keep a copy */
+    snprintf(dir, sizeof dir, "%s", t_path(T.fixtures, "unet_sd1"));
+    double e32 = unet_compare_compute(t_path(T.tmp, "unet_fixture_f32.dcw"), dir, "out_sample.npy", UNET_INT8_TOL,
+                                      "UNet fixture, int8 compute", 1);
+    unet_compare_compute(t_path(T.tmp, "unet_fixture_q8.dcw"), dir, "out_sample.npy", UNET_INT8_TOL,
+                         "UNet fixture, q8 weights, int8 compute", 1);
+    /* int8 really ran: its error is quantisation's, far above f32 rounding */
+    CHECK(e32 > UNET_FIXTURE_TOL, "int8 compute gave f32's result (max abs err %g)", e32);
 }
 
 static void unet_should_match_torch_with_linear_projections_and_head_lists(void)
@@ -362,6 +391,7 @@ void suite_unet(void)
 {
     RUN(unet_should_match_diffusers_on_the_sd1_fixture);
     RUN(unet_should_stay_close_with_f16_and_q8_weights);
+    RUN(unet_should_stay_close_with_int8_compute);
     RUN(unet_should_match_torch_with_linear_projections_and_head_lists);
     RUN(unet_should_match_torch_with_odd_heads_and_other_options);
     RUN(unet_should_take_heads_from_num_attention_heads_when_set);

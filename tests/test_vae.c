@@ -24,6 +24,12 @@
 #define VAE_F16_TOL_STD 2e-3
 #define VAE_Q8_TOL_MEAN 1e-1
 #define VAE_Q8_TOL_STD 3.5e-2
+/* int8 compute (weights per output row, activations per pixel, exact int32
+   sums; nn/q8.h), from the f32 and from the q8 file alike: max abs error of
+   the mean 5.8e-2, max rel error of std 2.4e-2, 1.75x and 2.2x the q8
+   weights' own; the bounds leave 2x headroom. */
+#define VAE_INT8_TOL_MEAN 1.2e-1
+#define VAE_INT8_TOL_STD 5e-2
 
 typedef struct {
     dc__weights w;
@@ -31,18 +37,22 @@ typedef struct {
     int ok;
 } vae_model;
 
-static int vae_open(vae_model *vm, const char *file)
+/* int8: pack the matrices for int8 compute, as dc_model_load does */
+static int vae_open_compute(vae_model *vm, const char *file, int int8)
 {
     dc_error err;
     memset(vm, 0, sizeof *vm);
     if (!t_weights(&vm->w, t_path(T.tmp, "%s", file))) return 0;
-    if (dc__vae_build(&vm->m, &vm->w, "vae.", &err) != DC_OK) {
+    if ((int8 && t_int8_begin(&vm->w, &err) != DC_OK) ||
+        dc__vae_build(&vm->m, &vm->w, "vae.", &err) != DC_OK) {
         CHECK(0, "%s", err.msg);
         dc__weights_close(&vm->w);
         return 0;
     }
     return vm->ok = 1;
 }
+
+static int vae_open(vae_model *vm, const char *file) { return vae_open_compute(vm, file, 0); }
 
 static void vae_close(vae_model *vm)
 {
@@ -52,14 +62,22 @@ static void vae_close(vae_model *vm)
 
 /* Encodes refs/<ref>/image.npy with model file `file`; compares mean and std
    with the reference (mean: atol tm; std: rtol ts). */
-static void vae_compare(const char *file, const char *ref, double tm, double ts, const char *label)
+static void vae_compare_compute(const char *file, const char *ref, double tm, double ts, const char *label,
+                                int int8)
 {
     vae_model vm;
     dc__npy img = {0}, mean = {0}, std = {0};
     dc__runner r = {0};
     dc_error err;
     float *got_m = NULL, *got_s = NULL;
-    if (!vae_open(&vm, file)) return;
+    if (!vae_open_compute(&vm, file, int8)) return;
+    dc__runner_use_int8(&r, &vm.w);
+    if (int8) { /* int8 really runs: every matrix packed */
+        int packed, kept;
+        size_t bytes;
+        dc__int8_count(&vm.w, &packed, &kept, &bytes);
+        CHECK(packed > 0 && kept == 0, "%s: %d matrices packed, %d kept f32", label, packed, kept);
+    }
     if (!t_npy(&img, "vae/%s/image", ref) || !t_npy(&mean, "vae/%s/mean", ref) ||
         !t_npy(&std, "vae/%s/std", ref))
         goto done;
@@ -91,6 +109,11 @@ done:
     vae_close(&vm);
 }
 
+static void vae_compare(const char *file, const char *ref, double tm, double ts, const char *label)
+{
+    vae_compare_compute(file, ref, tm, ts, label, 0);
+}
+
 static void vae_should_match_torch_with_new_attention_names(void)
 {
     vae_compare("vae_new_names_f32.dcw", "new_names", VAE_TOL_MEAN, VAE_TOL_STD,
@@ -117,6 +140,14 @@ static void vae_should_stay_close_with_f16_and_q8_weights(void)
                 "f16 weights");
     vae_compare("vae_new_names_q8.dcw", "new_names", VAE_Q8_TOL_MEAN, VAE_Q8_TOL_STD,
                 "q8 weights");
+}
+
+static void vae_should_stay_close_with_int8_compute(void)
+{
+    vae_compare_compute("vae_new_names_f32.dcw", "new_names", VAE_INT8_TOL_MEAN, VAE_INT8_TOL_STD,
+                        "int8 compute", 1);
+    vae_compare_compute("vae_new_names_q8.dcw", "new_names", VAE_INT8_TOL_MEAN, VAE_INT8_TOL_STD,
+                        "q8 weights, int8 compute", 1);
 }
 
 static void vae_should_give_the_same_mean_without_std(void)
@@ -225,6 +256,7 @@ void suite_vae(void)
     RUN(vae_should_match_torch_with_old_attention_names_and_clamp_logvar);
     RUN(vae_should_read_compvis_names_as_the_same_model);
     RUN(vae_should_stay_close_with_f16_and_q8_weights);
+    RUN(vae_should_stay_close_with_int8_compute);
     RUN(vae_should_give_the_same_mean_without_std);
     RUN(vae_should_refuse_image_sizes_it_cannot_halve);
     RUN(vae_should_name_what_a_file_lacks);

@@ -77,14 +77,24 @@ def version():
     return _lib.dc_version().decode()
 
 
-def blas():
+def blas(rates=False):
     """OpenBLAS's kernel, the CPU's level and advice (dc.h: dc_blas_check).
     When "suggest" is set, export OPENBLAS_CORETYPE to it before Python
-    starts for a faster sgemm (the dc driver re-executes itself to do so)."""
+    starts for a faster sgemm (the dc driver re-executes itself to do so).
+    "int8" names the int8 product's variant here, "int8_check" what its
+    check against the scalar twin said, "int8_auto" whether compute="auto"
+    means int8. rates=True adds a quick measurement (dc_compute_rates) of
+    both products in multiply-adds per second: "f32_macs", "int8_macs"."""
     b = _capi.BlasInfo()
     _lib.dc_blas_check(ctypes.byref(b))
-    return {"core": b.core.decode(), "cpu_level": b.cpu_level.decode(), "suggest": b.suggest.decode(),
-            "better": b.better.decode(), "user_set": bool(b.user_set), "threads": _lib.dc_get_threads()}
+    d = {"core": b.core.decode(), "cpu_level": b.cpu_level.decode(), "suggest": b.suggest.decode(),
+         "better": b.better.decode(), "user_set": bool(b.user_set), "threads": _lib.dc_get_threads(),
+         "int8": b.int8.decode(), "int8_check": b.int8_check.decode(), "int8_auto": bool(b.int8_dot)}
+    if rates:
+        f, i = ctypes.c_double(), ctypes.c_double()
+        _lib.dc_compute_rates(ctypes.byref(f), ctypes.byref(i))
+        d.update(f32_macs=f.value, int8_macs=i.value)
+    return d
 
 
 # ---- options ----
@@ -229,7 +239,7 @@ class Result:
     image       the path, for a file
     """
 
-    def __init__(self, r, classes, image, trials=1):
+    def __init__(self, r, classes, image, trials=1, compute="f32"):
         n, nt = r.n_classes, r.n_timesteps
         self.classes = classes
         self.order = np.ctypeslib.as_array(r.ranking, (n,)).copy()
@@ -246,6 +256,7 @@ class Result:
         self.stop = _lib.dc_stop_name(r.stop).decode()
         self.note = (r.note or b"").decode()
         self.image = image
+        self.compute = compute
         self.trials = trials
 
     @property
@@ -265,7 +276,7 @@ class Result:
         d = {"image": self.image} if self.image is not None else {}
         d.update({"prediction": self.prediction,
                   "top": [self._entry(j, i) for j, i in enumerate(self.order[:top])],
-                  "stop": self.stop, "note": self.note, "decided": self.decided, "left": self.left, "evals": self.evals, "timesteps": len(self.timesteps),
+                  "compute": self.compute, "stop": self.stop, "note": self.note, "decided": self.decided, "left": self.left, "evals": self.evals, "timesteps": len(self.timesteps),
                   "seconds": self.seconds})
         return d
 
@@ -357,17 +368,21 @@ class Model:
     thread that uses it and the candidate classes encoded once per list.
     Read-only after loading: threads may classify with one Model at once."""
 
-    def __init__(self, path=None, *, skip_checksum=False):
+    def __init__(self, path=None, *, skip_checksum=False, compute="f32"):
         self.path = os.fspath(path) if path is not None else default_model()
         self._m = ctypes.c_void_p()
         self._lock = threading.Lock()
         self._local = threading.local()
         self._ctxs, self._classes = [], {}
         err = _capi.Error()
-        opts = _capi.LoadOpts(skip_checksum=1 if skip_checksum else 0)
+        if compute not in _capi.COMPUTE:
+            raise ValueError(f"dc: compute must be one of {', '.join(_capi.COMPUTE)}, not {compute!r}")
+        opts = _capi.LoadOpts(skip_checksum=1 if skip_checksum else 0, compute=_capi.COMPUTE[compute])
         _check(_lib.dc_model_load(ctypes.byref(self._m), os.fsencode(self.path), ctypes.byref(opts),
                                   ctypes.byref(err)), err)
         self.family = _lib.dc_model_family(self._m).decode()
+        self.compute = _lib.dc_model_compute(self._m).decode()  # "f32" or "int8" (auto resolved)
+        self.int8_variant = _lib.dc_model_int8_variant(self._m).decode()
         self.has_calibration = bool(_lib.dc_model_has_calibration(self._m))
 
     def close(self):
@@ -390,7 +405,7 @@ class Model:
         self.close()
 
     def __repr__(self):
-        return f"<dc.Model {self.path!r} family={self.family!r}>"
+        return f"<dc.Model {self.path!r} family={self.family!r} compute={self.compute!r}>"
 
     def _ctx(self):
         if not self._m:
@@ -490,7 +505,7 @@ class Model:
                     if st != 0 and not single:
                         err.msg = f"image {i}: ".encode() + err.msg[:490]
                     _check(st, err)
-                    out.append(Result(r, names, path, int(copts.trials)))
+                    out.append(Result(r, names, path, int(copts.trials), self.compute))
                 finally:
                     _lib.dc_result_free(ctypes.byref(r))
         finally:

@@ -32,7 +32,10 @@ class Error(ctypes.Structure):  # dc_error
 
 
 class LoadOpts(ctypes.Structure):  # dc_load_opts
-    _fields_ = [("skip_checksum", ctypes.c_int)]
+    _fields_ = [("skip_checksum", ctypes.c_int), ("compute", ctypes.c_int)]
+
+
+COMPUTE = {"f32": 0, "int8": 1, "auto": 2}  # dc_compute
 
 
 class Tensor(ctypes.Structure):  # dc_tensor
@@ -66,7 +69,8 @@ class Calibration(ctypes.Structure):  # dc_calibration
 
 class BlasInfo(ctypes.Structure):  # dc_blas_info
     _fields_ = [("core", ctypes.c_char * 32), ("cpu_level", ctypes.c_char * 16), ("suggest", ctypes.c_char * 32),
-                ("better", ctypes.c_char * 32), ("user_set", ctypes.c_int)]
+                ("better", ctypes.c_char * 32), ("user_set", ctypes.c_int),
+                ("int8", ctypes.c_char * 32), ("int8_check", ctypes.c_char * 256), ("int8_dot", ctypes.c_int)]
 
 
 # every structure above, by its name in dc.h (for the layout test)
@@ -108,6 +112,9 @@ SIGNATURES = {  # name: (restype, argtypes)
     "dc_set_threads": (None, [ctypes.c_int]),
     "dc_get_threads": (ctypes.c_int, []),
     "dc_blas_check": (None, [ctypes.POINTER(BlasInfo)]),
+    "dc_model_compute": (ctypes.c_char_p, [P]),
+    "dc_model_int8_variant": (ctypes.c_char_p, [P]),
+    "dc_compute_rates": (None, [ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)]),
 }
 
 

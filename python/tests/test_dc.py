@@ -94,7 +94,7 @@ class ClassifyLikeTheDriver(unittest.TestCase):
     def assert_same(self, want, got, what):
         """The driver's JSON object and a Result: every field the driver prints, errors to its 6 digits."""
         g = got.to_dict(top=100)
-        for key in ("prediction", "stop", "note", "decided", "left", "evals", "timesteps"):
+        for key in ("prediction", "compute", "stop", "note", "decided", "left", "evals", "timesteps"):
             self.assertEqual(want[key], g[key], f"{what}: {key}")
         self.assertEqual([(t["class"], t["kept"], t["scored"], t["timesteps"]) for t in want["top"]],
                          [(t["class"], t["kept"], t["scored"], t["timesteps"]) for t in g["top"]], f"{what}: ranking")
@@ -130,6 +130,23 @@ class ClassifyLikeTheDriver(unittest.TestCase):
         got = self.model.classify(self.rgb, stop="adaptive", samples=(6, 12), keep=(3, 1), trials=2, seed=3)
         self.assert_same(want, got, "adaptive, two trials")
         self.assertEqual(got.stop, "adaptive")
+
+    def test_int8_compute_should_give_the_driver_int8_results(self):
+        m = dc.Model(compute="int8")
+        self.assertEqual((self.model.compute, m.compute), ("f32", "int8"))
+        self.assertTrue(m.int8_variant)
+        want = driver_json("--compute", "int8", self.grey_png)[0]
+        self.assertEqual(want["compute"], "int8")
+        got = m.classify(self.grey)
+        self.assert_same(want, got, "int8 compute")
+        f32 = self.model.classify(self.grey)
+        self.assertFalse(np.array_equal(f32.mean_error, got.mean_error), "int8 compute gave f32's errors")
+        auto = dc.Model(compute="auto")
+        self.assertEqual(auto.compute, "int8" if dc.blas()["int8_auto"] else "f32")
+        with self.assertRaises(ValueError):
+            dc.Model(compute="int4")
+        m.close()
+        auto.close()
 
     def test_a_batch_array_should_be_classified_image_by_image_in_place(self):
         stack = np.stack([self.grey, self.grey[::-1]])  # [2, 28, 28]

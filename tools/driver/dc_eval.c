@@ -421,6 +421,7 @@ typedef struct {
     int n_classes, headers, damaged;
     name_list *class_names; /* may be NULL */
     char stop[32];
+    char compute[16];       /* "" for files made before headers named it */
 } reader;
 
 static void read_line(void *user, const char *line, size_t len)
@@ -438,6 +439,11 @@ static void read_line(void *user, const char *line, size_t len)
         if (st) {
             st += 9;
             snprintf(rd->stop, sizeof rd->stop, "%.*s", (int)strcspn(st, "\""), st);
+        }
+        const char *cp = strstr(line, "\"compute\": \"");
+        if (cp) {
+            cp += 12;
+            snprintf(rd->compute, sizeof rd->compute, "%.*s", (int)strcspn(cp, "\""), cp);
         }
         const char *q = strstr(line, "\"classes\": [");
         if (q && rd->class_names && !rd->class_names->n) { /* "a", "b", ...: names without quotes or escapes */
@@ -491,7 +497,7 @@ static int read_results(const char *path, results *r, int *n_classes, name_list 
 {
     FILE *f = fopen(path, "r");
     if (!f) return 0;
-    reader rd = {path, r, *n_classes, 0, 0, class_names, ""};
+    reader rd = {path, r, *n_classes, 0, 0, class_names, "", ""};
     int before = r->n;
     char *line = NULL;
     size_t cap = 0;
@@ -820,7 +826,7 @@ static int same_file(const char *a, const char *b)
     return !strcmp(a, b);
 }
 
-static void write_header(eval_state *s, const char *dataset, int n_classes)
+static void write_header(eval_state *s, const char *dataset, int n_classes, const char *compute)
 {
     char *text = NULL, msg[8192];
     size_t len = 0;
@@ -830,6 +836,7 @@ static void write_header(eval_state *s, const char *dataset, int n_classes)
     json_string(f, s->co.model);
     fprintf(f, ", \"dataset\": ");
     json_string(f, dataset);
+    fprintf(f, ", \"compute\": \"%s\"", compute);
     fprintf(f, ", \"stop\": \"%s\", \"n_classes\": %d, \"classes\": [", stop_name(s->co.o.stop), n_classes);
     for (int i = 0; i < n_classes; i++) {
         fprintf(f, "%s", i ? ", " : "");
@@ -1057,6 +1064,9 @@ static void plan_work(eval_state *s, reader *rd)
     if (rd->stop[0] && strcmp(rd->stop, stop_name(s->co.o.stop)))
         die_code(2, "eval: '%s' holds results of --stop %s, this run uses --stop %s (give that option, "
                  "or another --results file)", s->results_path, rd->stop, stop_name(s->co.o.stop));
+    if (rd->compute[0] && strcmp(rd->compute, driver_compute()))
+        die_code(2, "eval: '%s' holds results of --compute %s, this run computes in %s (give that option, "
+                 "or another --results file)", s->results_path, rd->compute, driver_compute());
     s->n_selection = select_images(s->ro.subset, d->n, s->ro.shard_i, s->ro.shard_n, s->ro.limit, &s->selection);
     sort_key = malloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
     s->todo = malloc(sizeof(int) * (size_t)(s->n_selection ? s->n_selection : 1));
@@ -1082,7 +1092,7 @@ static void plan_work(eval_state *s, reader *rd)
     for (int j = 0; j < s->n_selection; j++)
         if (!have[s->selection[j]]) s->todo[s->n_todo++] = s->selection[j];
     free(have);
-    if (!rd->headers && s->log.size == 0) write_header(s, s->ro.data.names[0], s->n_classes);
+    if (!rd->headers && s->log.size == 0) write_header(s, s->ro.data.names[0], s->n_classes, driver_compute());
     if (!s->co.quiet && s->mine.n)
         fprintf(stderr, "eval: resuming: %d of %d images already in %s\n", s->mine.n, s->n_selection,
                 s->results_path);
@@ -1171,7 +1181,7 @@ static int run(int argc, char **argv, const run_kind *kind)
     if (!s.per_rank) die("%s", "eval: out of memory");
 
     results done = {0};
-    reader rd = {s.results_path, &done, 0, 0, 0, NULL, ""};
+    reader rd = {s.results_path, &done, 0, 0, 0, NULL, "", ""};
     if (s.rank == 0) open_results(&s, &rd);
     open_model(&s);
     if (s.rank == 0) plan_work(&s, &rd);

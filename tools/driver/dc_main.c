@@ -43,6 +43,10 @@ static const char *usage_text =
     "\n"
     "global options (before or after the command):\n"
     "  -t, --threads N   threads for dc and OpenBLAS (default: OMP_NUM_THREADS or all cores)\n"
+    "  --compute f32|int8|auto\n"
+    "                    how networks multiply: f32 (OpenBLAS sgemm, the reference), int8\n"
+    "                    (weights and activations quantised, exact integer sums) or auto\n"
+    "                    (int8 where the CPU has an int8 dot-product unit; default: f32)\n"
     "  -h, --help        this text\n"
     "\n"
     "environment:\n"
@@ -85,6 +89,18 @@ static void maybe_reexec(char **argv)
     }
 }
 
+/* The int8 product dc would use here, its check, and both products'
+   speed on one fixed problem (dc_compute_rates: a fraction of a second). */
+static void print_int8(const dc_blas_info *bi)
+{
+    double f32, i8;
+    dc_compute_rates(&f32, &i8);
+    printf("int8 product:  %s (%s); --compute auto means %s here\n", bi->int8, bi->int8_check,
+           bi->int8_dot ? "int8" : "f32");
+    printf("rates:         f32 sgemm %.1f GMAC/s, int8 product %.1f GMAC/s (1024^3, %d threads)\n",
+           f32 / 1e9, i8 / 1e9, dc_get_threads());
+}
+
 static int cmd_blas(void)
 {
     dc_blas_info bi;
@@ -97,6 +113,7 @@ static int cmd_blas(void)
         printf("note: OPENBLAS_CORETYPE is set in the environment, so dc leaves it; this CPU "
                "could use %s\n", bi.better);
     printf("threads:       %d\n", dc_get_threads());
+    print_int8(&bi);
     return 0;
 }
 
@@ -116,7 +133,7 @@ static int cmd_info(int argc, char **argv)
     if (!path) die("%s", "info: which model? usage: dc info [-v] MODEL.dcw");
     dc_model *m;
     dc_error err;
-    if (dc_model_load(&m, path, NULL, &err) != DC_OK) {
+    if (dc_model_load(&m, path, driver_load_opts(), &err) != DC_OK) {
         fprintf(stderr, "dc: %s\n", err.msg);
         return 1;
     }
@@ -124,6 +141,7 @@ static int cmd_info(int argc, char **argv)
     dc_blas_info bi;
     dc_blas_check(&bi);
     printf("runtime:   openblas core %s, cpu %s, %d threads\n", bi.core, bi.cpu_level, dc_get_threads());
+    print_int8(&bi);
     dc_model_free(m);
     return 0;
 }
@@ -163,7 +181,7 @@ static int cmd_forward(int argc, char **argv)
     dc_tensor in[8], outs[2] = {{0}, {0}};
     int loaded = 0, rc = 1;
     memset(in, 0, sizeof in);
-    if (dc_model_load(&m, model, NULL, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK) goto done;
+    if (dc_model_load(&m, model, driver_load_opts(), &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK) goto done;
     for (; loaded < n_in; loaded++)
         if (dc_tensor_load_npy(&in[loaded], inputs[loaded], &err) != DC_OK) goto done;
     if (dc_forward(c, component, in, n_in, outs, &err) != DC_OK) goto done;
@@ -353,7 +371,7 @@ static void print_json(const char *image, const dc_result *r, const dc_classes *
         if (prob) printf(", \"probability\": %.6g", prob[c]);
         printf("}");
     }
-    printf("], \"stop\": \"%s\", \"note\": ", dc_stop_name(r->stop));
+    printf("], \"compute\": \"%s\", \"stop\": \"%s\", \"note\": ", driver_compute(), dc_stop_name(r->stop));
     json_string(stdout, r->note ? r->note : "");
     printf(", \"decided\": %s, \"left\": %d, \"evals\": %ld, \"timesteps\": %d, \"seconds\": %.3f}\n",
            r->undecided ? "false" : "true", r->n_left, r->n_evals, r->n_timesteps, r->seconds);
@@ -516,6 +534,11 @@ int main(int argc, char **argv)
             long t = strtol(argv[++i], &end, 10);
             if (*end || errno || t < 1 || t > 1024) die("--threads: '%s' is not a thread count (1..1024)", argv[i]);
             dc_set_threads((int)t);
+        } else if (!strcmp(argv[i], "--compute")) {
+            dc_compute c;
+            if (i + 1 >= argc) die("%s needs f32, int8 or auto", argv[i]);
+            if (!dc_compute_parse(argv[++i], &c)) die("--compute: '%s' is not f32, int8 or auto", argv[i]);
+            driver_set_compute(c);
         } else {
             argv[++n] = argv[i];
         }

@@ -390,12 +390,15 @@ const char *stop_name(dc_stop stop)
     return dc_stop_name(stop);
 }
 
+/* what the model open_classifier loaded computes in (driver_compute) */
+static const char *compute_loaded = "f32";
+
 int open_classifier(const char *model, const name_list *names, const char *tmpl, dc_model **m, dc_ctx **c,
                     dc_classes **cl)
 {
     dc_error err;
     *m = NULL, *c = NULL, *cl = NULL;
-    if (dc_model_load(m, model, NULL, &err) != DC_OK || dc_ctx_new(c, *m, &err) != DC_OK ||
+    if (dc_model_load(m, model, driver_load_opts(), &err) != DC_OK || dc_ctx_new(c, *m, &err) != DC_OK ||
         dc_classes_new(cl, *c, names->n ? (const char *const *)names->names : NULL, names->n,
                        tmpl && *tmpl ? tmpl : NULL, &err) != DC_OK) {
         fprintf(stderr, "dc: %s\n", err.msg);
@@ -404,5 +407,16 @@ int open_classifier(const char *model, const name_list *names, const char *tmpl,
     if (dc_classes_truncated(*cl))
         fprintf(stderr, "dc: warning: %d prompt(s) longer than the text encoder's 77 tokens were cut\n",
                 dc_classes_truncated(*cl));
+    compute_loaded = dc_model_compute(*m);
     return 1;
 }
+
+/* ---- --compute ---- */
+
+static dc_load_opts load_opts; /* the driver's one setting for every model it loads */
+
+void driver_set_compute(dc_compute c) { load_opts.compute = c; }
+
+const dc_load_opts *driver_load_opts(void) { return &load_opts; }
+
+const char *driver_compute(void) { return compute_loaded; }

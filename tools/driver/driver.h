@@ -100,6 +100,13 @@ dc_stop choose_default_stop(common_opts *co, const dc_model *m, int n_classes, i
 /* dc_stop_name */
 const char *stop_name(dc_stop stop);
 
+/* ---- --compute: a global option, so every command that loads a network
+   runs it the same way (the model-load options every command passes) ---- */
+void driver_set_compute(dc_compute c);
+const dc_load_opts *driver_load_opts(void);
+/* "f32" or "int8": what the model open_classifier loaded computes in (auto resolved) */
+const char *driver_compute(void);
+
 int cmd_eval(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_match(int argc, char **argv);
