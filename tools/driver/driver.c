@@ -8,6 +8,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* par.c sets this while the process is one rank of an MPI job, so that an
    error ends the whole job instead of leaving the other ranks waiting */
@@ -22,6 +25,17 @@ void driver_exit_hook(void (*hook)(int code))
 void driver_exit(int code)
 {
     if (exit_hook) exit_hook(code);
+#ifdef _OPENMP
+    /* From an image worker (a failed results write in eval's accept) the
+       other workers are still inside the network: exit()'s teardown of the
+       OpenMP and OpenBLAS runtimes would pull memory from under them
+       (SIGSEGV instead of the message and status). What must survive is
+       already on disk or in stdio's buffers: flush those and leave. */
+    if (omp_in_parallel()) {
+        fflush(NULL);
+        _exit(code);
+    }
+#endif
     exit(code);
 }
 
