@@ -17,6 +17,7 @@ BASE=${BASE:-main}
 REPS=${REPS:-3}
 N=${N:-24}
 NICE=${NICE:-0}
+PYTHON=${PYTHON:-/usr/bin/python3}
 OUT=build/images_at_once
 D=/usr/share/datasets/fashion-mnist
 mkdir -p $OUT
@@ -54,10 +55,11 @@ run() { # job, binary label, binary: one timed run, output in $OUT/JOB-LABEL.out
     esac
     nice -n $NICE /usr/bin/time -f "%e %U %S" -o $f.time "$@" >$f.out 2>$f.err || { cat $f.err; exit 1; }
     echo "$job $label $(cat $f.time)" >>$OUT/times
-    # what must not change: every field but the seconds (eval rows sorted, as
-    # workers finish them in any order)
-    if [ $job = classify ]; then sed 's/"seconds": [0-9.]*//' $f.out >$f.key
-    else grep '"index"' $f.jsonl | sed 's/"seconds": [0-9.]*//' | sort >$f.key; fi
+    # what must not change: the decisions, evaluation counts and errors (the
+    # fields both binaries write; fields a newer binary adds are left out;
+    # eval rows sorted, as workers finish them in any order)
+    if [ $job = classify ]; then $PYTHON bench/result_key.py <$f.out >$f.key
+    else grep '"index"' $f.jsonl | $PYTHON bench/result_key.py | sort >$f.key; fi
 }
 : >$OUT/times
 rep=1
