@@ -172,6 +172,7 @@ test: all
 	@PYTHON="$(PYTHON)" MAKE="$(MAKE)" CC="$(CC)" sh tests/run.sh
 
 # ---- bench ----
+$(B)/bench/conv_bench.o $(B)/bench/q8_bench.o: bench/bench.h
 $(B)/conv_bench: $(B)/bench/conv_bench.o $(B)/libdc.a
 	$(CC) $(ALL_CFLAGS) $^ $(LDLIBS) -o $@
 $(B)/dit_bench: $(B)/bench/dit_bench.o $(B)/libdc.a

@@ -8,7 +8,7 @@
 
    usage: conv_bench [--quick] [--batch N] [--reps N] */
 #define _POSIX_C_SOURCE 200809L
-#include "../nn/nn.h"
+#include "bench.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -22,16 +22,6 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static float *randv(size_t n, unsigned seed)
-{
-    float *p = dc__aligned_alloc(n * 4);
-    for (size_t i = 0; p && i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        p[i] = (float)(seed >> 8) / (float)(1u << 24) - 0.5f;
-    }
-    return p;
 }
 
 int main(int argc, char **argv)

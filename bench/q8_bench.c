@@ -17,7 +17,7 @@
 
    usage: q8_bench [--quick] [--reps N] [--variant NAME] */
 #define _POSIX_C_SOURCE 200809L
-#include "../nn/nn.h"
+#include "bench.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -55,16 +55,36 @@ static double rate(void (*fn)(long), double macs, double secs)
     } while (t - t0 < secs);
     return ITER * 12.0 * macs / best / 1e9;
 }
+
+/* a multiply unit's peak loop, whether this CPU has the unit, and the
+   multiply-adds one call of its operation does */
+typedef struct { const char *name; int ok; void (*fn)(long); double macs; } peak_unit;
+
+static void print_peaks(const peak_unit *p, size_t n)
+{
+    printf("unit peaks, 1 thread, register-only loop (12 accumulators), thread CPU time:\n");
+    for (size_t i = 0; i < n; i++) {
+        if (!p[i].ok) {
+            printf("  %-26s  not on this CPU\n", p[i].name);
+            continue;
+        }
+        printf("  %-26s %8.1f GMAC/s\n", p[i].name, rate(p[i].fn, p[i].macs, 0.3));
+    }
+}
 #endif
 
-#if defined(__x86_64__) && !defined(DC_PORTABLE)
-#include <immintrin.h>
+/* The body of a peak function: 12 independent accumulators, each updated by
+   OP every iteration, summed with SUM at the end so none is dead code. The
+   empty asm keeps them in vector registers (PEAK_REG: "v" on x86, "w" on
+   arm64) and stops the compiler from folding the loop. */
 #define PEAK_LOOP(T, ZERO, OP, SUM)                                                 \
     T a0 = ZERO, a1 = ZERO, a2 = ZERO, a3 = ZERO, a4 = ZERO, a5 = ZERO, a6 = ZERO, \
       a7 = ZERO, a8 = ZERO, a9 = ZERO, a10 = ZERO, a11 = ZERO;                      \
     for (long i = 0; i < n; i++) {                                                  \
-        __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), \
-                         "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));  \
+        __asm__ volatile("" : "+" PEAK_REG(a0), "+" PEAK_REG(a1), "+" PEAK_REG(a2),      \
+                         "+" PEAK_REG(a3), "+" PEAK_REG(a4), "+" PEAK_REG(a5),          \
+                         "+" PEAK_REG(a6), "+" PEAK_REG(a7), "+" PEAK_REG(a8),          \
+                         "+" PEAK_REG(a9), "+" PEAK_REG(a10), "+" PEAK_REG(a11));       \
         a0 = OP(a0); a1 = OP(a1); a2 = OP(a2); a3 = OP(a3); a4 = OP(a4); a5 = OP(a5); \
         a6 = OP(a6); a7 = OP(a7); a8 = OP(a8); a9 = OP(a9); a10 = OP(a10); a11 = OP(a11); \
     }                                                                               \
@@ -72,6 +92,10 @@ static double rate(void (*fn)(long), double macs, double secs)
     s = SUM(s, SUM(SUM(a8, a9), SUM(a10, a11)));                                    \
     volatile T sink = s;                                                            \
     (void)sink;
+
+#if defined(__x86_64__) && !defined(DC_PORTABLE)
+#include <immintrin.h>
+#define PEAK_REG "v"
 
 __attribute__((target("avx512f,avx512vnni"))) static void peak_dpbusd_zmm(long n)
 {
@@ -135,38 +159,19 @@ static double int8_peak(const char *variant)
 
 static void peaks(void)
 {
-    struct { const char *name; int ok; void (*fn)(long); double macs; } p[] = {
+    const peak_unit p[] = {
         {"f32 FMA zmm", __builtin_cpu_supports("avx512f"), peak_fma_zmm, 16},
         {"f32 FMA ymm", __builtin_cpu_supports("fma"), peak_fma_ymm, 8},
         {"vpdpbusd zmm", __builtin_cpu_supports("avx512f") && has_leaf7(0, 2, 11), peak_dpbusd_zmm, 64},
         {"vpdpbusd ymm (VEX)", __builtin_cpu_supports("avx2") && has_leaf7(1, 0, 4), peak_dpbusd_ymm, 32},
         {"vpmaddubsw+vpmaddwd ymm", __builtin_cpu_supports("avx2"), peak_maddubs, 32},
     };
-    printf("unit peaks, 1 thread, register-only loop (12 accumulators), thread CPU time:\n");
-    for (size_t i = 0; i < sizeof p / sizeof *p; i++) {
-        if (!p[i].ok) {
-            printf("  %-26s  not on this CPU\n", p[i].name);
-            continue;
-        }
-        printf("  %-26s %8.1f GMAC/s\n", p[i].name, rate(p[i].fn, p[i].macs, 0.3));
-    }
+    print_peaks(p, sizeof p / sizeof *p);
 }
 #elif defined(__aarch64__) && !defined(DC_PORTABLE)
 #include <arm_neon.h>
 #include <sys/auxv.h>
-#define PEAK_LOOP(T, ZERO, OP, SUM)                                                 \
-    T a0 = ZERO, a1 = ZERO, a2 = ZERO, a3 = ZERO, a4 = ZERO, a5 = ZERO, a6 = ZERO, \
-      a7 = ZERO, a8 = ZERO, a9 = ZERO, a10 = ZERO, a11 = ZERO;                      \
-    for (long i = 0; i < n; i++) {                                                  \
-        __asm__ volatile("" : "+w"(a0), "+w"(a1), "+w"(a2), "+w"(a3), "+w"(a4), "+w"(a5), \
-                         "+w"(a6), "+w"(a7), "+w"(a8), "+w"(a9), "+w"(a10), "+w"(a11));  \
-        a0 = OP(a0); a1 = OP(a1); a2 = OP(a2); a3 = OP(a3); a4 = OP(a4); a5 = OP(a5); \
-        a6 = OP(a6); a7 = OP(a7); a8 = OP(a8); a9 = OP(a9); a10 = OP(a10); a11 = OP(a11); \
-    }                                                                               \
-    T s = SUM(SUM(SUM(a0, a1), SUM(a2, a3)), SUM(SUM(a4, a5), SUM(a6, a7)));         \
-    s = SUM(s, SUM(SUM(a8, a9), SUM(a10, a11)));                                    \
-    volatile T sink = s;                                                            \
-    (void)sink;
+#define PEAK_REG "w"
 __attribute__((target("arch=armv8.2-a+dotprod"))) static void peak_sdot(long n)
 {
     int8x16_t x = vdupq_n_s8(3), y = vdupq_n_s8(-2);
@@ -201,19 +206,12 @@ static double int8_peak(const char *variant)
 
 static void peaks(void)
 {
-    struct { const char *name; int ok; void (*fn)(long); double macs; } p[] = {
+    const peak_unit p[] = {
         {"f32 FMA", 1, peak_fma, 4},
         {"smull+sadalp", 1, peak_smull, 8},
         {"sdot", (int)((getauxval(AT_HWCAP) >> 20) & 1), peak_sdot, 16},
     };
-    printf("unit peaks, 1 thread, register-only loop (12 accumulators), thread CPU time:\n");
-    for (size_t i = 0; i < sizeof p / sizeof *p; i++) {
-        if (!p[i].ok) {
-            printf("  %-26s  not on this CPU\n", p[i].name);
-            continue;
-        }
-        printf("  %-26s %8.1f GMAC/s\n", p[i].name, rate(p[i].fn, p[i].macs, 0.3));
-    }
+    print_peaks(p, sizeof p / sizeof *p);
 }
 #else
 static void peaks(void) { printf("unit peaks: no SIMD in this build\n"); }
@@ -221,16 +219,6 @@ static double int8_peak(const char *variant) { (void)variant; return 0; }
 #endif
 
 /* ---- the products ---- */
-
-static float *randv(size_t n, unsigned seed)
-{
-    float *p = dc__aligned_alloc(n * 4);
-    for (size_t i = 0; p && i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        p[i] = (float)(seed >> 8) / (float)(1u << 24) - 0.5f;
-    }
-    return p;
-}
 
 /* the fastest single call of body over at least `secs` seconds: on a
    shared machine the fastest call is the one no other process interrupted */

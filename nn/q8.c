@@ -423,8 +423,10 @@ static int parallel_worth(const dc__q8mat *W, int N)
     return !inside && (double)W->M * W->K * N > 4e6 && W->panels > 1;
 }
 
-void dc__q8_matmul_cols(float *y, int ldy, const dc__q8mat *W, const float *X, int ldx, int N,
-                        void *scratch)
+/* product, in a team of threads of its own when that is worth it; inside a
+   caller's parallel region, on the calling thread alone */
+static void product_on_threads(float *y, size_t ym, size_t yn, const dc__q8mat *W, const float *X,
+                               size_t col_stride, size_t k_stride, const float *b, int N, void *scratch)
 {
     if (N < 1) return;
     int par = parallel_worth(W, N);
@@ -432,19 +434,19 @@ void dc__q8_matmul_cols(float *y, int ldy, const dc__q8mat *W, const float *X, i
 #ifdef _OPENMP
 #pragma omp parallel if (par)
 #endif
-    product(y, (size_t)ldy, 1, W, X, 1, (size_t)ldx, NULL, N, scratch);
+    product(y, ym, yn, W, X, col_stride, k_stride, b, N, scratch);
+}
+
+void dc__q8_matmul_cols(float *y, int ldy, const dc__q8mat *W, const float *X, int ldx, int N,
+                        void *scratch)
+{
+    product_on_threads(y, (size_t)ldy, 1, W, X, 1, (size_t)ldx, NULL, N, scratch);
 }
 
 void dc__q8_matmul_rows(float *y, const float *x, const dc__q8mat *W, const float *b, int N,
                         void *scratch)
 {
-    if (N < 1) return;
-    int par = parallel_worth(W, N);
-    (void)par;
-#ifdef _OPENMP
-#pragma omp parallel if (par)
-#endif
-    product(y, 1, (size_t)W->M, W, x, (size_t)W->K, 1, b, N, scratch);
+    product_on_threads(y, 1, (size_t)W->M, W, x, (size_t)W->K, 1, b, N, scratch);
 }
 
 /* ---- the exact integer product (tests, benches, self-check) ---- */

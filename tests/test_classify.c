@@ -72,6 +72,15 @@ static dc__schedule sd_schedule(void)
     return s;
 }
 
+/* the library's default options, with the stopping rule a test is about */
+static dc_classify_opts opts_with_rule(dc_stop rule)
+{
+    dc_classify_opts o;
+    dc_classify_opts_default(&o);
+    o.stop = rule;
+    return o;
+}
+
 static float z0[SI_L];
 
 static void fill_z0(void)
@@ -89,6 +98,19 @@ static dc_status classify(standin *si, dc__schedule *sch, const double *offset, 
     si->z0 = z0, si->offset = offset, si->sch = sch;
     dc__denoiser d = {standin_predict, si, SI_L, batch, sch};
     return dc__classify_core(&d, z0, n_classes, o, res, err);
+}
+
+/* 1 when classify refuses options o for n_classes (at most 3) with
+   DC_ERR_INVALID and a message (left in err) that contains words */
+static int refused(const dc_classify_opts *o, int n_classes, const char *words, dc_error *err)
+{
+    double off[3] = {1, 2, 3};
+    dc__schedule sch = sd_schedule();
+    standin si = {0};
+    dc_result r;
+    dc_status status = classify(&si, &sch, off, n_classes, 4, o, &r, err);
+    if (status == DC_OK) dc_result_free(&r);
+    return status == DC_ERR_INVALID && strstr(err->msg, words);
 }
 
 /* ---- the official schedule ---- */
@@ -136,13 +158,11 @@ static void evaluation_counts_should_equal_the_official_code(void)
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
         double *off = malloc(sizeof(double) * (size_t)p[i].classes);
         for (int c = 0; c < p[i].classes; c++) off[c] = 0.2 + 0.01 * ((c * 7) % p[i].classes);
-        dc_classify_opts o;
-        dc_classify_opts_default(&o);
-        o.stop = DC_STOP_ADAPTIVE;
+        dc_classify_opts o = opts_with_rule(DC_STOP_ADAPTIVE);
         o.n_stages = p[i].stages;
         memcpy(o.samples, p[i].samples, sizeof o.samples[0] * 4);
         memcpy(o.keep, p[i].keep, sizeof o.keep[0] * 4);
-        standin si;
+        standin si = {0};
         dc_result r;
         dc_error err;
         if (classify(&si, &sch, off, p[i].classes, 64, &o, &r, &err) != DC_OK) {
@@ -168,7 +188,7 @@ static void planted_best_class_should_win_in_every_mode(void)
         dc_classify_opts_default(&o);
         o.loss = (dc_loss)(mode % 3);
         o.stop = mode < 3 ? DC_STOP_ADAPTIVE : DC_STOP_SEQUENTIAL;
-        standin si;
+        standin si = {0};
         dc_result r;
         dc_error err;
         if (classify(&si, mode & 1 ? &v : &eps, off, 10, 32, &o, &r, &err) != DC_OK) {
@@ -191,15 +211,13 @@ static void zero_error_class_should_score_zero_for_eps_and_v_targets(void)
        common term reaching it) checks the target formula itself */
     double off[2] = {0.0, 1.0};
     dc__schedule sch = sd_schedule();
+    standin si = {0};
+    dc_result r;
+    dc_error err;
     for (int v = 0; v < 2; v++) {
         sch.v_prediction = v;
-        dc_classify_opts o;
-        dc_classify_opts_default(&o);
-        o.stop = DC_STOP_ADAPTIVE;
+        dc_classify_opts o = opts_with_rule(DC_STOP_ADAPTIVE);
         o.n_stages = 1, o.samples[0] = 10, o.keep[0] = 1;
-        standin si;
-        dc_result r;
-        dc_error err;
         if (classify(&si, &sch, off, 2, 8, &o, &r, &err) != DC_OK) {
             CHECK(0, "%s", err.msg);
             continue;
@@ -228,11 +246,9 @@ static void sequential_stop_should_keep_the_best_and_spend_less(void)
         for (int c = 0; c < 10; c++) off[c] = 0.3 + 0.02 * ((c * 3 + trial) % 10); /* one best: 0.3 */
         int best = -1;
         for (int c = 0; c < 10; c++) if (off[c] == 0.3) best = c;
-        dc_classify_opts o;
-        dc_classify_opts_default(&o);
-        o.stop = DC_STOP_SEQUENTIAL;
+        dc_classify_opts o = opts_with_rule(DC_STOP_SEQUENTIAL);
         o.seed = (uint64_t)trial;
-        standin si;
+        standin si = {0};
         dc_result r;
         dc_error err;
         if (classify(&si, &sch, off, 10, 16, &o, &r, &err) != DC_OK) {
@@ -272,9 +288,7 @@ static void calibrated_stop_should_draw_where_the_calibration_points(void)
             for (int c = 0; c < 10; c++) off[c] = 0.3 + 0.02 * ((c * 3 + trial) % 10);
             int best = -1;
             for (int c = 0; c < 10; c++) if (off[c] == 0.3) best = c;
-            dc_classify_opts o;
-            dc_classify_opts_default(&o);
-            o.stop = rule ? DC_STOP_CALIBRATED : DC_STOP_SEQUENTIAL;
+            dc_classify_opts o = opts_with_rule(rule ? DC_STOP_CALIBRATED : DC_STOP_SEQUENTIAL);
             o.calib_t = calib_band_t, o.calib_spread = calib_band_spread, o.n_calib = 4;
             o.seed = (uint64_t)trial;
             standin si = {.cut = 300};
@@ -308,9 +322,7 @@ static void calibrated_weights_should_estimate_the_grid_mean(void)
 {
     double off[2] = {0.4, 0.4};
     dc__schedule sch = sd_schedule();
-    dc_classify_opts o;
-    dc_classify_opts_default(&o);
-    o.stop = DC_STOP_CALIBRATED;
+    dc_classify_opts o = opts_with_rule(DC_STOP_CALIBRATED);
     o.n_stages = 1, o.samples[0] = 100, o.keep[0] = 1;
     o.calib_t = calib_band_t, o.calib_spread = calib_band_spread, o.n_calib = 4;
     standin si = {.cut = 300, .exact = 1};
@@ -344,30 +356,19 @@ static void calibrated_weights_should_estimate_the_grid_mean(void)
 
 static void calibration_should_be_checked(void)
 {
-    double off[3] = {1, 2, 3};
-    dc__schedule sch = sd_schedule();
-    standin si = {0};
-    dc_result r;
     dc_error err;
-    dc_classify_opts o;
-    dc_classify_opts_default(&o);
-    o.stop = DC_STOP_CALIBRATED;
-    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "calibration"),
-          "none: %s", err.msg);
+    dc_classify_opts o = opts_with_rule(DC_STOP_CALIBRATED);
+    CHECK(refused(&o, 3, "calibration", &err), "none: %s", err.msg);
     int t[2] = {10, 5};
     float v[2] = {1, 2};
     o.calib_t = t, o.calib_spread = v, o.n_calib = 2;
-    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "ascending"),
-          "order: %s", err.msg);
+    CHECK(refused(&o, 3, "ascending", &err), "order: %s", err.msg);
     t[1] = 20, v[0] = -1;
-    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, ">= 0"),
-          "negative: %s", err.msg);
+    CHECK(refused(&o, 3, ">= 0", &err), "negative: %s", err.msg);
     v[0] = NAN;
-    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "finite"),
-          "nan: %s", err.msg);
+    CHECK(refused(&o, 3, "finite", &err), "nan: %s", err.msg);
     o.stop = (dc_stop)7;
-    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "stopping rule"),
-          "unknown rule: %s", err.msg);
+    CHECK(refused(&o, 3, "stopping rule", &err), "unknown rule: %s", err.msg);
 }
 
 /* DC_STOP_AUTO, the default: the t-test without a calibration (and a note
@@ -412,9 +413,7 @@ static void result_should_compare_dropped_classes_on_shared_timesteps(void)
     standin si = {0};
     dc_result r;
     dc_error err;
-    dc_classify_opts o;
-    dc_classify_opts_default(&o);
-    o.stop = DC_STOP_ADAPTIVE;
+    dc_classify_opts o = opts_with_rule(DC_STOP_ADAPTIVE);
     o.n_stages = 2, o.samples[0] = 4, o.samples[1] = 20, o.keep[0] = 2, o.keep[1] = 1;
     CHECK(classify(&si, &sch, off, 6, 4, &o, &r, &err) == DC_OK, "%s", err.msg);
     CHECK(r.n_left == 1 && r.ranking[0] == 0 && r.vs_best[0] == 0, "best %d, left %d", r.ranking[0], r.n_left);
@@ -487,12 +486,10 @@ static void same_seed_should_give_the_same_result_for_any_thread_count(void)
     uint64_t seeds[3] = {5, 5, 6};
     for (int i = 0; i < 3; i++) {
         dc_set_threads(threads[i]);
-        dc_classify_opts o;
-        dc_classify_opts_default(&o);
-        o.stop = DC_STOP_ADAPTIVE;
+        dc_classify_opts o = opts_with_rule(DC_STOP_ADAPTIVE);
         o.seed = seeds[i];
         o.samples[0] = 10, o.samples[1] = 40, o.keep[0] = 3;
-        standin si;
+        standin si = {0};
         dc_error err;
         if (classify(&si, &sch, off, 5, 7, &o, &r[i], &err) != DC_OK) {
             CHECK(0, "%s", err.msg);
@@ -526,30 +523,21 @@ static void small_models_should_run_one_image_per_thread(void)
 
 static void bad_options_should_be_refused_by_name(void)
 {
-    double off[3] = {1, 2, 3};
-    dc__schedule sch = sd_schedule();
-    standin si;
-    dc_result r;
     dc_error err;
     dc_classify_opts o;
     dc_classify_opts_default(&o);
-    CHECK(classify(&si, &sch, off, 0, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "no classes"),
-          "empty: %s", err.msg);
+    CHECK(refused(&o, 0, "no classes", &err), "empty: %s", err.msg);
     o.keep[1] = 2, o.stop = DC_STOP_ADAPTIVE;
-    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "last stage must keep 1"),
-          "keep: %s", err.msg);
+    CHECK(refused(&o, 3, "last stage must keep 1", &err), "keep: %s", err.msg);
     dc_classify_opts_default(&o);
     o.samples[1] = 20;
-    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "not decrease"),
-          "samples: %s", err.msg);
+    CHECK(refused(&o, 3, "not decrease", &err), "samples: %s", err.msg);
     dc_classify_opts_default(&o);
     o.samples[1] = 2000;
-    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "the model has 1000"),
-          "too many: %s", err.msg);
+    CHECK(refused(&o, 3, "the model has 1000", &err), "too many: %s", err.msg);
     dc_classify_opts_default(&o);
     o.trials = 0;
-    CHECK(classify(&si, &sch, off, 3, 4, &o, &r, &err) == DC_ERR_INVALID && strstr(err.msg, "--trials"),
-          "trials: %s", err.msg);
+    CHECK(refused(&o, 3, "--trials", &err), "trials: %s", err.msg);
 }
 
 /* ---- budgets ---- */
@@ -565,9 +553,7 @@ static void budget_should_end_a_classification_without_signal(void)
     dc__schedule sch = sd_schedule();
     for (int k = 0; k < 4; k++) {
         for (int secs = 0; secs < 2; secs++) {
-            dc_classify_opts o;
-            dc_classify_opts_default(&o);
-            o.stop = every_rule[k];
+            dc_classify_opts o = opts_with_rule(every_rule[k]);
             o.calib_t = calib_band_t, o.calib_spread = calib_band_spread, o.n_calib = 4;
             if (secs) o.max_seconds = 1e-9; /* spent at once: one timestep, then stop */
             else o.max_evals = 200;
@@ -599,9 +585,7 @@ static void budget_should_leave_a_decided_result_alone(void)
     for (int c = 0; c < 10; c++) off[c] = 0.3 + 0.02 * ((c * 3 + 1) % 10);
     dc__schedule sch = sd_schedule();
     for (int k = 0; k < 4; k++) {
-        dc_classify_opts o;
-        dc_classify_opts_default(&o);
-        o.stop = every_rule[k];
+        dc_classify_opts o = opts_with_rule(every_rule[k]);
         o.calib_t = calib_band_t, o.calib_spread = calib_band_spread, o.n_calib = 4;
         standin si = {.cut = 300};
         dc_result a, b;
@@ -713,7 +697,7 @@ static void screened_stop_should_cut_a_large_field_and_keep_the_best(void)
 {
     dc__schedule sch;
     dc__schedule_make(&sch, "linear", 0.0001, 0.02, 1000, NULL);
-    static stats_standin si;
+    static stats_standin si = {0};
     static int t[1000];
     static float spread[1000];
     int n_cal = read_calibration(t_path(T.data, "../../data/calibration/fmnist-dit.txt"), t, spread, si.mu, si.sigma);
@@ -733,9 +717,7 @@ static void screened_stop_should_cut_a_large_field_and_keep_the_best(void)
                 int best = (trial * 37) % size;
                 for (int c = 0; c < size; c++)
                     gap[c] = c == best ? 0 : gap_quantile((double)((c * 7919 + trial * 13) % size) / size);
-                dc_classify_opts o;
-                dc_classify_opts_default(&o);
-                o.stop = rule ? DC_STOP_SCREENED : DC_STOP_CALIBRATED;
+                dc_classify_opts o = opts_with_rule(rule ? DC_STOP_SCREENED : DC_STOP_CALIBRATED);
                 o.calib_t = t, o.calib_spread = spread, o.n_calib = n_cal;
                 o.seed = (uint64_t)trial;
                 dc__denoiser d = {stats_predict, &si, 1, 256, &sch};
@@ -853,9 +835,7 @@ static void dit_model_should_classify_a_latent_end_to_end(void)
     if (loaded) {
         float z[4 * 8 * 8];
         dc__normal_noise(z, 256, 1, 1);
-        dc_classify_opts o;
-        dc_classify_opts_default(&o);
-        o.stop = DC_STOP_ADAPTIVE;
+        dc_classify_opts o = opts_with_rule(DC_STOP_ADAPTIVE);
         o.samples[0] = 10, o.samples[1] = 50, o.keep[0] = 3;
         dc_result r1, r2, r3;
         CHECK(dc_classify_latent(c, all, z, 8, 8, &o, &r1, &err) == DC_OK, "%s", err.msg);
@@ -932,9 +912,7 @@ static void latent_path_should_equal_the_image_path_for_both_families(void)
         if (st == DC_OK) st = dc__vae_encode(m->vae, &l->c->runner, z, NULL, pix, 1, size, size, &err);
         CHECK(st == DC_OK, "%s: %s", dc_model_family(m), err.msg);
         for (size_t i = 0; st == DC_OK && i < L; i++) z[i] *= m->vae->scaling_factor;
-        dc_classify_opts o;
-        dc_classify_opts_default(&o);
-        o.stop = DC_STOP_ADAPTIVE;
+        dc_classify_opts o = opts_with_rule(DC_STOP_ADAPTIVE);
         o.samples[0] = 10, o.samples[1] = 30, o.keep[0] = 2;
         dc_result ri, rl;
         memset(&ri, 0, sizeof ri), memset(&rl, 0, sizeof rl);

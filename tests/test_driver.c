@@ -251,10 +251,9 @@ static void classify_should_run_a_text_conditional_pipeline(void)
 
 static void match_should_score_captions_and_winoground(void)
 {
-    NEED(t_readable(t_path(T.tmp, "sd_tiny_epsilon.dcw")),
-         "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
-    char args[4096];
     const char *m = t_path(T.tmp, "sd_tiny_epsilon.dcw");
+    NEED(t_readable(m), "sd_tiny_epsilon.dcw missing (prepared by tools/refs/prepare_tests.py from tests/fixtures)");
+    char args[4096];
     const char *a = t_path(T.data, "images/rgb_45x31.png"), *b = t_path(T.data, "images/grey_20x50.png");
     snprintf(args, sizeof args, "match -m '%s' --samples 4 --quiet '%s' 'a red thing' 'a blue thing' 'x'", m, a);
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "a red thing") && strstr(out, "a blue thing"),

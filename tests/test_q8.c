@@ -145,35 +145,14 @@ static void int8_scalar_twin_should_equal_a_triple_loop(void)
     printf("  ran: %s\n", emulator());
     compare_sums(dc__q8_scalar(), 1);
 }
-static void int8_avx512vnni_native_should_equal_the_scalar_twin(void)
-{
-    check_native(dc__q8_avx512vnni(), "avx512vnni");
-}
-static void int8_avx512vnni_simde_should_equal_the_scalar_twin(void)
-{
-    check_simde(dc__q8_avx512vnni_simde(), "avx512vnni");
-}
-static void int8_avxvnni_native_should_equal_the_scalar_twin(void)
-{
-    check_native(dc__q8_avxvnni(), "avxvnni");
-}
-static void int8_avxvnni_simde_should_equal_the_scalar_twin(void)
-{
-    check_simde(dc__q8_avxvnni_simde(), "avxvnni");
-}
-static void int8_avx2_native_should_equal_the_scalar_twin(void)
-{
-    check_native(dc__q8_avx2(), "avx2");
-}
-static void int8_avx2_simde_should_equal_the_scalar_twin(void)
-{
-    check_simde(dc__q8_avx2_simde(), "avx2");
-}
+static void int8_avx512vnni_native_should_equal_the_scalar_twin(void) { check_native(dc__q8_avx512vnni(), "avx512vnni"); }
+static void int8_avx512vnni_simde_should_equal_the_scalar_twin(void) { check_simde(dc__q8_avx512vnni_simde(), "avx512vnni"); }
+static void int8_avxvnni_native_should_equal_the_scalar_twin(void) { check_native(dc__q8_avxvnni(), "avxvnni"); }
+static void int8_avxvnni_simde_should_equal_the_scalar_twin(void) { check_simde(dc__q8_avxvnni_simde(), "avxvnni"); }
+static void int8_avx2_native_should_equal_the_scalar_twin(void) { check_native(dc__q8_avx2(), "avx2"); }
+static void int8_avx2_simde_should_equal_the_scalar_twin(void) { check_simde(dc__q8_avx2_simde(), "avx2"); }
 static void int8_neon_should_equal_the_scalar_twin(void) { check_native(dc__q8_neon(), "neon"); }
-static void int8_neondot_should_equal_the_scalar_twin(void)
-{
-    check_native(dc__q8_neondot(), "neondot");
-}
+static void int8_neondot_should_equal_the_scalar_twin(void) { check_native(dc__q8_neondot(), "neondot"); }
 
 static void int8_quantization_should_round_trip(void)
 {

@@ -80,11 +80,17 @@ def driver_json(*args):
             .stdout.splitlines()]
 
 
+def need_driver():
+    """The classes that compare with the driver fail at once, saying how to
+    build it, when it is not there."""
+    if not os.path.exists(DRIVER):
+        raise AssertionError(f"no driver at {DRIVER} (make, or run.py --dc PATH)")
+
+
 class ClassifyLikeTheDriver(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(DRIVER):
-            raise AssertionError(f"no driver at {DRIVER} (make, or run.py --dc PATH)")
+        need_driver()
         cls.model = dc.Model()
         cls.grey, cls.rgb = test_images()
         cls.grey_png, cls.rgb_png = os.path.join(TMP, "grey.png"), os.path.join(TMP, "rgb.png")
@@ -253,8 +259,7 @@ class ClassifyLikeTheDriver(unittest.TestCase):
 class Forward(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(DRIVER):
-            raise AssertionError(f"no driver at {DRIVER} (make, or run.py --dc PATH)")
+        need_driver()
         cls.model = dc.Model()
         cls.path = cls.model.path
 
