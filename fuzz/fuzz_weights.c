@@ -129,7 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* the whole model: family builders look up and shape-check every tensor */
     dc_model *m = NULL;
-    dc_load_opts opts = {1};
+    dc_load_opts opts = {1, DC_COMPUTE_F32};
     if (dc_model_load(&m, path, &opts, &err) == DC_OK) {
         dc_model_print_info(m, fuzz_devnull(), 1);
         dc_ctx *c = NULL;

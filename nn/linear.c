@@ -145,6 +145,7 @@ static unsigned char *thread_slice(const dc__matrix *W)
         return W->scratch + (tid < W->slices ? tid : 0) * W->stride;
     }
 #endif
+    (void)W; /* without OpenMP there is no parallel region */
     return NULL;
 }
 

@@ -130,7 +130,7 @@ void read_names(FILE *f, name_list *l, const char *what)
     long got;
     while ((got = next_line(f, line, what)) >= 0) {
         size_t len = (size_t)got;
-        while (len && line[len - 1] == ' ') line[--len] = 0;
+        while (len && (line[len - 1] == ' ' || line[len - 1] == '\r')) line[--len] = 0;
         if (!len || line[0] == '#') continue;
         names_add(l, line, len);
     }
