@@ -178,7 +178,7 @@ static void clip_should_stay_close_with_f16_and_q8_weights(void)
     clip_unload(&cm);
 }
 
-static void clip_should_stay_close_with_int8_compute(void)
+static void clip_should_stay_close_in_int8(void)
 {
     NEED(clip_have_fixture(), "tests/fixtures/clip_text_quickgelu missing (part of the repository)");
     double e32 = clip_fixture_case_compute("f32", CLIP_INT8_TOL, 1);
@@ -326,7 +326,7 @@ void suite_clip(void)
 {
     RUN(clip_should_match_transformers_on_the_golden_fixture);
     RUN(clip_should_stay_close_with_f16_and_q8_weights);
-    RUN(clip_should_stay_close_with_int8_compute);
+    RUN(clip_should_stay_close_in_int8);
     RUN(clip_should_match_torch_for_other_configs);
     RUN(clip_should_read_the_text_encoder_of_sd_single_file_checkpoints);
     RUN(clip_should_give_a_prompt_the_same_result_alone_as_in_a_batch);

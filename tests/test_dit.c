@@ -100,7 +100,7 @@ static void dit_should_stay_close_with_f16_and_q8_weights(void)
             "DiT fixture, q8 weights");
 }
 
-static void dit_should_stay_close_with_int8_compute(void)
+static void dit_should_stay_close_in_int8(void)
 {
     NEED(have_fixture(), "tests/fixtures/dit missing (part of the repository)");
     dc_load_opts o = {0, DC_COMPUTE_INT8};
@@ -166,7 +166,7 @@ void suite_dit(void)
     RUN(dit_should_match_the_original_code_from_the_pt_checkpoint);
     RUN(dit_should_match_the_original_code_from_safetensors);
     RUN(dit_should_stay_close_with_f16_and_q8_weights);
-    RUN(dit_should_stay_close_with_int8_compute);
+    RUN(dit_should_stay_close_in_int8);
     RUN(dit_should_match_torch_for_other_sizes);
     RUN(dit_should_refuse_bad_inputs_by_name);
 }

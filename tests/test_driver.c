@@ -441,7 +441,7 @@ static void shipped_default_sd_model_should_classify_the_shipped_samples(void)
 /* --compute is a global option: refused when wrong, shown by info and blas,
    recorded in JSON; and int8 compute classifies the shipped samples above
    the floor f32 compute must reach. */
-static void compute_option_should_choose_int8_in_the_open(void)
+static void compute_option_should_be_chosen_in_the_open(void)
 {
     CHECK(run_dc(out, sizeof out, "", "--compute int4 blas") == 2 && strstr(out, "'int4' is not f32, int8 or auto"),
           "bad compute: %s", out);
@@ -729,7 +729,7 @@ void suite_driver(void)
     RUN(eval_should_read_a_folder_of_class_folders);
     RUN(shipped_dit_should_classify_the_shipped_samples);
     RUN(shipped_default_sd_model_should_classify_the_shipped_samples);
-    RUN(compute_option_should_choose_int8_in_the_open);
+    RUN(compute_option_should_be_chosen_in_the_open);
     RUN(match_should_score_captions_and_winoground);
     RUN(eval_should_resume_shard_and_merge);
     RUN(eval_plot_should_draw_the_confusion_matrix);

@@ -186,7 +186,7 @@ static void unet_should_stay_close_with_f16_and_q8_weights(void)
                  "UNet fixture, q8 weights");
 }
 
-static void unet_should_stay_close_with_int8_compute(void)
+static void unet_should_stay_close_in_int8(void)
 {
     NEED(unet_have_fixture(), "tests/fixtures/unet_sd1 missing (part of the repository)");
     char dir[512]; /* t_path's buffers rotate: keep a copy */
@@ -391,7 +391,7 @@ void suite_unet(void)
 {
     RUN(unet_should_match_diffusers_on_the_sd1_fixture);
     RUN(unet_should_stay_close_with_f16_and_q8_weights);
-    RUN(unet_should_stay_close_with_int8_compute);
+    RUN(unet_should_stay_close_in_int8);
     RUN(unet_should_match_torch_with_linear_projections_and_head_lists);
     RUN(unet_should_match_torch_with_odd_heads_and_other_options);
     RUN(unet_should_take_heads_from_num_attention_heads_when_set);

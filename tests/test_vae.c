@@ -142,7 +142,7 @@ static void vae_should_stay_close_with_f16_and_q8_weights(void)
                 "q8 weights");
 }
 
-static void vae_should_stay_close_with_int8_compute(void)
+static void vae_should_stay_close_in_int8(void)
 {
     vae_compare_compute("vae_new_names_f32.dcw", "new_names", VAE_INT8_TOL_MEAN, VAE_INT8_TOL_STD,
                         "int8 compute", 1);
@@ -256,7 +256,7 @@ void suite_vae(void)
     RUN(vae_should_match_torch_with_old_attention_names_and_clamp_logvar);
     RUN(vae_should_read_compvis_names_as_the_same_model);
     RUN(vae_should_stay_close_with_f16_and_q8_weights);
-    RUN(vae_should_stay_close_with_int8_compute);
+    RUN(vae_should_stay_close_in_int8);
     RUN(vae_should_give_the_same_mean_without_std);
     RUN(vae_should_refuse_image_sizes_it_cannot_halve);
     RUN(vae_should_name_what_a_file_lacks);

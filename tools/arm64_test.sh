@@ -15,11 +15,11 @@
 # Default: only the tests that need no Python-made files (kernels with their
 # NEON vs scalar twins, f16, layers, npy, cpu, classifier core, images), each
 # picked by a FILTER substring of its name; tests/data is read as it is.
-# The int8 product's tests (int8_) run twice: on qemu's `-cpu max`, which
-# has sdot (the neondot variant must be detected and chosen), and on
-# `-cpu cortex-a72` (a Raspberry Pi 4), which has not: there the detection
-# must pick the plain NEON variant, or the run dies of SIGILL. Every other
-# run uses -cpu max.
+# The int8 product's tests (int8_) run on qemu's `-cpu max`, which has sdot
+# (the neondot variant must be detected and chosen); the choice and the
+# plain NEON kernel run again on `-cpu cortex-a72` (a Raspberry Pi 4), which
+# has not: there the detection must pick the NEON variant, or the run dies of
+# SIGILL. Every other run uses -cpu max.
 # --full: also runs tools/refs/prepare_tests.py on the host (the model files are
 # the same bytes on any architecture: little-endian .dcw) and then runs the
 # whole suite, the driver tests included (through a qemu wrapper script).
@@ -113,10 +113,12 @@ else
     echo "== FILTER int8_ (-cpu max: sdot)"
     export DC_TEST_EXPECT_DOT=1
     run int8_ $B/tmp-nopython /nonexistent
-    echo "== FILTER int8_ (-cpu cortex-a72: no sdot)"
+    # on the Pi 4's core: detection must avoid sdot and pick the plain NEON kernel
+    echo "== FILTER int8_self_check, int8_neon_ (-cpu cortex-a72: no sdot)"
     CPU=cortex-a72
     export DC_TEST_EXPECT_DOT=0
-    run int8_ $B/tmp-nopython /nonexistent
+    run int8_self_check $B/tmp-nopython /nonexistent
+    run int8_neon_ $B/tmp-nopython /nonexistent
     CPU=max
     unset DC_TEST_EXPECT_DOT
 fi
