@@ -601,7 +601,9 @@ int dc__q8_self_check(const dc__q8variant *v, char *why, size_t why_cap)
     dc_error e;
     if (dc__q8_int_product(c, a, bt, M, N, K, v, &e) ||
         dc__q8_int_product(want, a, bt, M, N, K, dc__q8_scalar(), &e)) {
-        if (why) snprintf(why, why_cap, "%s: %.200s", v->name, e.msg);
+        /* the product's message is one line; 160 bytes of it fit the
+           callers' buffers whole (dc__q8_best's 200) */
+        if (why) snprintf(why, why_cap, "%s: %.160s", v->name, e.msg);
         goto done;
     }
     for (int i = 0; i < M * N; i++)
