@@ -39,6 +39,15 @@ void t_fail(const char *file, int line, const char *fmt, ...);
 /* 1 if PATH can be read */
 int t_readable(const char *path);
 
+/* int8 compute runs only where an int8 SIMD variant passes its self-check
+   (a PORTABLE build has none: there int8 compute is refused by design) */
+#define NEED_INT8() \
+    do { \
+        char int8_why_[512]; \
+        if (!dc__q8_best(int8_why_, sizeof int8_why_)) \
+            SKIP("int8 compute needs a SIMD int8 variant: none here (PORTABLE build or CPU) %s", int8_why_); \
+    } while (0)
+
 /* Compares n floats: passes when every |got - want| <= atol + rtol * |want|.
    Prints "  name: max abs err A, max rel err R (n values)". Returns 1 if ok. */
 int t_close(const char *name, const float *got, const float *want, size_t n, double atol,

@@ -180,6 +180,7 @@ static void clip_should_stay_close_with_f16_and_q8_weights(void)
 
 static void clip_should_stay_close_in_int8(void)
 {
+    NEED_INT8();
     NEED(clip_have_fixture(), "tests/fixtures/clip_text_quickgelu missing (part of the repository)");
     double e32 = clip_fixture_case_compute("f32", CLIP_INT8_TOL, 1);
     double e8 = clip_fixture_case_compute("q8", CLIP_INT8_TOL, 1);

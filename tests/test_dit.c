@@ -102,6 +102,7 @@ static void dit_should_stay_close_with_f16_and_q8_weights(void)
 
 static void dit_should_stay_close_in_int8(void)
 {
+    NEED_INT8();
     NEED(have_fixture(), "tests/fixtures/dit missing (part of the repository)");
     dc_load_opts o = {0, DC_COMPUTE_INT8};
     double e32 = run_dit_opts(t_path(T.tmp, "dit_pt_f32.dcw"), t_path(T.fixtures, "dit"), "out.npy",

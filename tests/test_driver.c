@@ -443,6 +443,7 @@ static void shipped_default_sd_model_should_classify_the_shipped_samples(void)
    the floor f32 compute must reach. */
 static void compute_option_should_be_chosen_in_the_open(void)
 {
+    NEED_INT8();
     CHECK(run_dc(out, sizeof out, "", "--compute int4 blas") == 2 && strstr(out, "'int4' is not f32, int8 or auto"),
           "bad compute: %s", out);
     CHECK(run_dc(out, sizeof out, "", "blas --compute") == 2 && strstr(out, "--compute needs"), "no value: %s", out);

@@ -188,6 +188,7 @@ static void unet_should_stay_close_with_f16_and_q8_weights(void)
 
 static void unet_should_stay_close_in_int8(void)
 {
+    NEED_INT8();
     NEED(unet_have_fixture(), "tests/fixtures/unet_sd1 missing (part of the repository)");
     char dir[512]; /* t_path's buffers rotate: keep a copy */
     snprintf(dir, sizeof dir, "%s", t_path(T.fixtures, "unet_sd1"));

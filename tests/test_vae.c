@@ -144,6 +144,7 @@ static void vae_should_stay_close_with_f16_and_q8_weights(void)
 
 static void vae_should_stay_close_in_int8(void)
 {
+    NEED_INT8();
     vae_compare_compute("vae_new_names_f32.dcw", "new_names", VAE_INT8_TOL_MEAN, VAE_INT8_TOL_STD,
                         "int8 compute", 1);
     vae_compare_compute("vae_new_names_q8.dcw", "new_names", VAE_INT8_TOL_MEAN, VAE_INT8_TOL_STD,
