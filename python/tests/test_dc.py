@@ -374,7 +374,7 @@ class Threads(unittest.TestCase):
 
         def work():
             t0 = time.perf_counter()
-            m.classify(SAMPLE, samples=[20], keep=[1], batch=40)
+            m.classify(SAMPLE, stop="adaptive", samples=[40], keep=[1], batch=40)
             span.append(time.perf_counter() - t0)
             done.set()
 
