@@ -1064,9 +1064,10 @@ static void plan_work(eval_state *s, reader *rd)
     if (rd->stop[0] && strcmp(rd->stop, stop_name(s->co.o.stop)))
         die_code(2, "eval: '%s' holds results of --stop %s, this run uses --stop %s (give that option, "
                  "or another --results file)", s->results_path, rd->stop, stop_name(s->co.o.stop));
-    if (rd->compute[0] && strcmp(rd->compute, driver_compute()))
+    const char *compute = dc_model_compute(s->m);
+    if (rd->compute[0] && strcmp(rd->compute, compute))
         die_code(2, "eval: '%s' holds results of --compute %s, this run computes in %s (give that option, "
-                 "or another --results file)", s->results_path, rd->compute, driver_compute());
+                 "or another --results file)", s->results_path, rd->compute, compute);
     s->n_selection = select_images(s->ro.subset, d->n, s->ro.shard_i, s->ro.shard_n, s->ro.limit, &s->selection);
     sort_key = malloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
     s->todo = malloc(sizeof(int) * (size_t)(s->n_selection ? s->n_selection : 1));
@@ -1092,7 +1093,7 @@ static void plan_work(eval_state *s, reader *rd)
     for (int j = 0; j < s->n_selection; j++)
         if (!have[s->selection[j]]) s->todo[s->n_todo++] = s->selection[j];
     free(have);
-    if (!rd->headers && s->log.size == 0) write_header(s, s->ro.data.names[0], s->n_classes, driver_compute());
+    if (!rd->headers && s->log.size == 0) write_header(s, s->ro.data.names[0], s->n_classes, compute);
     if (!s->co.quiet && s->mine.n)
         fprintf(stderr, "eval: resuming: %d of %d images already in %s\n", s->mine.n, s->n_selection,
                 s->results_path);

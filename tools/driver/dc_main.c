@@ -353,7 +353,7 @@ static void print_text(const char *image, const dc_result *r, const dc_classes *
    the result's own (error, scored), "kept" for the classes in the
    running. */
 static void print_json(const char *image, const dc_result *r, const dc_classes *cl, int k, int trials,
-                       const double *prob)
+                       const double *prob, const char *compute)
 {
     printf("{\"image\": ");
     json_string(stdout, image);
@@ -371,7 +371,7 @@ static void print_json(const char *image, const dc_result *r, const dc_classes *
         if (prob) printf(", \"probability\": %.6g", prob[c]);
         printf("}");
     }
-    printf("], \"compute\": \"%s\", \"stop\": \"%s\", \"note\": ", driver_compute(), dc_stop_name(r->stop));
+    printf("], \"compute\": \"%s\", \"stop\": \"%s\", \"note\": ", compute, dc_stop_name(r->stop));
     json_string(stdout, r->note ? r->note : "");
     printf(", \"decided\": %s, \"left\": %d, \"evals\": %ld, \"timesteps\": %d, \"seconds\": %.3f}\n",
            r->undecided ? "false" : "true", r->n_left, r->n_evals, r->n_timesteps, r->seconds);
@@ -388,6 +388,7 @@ typedef struct {
 typedef struct {
     const par_workers *pw;
     const dc_classes *cl;
+    const char *compute;  /* the model's: dc_model_compute */
     const dc_classify_opts *o;
     progress_state *prog; /* worker 0's images show progress */
     const name_list *images;
@@ -399,8 +400,8 @@ typedef struct {
 } classify_run;
 
 /* Prints image i's ranking in the chosen form (and its plot); 0 if the plot failed. */
-static int print_classified(const common_opts *co, const dc_classes *cl, const char *image, int i, int n_images,
-                            const char *plot, const dc_result *r)
+static int print_classified(const common_opts *co, const dc_classes *cl, const char *compute, const char *image,
+                            int i, int n_images, const char *plot, const dc_result *r)
 {
     int ok = 1;
     int k = co->top < r->n_classes ? co->top : r->n_classes;
@@ -413,7 +414,8 @@ static int print_classified(const common_opts *co, const dc_classes *cl, const c
         for (int j = 0; j < r->n_classes; j++) prob[j] /= z;
     }
     if (co->json) {
-        print_json(image, r, cl, k, co->o.trials, co->temperature > 0 ? prob : NULL);    } else if (co->csv) {
+        print_json(image, r, cl, k, co->o.trials, co->temperature > 0 ? prob : NULL, compute);
+    } else if (co->csv) {
         for (int j = 0; j < k; j++) {
             csv_string(stdout, image);
             printf(",%d,", j + 1);
@@ -457,7 +459,7 @@ static void classify_one(void *user, int worker, int i)
                 run->rc = 1;
                 continue;
             }
-            if (!print_classified(run->co, run->cl, run->images->names[run->printed], run->printed,
+            if (!print_classified(run->co, run->cl, run->compute, run->images->names[run->printed], run->printed,
                                   run->images->n, run->plot, &next->r))
                 run->rc = 1;
             dc_result_free(&next->r);
@@ -505,7 +507,7 @@ static int cmd_classify(int argc, char **argv)
     par_workers_open(&pw, m, c, images.n);
     classified *out = calloc((size_t)images.n, sizeof *out);
     if (!out) die("%s", "out of memory");
-    classify_run run = {&pw, cl, &co.o, &prog, &images, out, &co, plot, 0, 0};
+    classify_run run = {&pw, cl, dc_model_compute(m), &co.o, &prog, &images, out, &co, plot, 0, 0};
     par_for(&pw, images.n, classify_one, &run);
     rc = run.rc;
     free(out);

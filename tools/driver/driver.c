@@ -404,9 +404,6 @@ const char *stop_name(dc_stop stop)
     return dc_stop_name(stop);
 }
 
-/* what the model open_classifier loaded computes in (driver_compute) */
-static const char *compute_loaded = "f32";
-
 int open_classifier(const char *model, const name_list *names, const char *tmpl, dc_model **m, dc_ctx **c,
                     dc_classes **cl)
 {
@@ -421,7 +418,6 @@ int open_classifier(const char *model, const name_list *names, const char *tmpl,
     if (dc_classes_truncated(*cl))
         fprintf(stderr, "dc: warning: %d prompt(s) longer than the text encoder's 77 tokens were cut\n",
                 dc_classes_truncated(*cl));
-    compute_loaded = dc_model_compute(*m);
     return 1;
 }
 
@@ -433,4 +429,3 @@ void driver_set_compute(dc_compute c) { load_opts.compute = c; }
 
 const dc_load_opts *driver_load_opts(void) { return &load_opts; }
 
-const char *driver_compute(void) { return compute_loaded; }

@@ -104,8 +104,6 @@ const char *stop_name(dc_stop stop);
    runs it the same way (the model-load options every command passes) ---- */
 void driver_set_compute(dc_compute c);
 const dc_load_opts *driver_load_opts(void);
-/* "f32" or "int8": what the model open_classifier loaded computes in (auto resolved) */
-const char *driver_compute(void);
 
 int cmd_eval(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
