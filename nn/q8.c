@@ -623,6 +623,11 @@ done:
     return ok;
 }
 
+/* The first candidate (fastest first) that runs here and passes its
+   self-check. DC_INT8_VARIANT=NAME in the environment puts that variant
+   first (for timing one against another on the same CPU, as DC_KERNELS
+   does for the elementwise kernels); it still has to run here and pass
+   the check, else the automatic order follows and the reason says why. */
 const dc__q8variant *dc__q8_best(char *why, size_t why_cap)
 {
     const dc__q8variant *list[8];
@@ -631,6 +636,20 @@ const dc__q8variant *dc__q8_best(char *why, size_t why_cap)
     if (why && why_cap) why[0] = 0;
 #define SAY(...) \
     do { if (why && used < why_cap) used += (size_t)snprintf(why + used, why_cap - used, __VA_ARGS__); } while (0)
+    const char *force = getenv("DC_INT8_VARIANT");
+    if (force && *force) {
+        int at = -1;
+        for (int i = 0; list[i]; i++)
+            if (!strcmp(list[i]->name, force)) at = i;
+        if (at < 0) {
+            SAY("DC_INT8_VARIANT=%.40s: no such variant in this build; ", force);
+        } else {
+            const dc__q8variant *chosen = list[at];
+            for (int i = at; i > 0; i--) list[i] = list[i - 1];
+            list[0] = chosen;
+            SAY("DC_INT8_VARIANT=%s; ", chosen->name);
+        }
+    }
     for (int i = 0; list[i]; i++) {
         if (!list[i]->runs_here()) {
             SAY("%s: not on this CPU; ", list[i]->name);

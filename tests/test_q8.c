@@ -8,6 +8,7 @@
    results are checked twice: to the last bit against the quantized inputs
    multiplied here, and against a double-precision product of the
    unquantized inputs within the bound quantization allows. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "test.h"
 
 #include <math.h>
@@ -437,6 +438,35 @@ static void int8_self_check_should_catch_a_wrong_kernel_and_pick_a_good_one(void
 #endif
 }
 
+/* DC_INT8_VARIANT puts a variant first for timing; one that does not run
+   here, or a name no variant has, leaves the automatic choice */
+static void int8_variant_should_follow_DC_INT8_VARIANT_where_it_runs(void)
+{
+    const char *before = getenv("DC_INT8_VARIANT");
+    char saved[64] = "";
+    if (before) snprintf(saved, sizeof saved, "%s", before);
+    unsetenv("DC_INT8_VARIANT");
+    char why[300];
+    const dc__q8variant *automatic = dc__q8_best(why, sizeof why);
+    const dc__q8variant *list[8];
+    dc__q8_candidates(list, 8);
+    for (int i = 0; list[i]; i++) {
+        setenv("DC_INT8_VARIANT", list[i]->name, 1);
+        const dc__q8variant *got = dc__q8_best(why, sizeof why);
+        if (list[i]->runs_here())
+            CHECK(got == list[i], "DC_INT8_VARIANT=%s gave %s (%s)", list[i]->name, dc__q8_name(got), why);
+        else
+            CHECK(got == automatic, "DC_INT8_VARIANT=%s (not on this CPU) gave %s, automatic %s",
+                  list[i]->name, dc__q8_name(got), dc__q8_name(automatic));
+    }
+    setenv("DC_INT8_VARIANT", "no-such-unit", 1);
+    const dc__q8variant *got = dc__q8_best(why, sizeof why);
+    CHECK(got == automatic && strstr(why, "no such variant"), "an unknown name gave %s (%s)",
+          dc__q8_name(got), why);
+    if (before) setenv("DC_INT8_VARIANT", saved, 1);
+    else unsetenv("DC_INT8_VARIANT");
+}
+
 void suite_q8(void)
 {
     RUN(int8_scalar_twin_should_equal_a_triple_loop);
@@ -452,4 +482,5 @@ void suite_q8(void)
     RUN(int8_packing_should_refuse_bad_weights);
     RUN(int8_entry_points_should_match_references);
     RUN(int8_self_check_should_catch_a_wrong_kernel_and_pick_a_good_one);
+    RUN(int8_variant_should_follow_DC_INT8_VARIANT_where_it_runs);
 }
