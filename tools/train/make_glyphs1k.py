@@ -7,6 +7,7 @@ in training.
     make_glyphs1k.py [--out build/glyphs1k] [--classes data/classes/glyphs1k.txt]
                      [--choose] [--train-copies 4] [--test-copies 2]
 
+The characters are always recounted and checked against the list;
 --choose recounts the characters (fortunes-zh, Han only, most frequent first,
 ties by code point) and rewrites the class list with the first 1,000 that
 every font used has a real glyph for; without it the committed list is read.
@@ -27,6 +28,7 @@ import re
 import sys
 import time
 
+import PIL
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 FORTUNES = ["/usr/share/games/fortunes/chinese", "/usr/share/games/fortunes/tang300",
@@ -207,15 +209,19 @@ def main():
     t0 = time.time()
     counts = count_han(FORTUNES)
     print(f"fortunes-zh: {sum(counts.values())} Han characters, {len(counts)} distinct")
-    if a.choose:
-        chars, lacking, tried = choose(counts, FONTS)
-        with open(a.classes, "w", encoding="utf-8") as f:
-            f.write("".join(c + "\n" for c in chars))
-        print(f"chose {len(chars)} of the {tried} most frequent; lacking per font among those:")
-        for name, miss in lacking.items():
+    chosen, lacking, tried = choose(counts, FONTS)
+    print(f"the first {N_CLASSES} every font has are among the {tried} most frequent; lacking among those:")
+    for name, miss in lacking.items():
+        if miss:
             print(f"  {name}: {len(miss)} {''.join(miss)}")
+    if a.choose:
+        with open(a.classes, "w", encoding="utf-8") as f:
+            f.write("".join(c + "\n" for c in chosen))
     with open(a.classes, encoding="utf-8") as f:
         chars = [line.rstrip("\n") for line in f if line.strip()]
+    if chars != chosen:
+        sys.exit(f"{a.classes} is not the list these fonts and texts give (other package versions?): "
+                 "--choose rewrites it")
     assert len(chars) == N_CLASSES and len(set(chars)) == N_CLASSES, f"{a.classes}: want {N_CLASSES} distinct"
     big5 = []
     for name, path, family, package, _ in BIG5_FONTS:
@@ -234,11 +240,13 @@ def main():
     with open(os.path.join(a.out, "manifest.sha256"), "w", encoding="utf-8") as f:
         f.write(text)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    write_readme(a, counts, faces, big5, train, test, n_train, n_test, digest)
+    write_readme(a, counts, (lacking, tried), faces, big5, train, test, n_train, n_test, digest)
     print(f"{n_train} train + {n_test} test images in {time.time() - t0:.0f} s; manifest sha256 {digest}")
 
 
-def write_readme(a, counts, faces, big5, train, test, n_train, n_test, digest):
+def write_readme(a, counts, losses, faces, big5, train, test, n_train, n_test, digest):
+    lacking, tried = losses
+    lost = "; ".join(f"{n} lacks {len(m)} ({''.join(m)})" for n, m in lacking.items() if m) or "none lacks any"
     def rows(fonts, copies):
         return "".join(f"| {i * copies:04d}-{i * copies + copies - 1:04d} | {name} | {family} | "
                        f"{os.path.basename(path)} face {faces[name]} | {package} |\n"
@@ -255,7 +263,8 @@ Made by `make glyphs1k` (tools/train/make_glyphs1k.py) from Debian's fonts alone
 - Classes: {a.classes}, one character a line; the folders train/CHAR/ and test/CHAR/ are named by it.
   They are the 1,000 most frequent Han characters (U+4E00..U+9FFF, ties by code point) in
   fortunes-zh's chinese, tang300 and song100 ({sum(counts.values())} Han characters, {len(counts)} distinct),
-  among those every font below has a real glyph for.
+  among those every font below has a real glyph for: the first 1,000 of the {tried} most frequent
+  ({lost}). A font lacks a character where its render equals its render of U+E000 or U+10FFFF, or is empty.
 - Split by font family: the test writers are never seen in training.
 - train: {len(train)} writers x {a.train_copies} copies x 1,000 = {n_train} images
 - test: {len(test)} writers x {a.test_copies} copies x 1,000 = {n_test} images
@@ -276,7 +285,7 @@ manifest.sha256 lists every file's sha256; its own sha256 is
 
     {digest}
 
-A rebuild with the same fonts and Pillow gives the same hash.
+A rebuild with the same fonts and Pillow ({PIL.__version__} here) gives the same hash.
 """
     with open(os.path.join(a.out, "README.md"), "w", encoding="utf-8") as f:
         f.write(text)
