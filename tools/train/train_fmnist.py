@@ -160,11 +160,13 @@ def train_vae(out, minutes, seed, data=train_images):
         if step % 200 == 0:
             print(f"vae step {step} ({time.time() - t0:.0f}s): mse {F.mse_loss(rec, xb).item():.4f} kl {kl.item():.3f}",
                   flush=True)
+    el = time.time() - t0
     # scaling factor as SD's: latents divided by their std have unit variance
     with torch.no_grad():
         means = torch.cat([model.encode(x[i:i + 500])[0] for i in range(0, 10000, 500)])
     cfg = dict(VAE_CFG, scaling_factor=float(1.0 / means.std()))
-    print(f"vae: {step} steps, latent std {means.std().item():.4f} -> scaling_factor {cfg['scaling_factor']:.5f}")
+    print(f"vae: {step} steps ({step * bs / el:.0f} samples/s), latent std {means.std().item():.4f} "
+          f"-> scaling_factor {cfg['scaling_factor']:.5f}")
     save_diffusers(model, cfg, out)
 
 
@@ -251,7 +253,9 @@ def train_dit(out, vae_dir, minutes, seed, data=train_images, cfg=DIT_CFG, check
     torch.save({k: v.detach().clone() for k, v in ema.items()}, os.path.join(out, checkpoint))
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
-    print(f"dit: {step} steps ({step * bs / z.shape[0]:.1f} epochs) in {time.time() - t0:.0f}s, EMA weights saved")
+    el = time.time() - t0
+    print(f"dit: {step} steps ({step * bs / z.shape[0]:.1f} epochs, {step * bs / el:.0f} samples/s) in {el:.0f}s, "
+          "EMA weights saved")
 
 
 def main():
