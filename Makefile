@@ -246,6 +246,7 @@ glyphs1k:
 train-glyphs:
 	$(PYTHON) tools/train/train_glyphs.py vae models/glyphs1k/vae --minutes $(TRAIN_MINUTES_GLYPH_VAE)
 	$(PYTHON) tools/train/train_glyphs.py dit models/glyphs1k/dit --vae models/glyphs1k/vae --minutes $(TRAIN_MINUTES_GLYPH_DIT)
+# GLYPH_CALIBRATION='--calibration FILE' stores a dc calibrate file (made on unlabelled training renders) in the model
 ship-glyphs:
 	@mkdir -p data/models
 	$(PYTHON) tools/convert/convert.py models/glyphs1k/dit --family dit --vae models/glyphs1k/vae \
