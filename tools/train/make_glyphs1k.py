@@ -7,10 +7,10 @@ in training.
     make_glyphs1k.py [--out build/glyphs1k] [--classes data/classes/glyphs1k.txt]
                      [--choose] [--train-copies 4] [--test-copies 2]
 
-The characters are always recounted and checked against the list;
---choose recounts the characters (fortunes-zh, Han only, most frequent first,
-ties by code point) and rewrites the class list with the first 1,000 that
-every font used has a real glyph for; without it the committed list is read.
+Every run recounts the characters (fortunes-zh, Han only, most frequent
+first, ties by code point), takes the first 1,000 that every font used has a
+real glyph for, and stops if the committed class list differs; --choose
+rewrites the list instead.
 
 Every image is 32x32 grey, black glyph on white, rendered 4x supersampled and
 box-averaged down. Augmentation is drawn per (font, character, copy) from a
