@@ -351,13 +351,13 @@ DEB_PACKAGES = gcc make libc6-dev libopenblas-openmp-dev libstb-dev python3 pyth
                dataset-fashion-mnist clang libomp-dev libclang-rt-14-dev pkg-config \
                libopenmpi-dev openmpi-bin libsimde-dev
 # training and reference generators only (not needed by make test): python3-torch python3-pil
-# $(call apt_install,TARGET,PACKAGES): installs those of PACKAGES that are missing
+# $(call apt_install,TARGET,PACKAGES): installs those of PACKAGES that are missing (root or sudo only then)
 define apt_install
-	@if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \
-	  echo "make $(1) installs Debian packages: run it as root"; exit 1; fi
 	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	missing=$$(for p in $(2); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	  grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ] && [ -n "$$SUDO" ] && ! command -v sudo >/dev/null; then \
+	  echo "make $(1) installs Debian packages ($$missing): run it as root"; exit 1; fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
