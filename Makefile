@@ -75,7 +75,7 @@ TEST_SIMDE = tests/q8_simde.c
 BENCH_SRC = bench/conv_bench.c
 
 .PHONY: all setup test test-one test-single test-embed test-tools test-python test-install test-mpi test-valgrind test-lone bench \
-        single clean train ship shared pc man install uninstall FORCE
+        single clean train ship shared pc man install uninstall glyphs1k train-glyphs ship-glyphs FORCE
 
 ifeq ($(MPI),1)
 all: $(B)/dc
@@ -232,6 +232,29 @@ ship: dc
 	$(SD_CONVERT) --calibration data/calibration/fmnist-sd.txt
 	ln -sf fmnist-sd.dcw data/models/default.dcw
 
+# ---- glyphs1k: 1,000 classes (Chinese characters) rendered from Debian's fonts (docs/glyphs1k.md) ----
+# The fonts, the texts the characters are counted in, Pillow and torch: not needed by make setup or make test.
+GLYPH_PACKAGES = fonts-arphic-ukai fonts-arphic-uming fonts-arphic-gkai00mp fonts-arphic-gbsn00lp \
+                 fonts-arphic-bkai00mp fonts-arphic-bsmi00lp fonts-wqy-microhei fonts-wqy-zenhei \
+                 fonts-noto-cjk fonts-noto-cjk-extra fortunes-zh python3-pil python3-numpy python3-torch
+TRAIN_MINUTES_GLYPH_VAE ?= 20
+TRAIN_MINUTES_GLYPH_DIT ?= 90
+glyphs1k:
+	$(call apt_install,glyphs1k,$(GLYPH_PACKAGES))
+	rm -rf build/glyphs1k
+	$(PYTHON) tools/train/make_glyphs1k.py --out build/glyphs1k
+train-glyphs:
+	$(PYTHON) tools/train/train_glyphs.py vae models/glyphs1k/vae --minutes $(TRAIN_MINUTES_GLYPH_VAE)
+	$(PYTHON) tools/train/train_glyphs.py dit models/glyphs1k/dit --vae models/glyphs1k/vae --minutes $(TRAIN_MINUTES_GLYPH_DIT)
+# GLYPH_CALIBRATION='--calibration FILE' stores a dc calibrate file (made on unlabelled training renders) in the model
+ship-glyphs:
+	@mkdir -p data/models
+	$(PYTHON) tools/convert/convert.py models/glyphs1k/dit --family dit --vae models/glyphs1k/vae \
+	  --class-names data/classes/glyphs1k.txt --dtype f16 -o data/models/glyphs1k-dit.dcw \
+	  --meta 'dc.dataset=glyphs1k, training fonts (make glyphs1k: tools/train/make_glyphs1k.py, Debian font packages)' \
+	  --meta 'dc.training=make train-glyphs: tools/train/train_glyphs.py vae --minutes $(TRAIN_MINUTES_GLYPH_VAE), then tools/train/train_glyphs.py dit --vae (that VAE) --minutes $(TRAIN_MINUTES_GLYPH_DIT) (seed 0)' \
+	  $(GLYPH_CALIBRATION)
+
 # ---- install: driver, static and shared library, header, pkg-config, data, man page ----
 # make install PREFIX=/usr/local [DESTDIR=/staging]; make uninstall with the same.
 # libdc.so exports the functions dc.h declares and nothing else (a version
@@ -328,16 +351,20 @@ DEB_PACKAGES = gcc make libc6-dev libopenblas-openmp-dev libstb-dev python3 pyth
                dataset-fashion-mnist clang libomp-dev libclang-rt-14-dev pkg-config \
                libopenmpi-dev openmpi-bin libsimde-dev
 # training and reference generators only (not needed by make test): python3-torch python3-pil
-setup:
-	@if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \
-	  echo "make setup installs Debian packages: run it as root"; exit 1; fi
+# $(call apt_install,TARGET,PACKAGES): installs those of PACKAGES that are missing (root or sudo only then)
+define apt_install
 	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	missing=$$(for p in $(2); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	  grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ] && [ -n "$$SUDO" ] && ! command -v sudo >/dev/null; then \
+	  echo "make $(1) installs Debian packages ($$missing): run it as root"; exit 1; fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing: $$missing"; \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
-	else echo "all packages present: $(DEB_PACKAGES)"; fi
+	else echo "all packages present: $(2)"; fi
+endef
+setup:
+	$(call apt_install,setup,$(DEB_PACKAGES))
 
 clean:
 	rm -rf build dc libdc.a

@@ -137,9 +137,10 @@ def save_diffusers(model, cfg, out):
         json.dump(diffusers_config(cfg), f, indent=2)
 
 
-def train_vae(out, minutes, seed):
+def train_vae(out, minutes, seed, data=train_images):
+    """data() gives the training images [N, 3, 32, 32] in [-1, 1] and their labels."""
     torch.manual_seed(seed)
-    x, _ = train_images()
+    x, _ = data()
     model = AutoencoderKL(VAE_CFG)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     t0, step, bs = time.time(), 0, 64
@@ -159,11 +160,13 @@ def train_vae(out, minutes, seed):
         if step % 200 == 0:
             print(f"vae step {step} ({time.time() - t0:.0f}s): mse {F.mse_loss(rec, xb).item():.4f} kl {kl.item():.3f}",
                   flush=True)
+    el = time.time() - t0
     # scaling factor as SD's: latents divided by their std have unit variance
     with torch.no_grad():
         means = torch.cat([model.encode(x[i:i + 500])[0] for i in range(0, 10000, 500)])
     cfg = dict(VAE_CFG, scaling_factor=float(1.0 / means.std()))
-    print(f"vae: {step} steps, latent std {means.std().item():.4f} -> scaling_factor {cfg['scaling_factor']:.5f}")
+    print(f"vae: {step} steps ({step * bs / el:.0f} samples/s), latent std {means.std().item():.4f} "
+          f"-> scaling_factor {cfg['scaling_factor']:.5f}")
     save_diffusers(model, cfg, out)
 
 
@@ -211,15 +214,15 @@ def ema_update(ema, current, decay=0.999):
             ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
 
 
-def train_dit(out, vae_dir, minutes, seed):
+def train_dit(out, vae_dir, minutes, seed, data=train_images, cfg=DIT_CFG, checkpoint="DiT-fmnist.pt"):
+    """data() as train_vae's; cfg the DiT's constructor arguments; checkpoint the state dict's file name."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     vae, vcfg = load_vae(vae_dir)
-    x, y = train_images()
+    x, y = data()
     with torch.no_grad():  # the latents, once: VAE mean x scaling factor, as dc computes them
         z = torch.cat([vae.encode(x[i:i + 1000])[0] for i in range(0, x.shape[0], 1000)]) * vcfg["scaling_factor"]
     print(f"dit: {z.shape[0]} latents {tuple(z.shape[1:])}, std {z.std().item():.3f}", flush=True)
-    cfg = DIT_CFG
     sd = dit_params(cfg, g)
     ema = {k: v.detach().clone() for k, v in sd.items()}
     params = [v for k, v in sd.items() if v.requires_grad]
@@ -247,10 +250,12 @@ def train_dit(out, vae_dir, minutes, seed):
             print(f"dit step {step} ({el:.0f}s, {step * bs / el:.0f} samples/s, {step * bs / z.shape[0]:.1f} epochs): "
                   f"loss {loss.item():.4f}", flush=True)
     os.makedirs(out, exist_ok=True)
-    torch.save({k: v.detach().clone() for k, v in ema.items()}, os.path.join(out, "DiT-fmnist.pt"))
+    torch.save({k: v.detach().clone() for k, v in ema.items()}, os.path.join(out, checkpoint))
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
-    print(f"dit: {step} steps ({step * bs / z.shape[0]:.1f} epochs) in {time.time() - t0:.0f}s, EMA weights saved")
+    el = time.time() - t0
+    print(f"dit: {step} steps ({step * bs / z.shape[0]:.1f} epochs, {step * bs / el:.0f} samples/s) in {el:.0f}s, "
+          "EMA weights saved")
 
 
 def main():
