@@ -21,7 +21,8 @@
    reads out of bounds or from uninitialised memory: JPEG Huffman tables
    with more than 256 codes, JPEG scans using a table the file never
    defined, 16-bit PNM (a heap over-read even on valid files) and PNM
-   header numbers that overflow. Such files are refused here, before stb
+   header numbers that overflow; it also allocates whatever a PNG chunk's
+   length claims. Such files are refused here, before stb
    sees them; everything else goes to stb unchanged. (nn/stb_impl.h also
    gives stb zeroed memory, so a table the checks below miss is all zeros,
    not heap garbage.) */
@@ -163,11 +164,31 @@ static const char *pnm_refusal(const unsigned char *d, size_t n)
     return NULL;
 }
 
+/* stb grows its buffer for the compressed data to the length an IDAT
+   chunk claims before it reads the chunk, so a few bytes claiming a 2 GB
+   chunk make it allocate 2 GB (fuzzing found it). Each chunk up to IEND
+   must fit in the file; a file that does not is corrupt or truncated, and
+   stb would fail on it after the allocation anyway. */
+static const char *png_refusal(const unsigned char *d, size_t n)
+{
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+    if (n < 8 || memcmp(d, sig, 8) != 0) return NULL;
+    for (size_t p = 8; p + 8 <= n;) {
+        size_t len = (size_t)be16(d + p) << 16 | be16(d + p + 2);
+        if (len > n - p - 8 || n - p - 8 - len < 4) /* data, then a 4-byte CRC */
+            return "a PNG chunk longer than the rest of the file (truncated or corrupt)";
+        if (memcmp(d + p + 4, "IEND", 4) == 0) break;
+        p += 12 + len;
+    }
+    return NULL;
+}
+
 const char *dc__image_refusal(const unsigned char *d, size_t n)
 {
     /* stb takes a file as JPEG only if it starts with FF */
     const char *why = n >= 2 && d[0] == 0xFF ? jpeg_dht_refusal(d, n) : NULL;
     if (!why) why = jpeg_refusal(d, n);
+    if (!why) why = png_refusal(d, n);
     return why ? why : pnm_refusal(d, n);
 }
 

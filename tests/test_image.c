@@ -174,6 +174,9 @@ static void files_that_break_stb_image_should_be_refused_first(void)
         {"image/stb_pnm_16bit_grey_overread.pgm", "16-bit PNM"},
         {"image/stb_pnm_header_int_overflow.pgm", "more than 9 digits"},
         {"image/valid_16bit_grey_2x2.pgm", "16-bit PNM"},
+        /* an IDAT chunk claiming 2 GB (1 GB) in a file of a few hundred bytes */
+        {"image/stb_png_idat_claims_2gb.png", "PNG chunk longer"},
+        {"image/stb_png_idat_claims_1gb.png", "PNG chunk longer"},
         {"image-uninit/stb_jpeg_undefined_huffman_table.jpg", "does not define"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
