@@ -128,20 +128,25 @@ static void pack_w_row(dc__q8mat *q, int m, const int8_t *row)
     q->offset[m] = q->v->x_offset ? 128 * sum : 0;
 }
 
-dc_status dc__q8mat_pack(dc__q8mat *q, const float *W, int M, int K, const dc__q8variant *v,
-                         dc_error *err)
+dc_status dc__q8mat_pack_rows(dc__q8mat *q, int M, int K, const dc__q8variant *v,
+                              const float *(*row_of)(void *ctx, int m, float *buf), void *ctx,
+                              dc_error *err)
 {
     dc_status st = q8mat_alloc(q, M, K, v, err);
     if (st) return st;
     int8_t *row = malloc((size_t)K);
-    if (!row) {
+    float *buf = malloc(sizeof(float) * (size_t)K);
+    if (!row || !buf) {
+        free(row);
+        free(buf);
         dc__q8mat_free(q);
         return dc__fail(err, DC_ERR_NOMEM, "int8 product: out of memory");
     }
     for (int m = 0; m < M; m++) {
-        float s = dc__q8_quantize_row(row, W + (size_t)m * K, K);
+        float s = dc__q8_quantize_row(row, row_of(ctx, m, buf), K);
         if (s != s) {
             free(row);
+            free(buf);
             dc__q8mat_free(q);
             return dc__fail(err, DC_ERR_FORMAT, "int8 product: row %d of the weight is not finite",
                             m);
@@ -150,7 +155,27 @@ dc_status dc__q8mat_pack(dc__q8mat *q, const float *W, int M, int K, const dc__q
         pack_w_row(q, m, row);
     }
     free(row);
+    free(buf);
     return DC_OK;
+}
+
+typedef struct {
+    const float *W;
+    int K;
+} f32_rows;
+
+static const float *f32_row(void *ctx, int m, float *buf)
+{
+    const f32_rows *r = ctx;
+    (void)buf;
+    return r->W + (size_t)m * r->K;
+}
+
+dc_status dc__q8mat_pack(dc__q8mat *q, const float *W, int M, int K, const dc__q8variant *v,
+                         dc_error *err)
+{
+    f32_rows r = {W, K};
+    return dc__q8mat_pack_rows(q, M, K, v, f32_row, &r, err);
 }
 
 dc_status dc__q8mat_pack_q8(dc__q8mat *q, const int8_t *qw, const float *scale, int M, int K,

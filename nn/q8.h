@@ -75,6 +75,12 @@ float dc__q8_quantize_row(int8_t *q, const float *x, int n);
    M or K < 1, K > DC_Q8_MAX_K, a non-finite weight, out of memory. */
 dc_status dc__q8mat_pack(dc__q8mat *q, const float *W, int M, int K, const dc__q8variant *v,
                          dc_error *err);
+/* The same, each row of W given by row_of (ctx, the row, a buffer of K floats
+   it may fill): a weight stored in f16 or q8 is decoded a row at a time, so
+   packing never holds the whole matrix in f32. */
+dc_status dc__q8mat_pack_rows(dc__q8mat *q, int M, int K, const dc__q8variant *v,
+                              const float *(*row_of)(void *ctx, int m, float *buf), void *ctx,
+                              dc_error *err);
 /* The same from weights already quantized (qw [M][K] in [-127, 127], scale [M]). */
 dc_status dc__q8mat_pack_q8(dc__q8mat *q, const int8_t *qw, const float *scale, int M, int K,
                             const dc__q8variant *v, dc_error *err);
