@@ -237,8 +237,8 @@ ship: dc
 GLYPH_PACKAGES = fonts-arphic-ukai fonts-arphic-uming fonts-arphic-gkai00mp fonts-arphic-gbsn00lp \
                  fonts-arphic-bkai00mp fonts-arphic-bsmi00lp fonts-wqy-microhei fonts-wqy-zenhei \
                  fonts-noto-cjk fonts-noto-cjk-extra fortunes-zh python3-pil python3-numpy python3-torch
-TRAIN_MINUTES_GLYPH_VAE ?= 12
-TRAIN_MINUTES_GLYPH_DIT ?= 55
+TRAIN_MINUTES_GLYPH_VAE ?= 20
+TRAIN_MINUTES_GLYPH_DIT ?= 90
 glyphs1k:
 	$(call apt_install,glyphs1k,$(GLYPH_PACKAGES))
 	rm -rf build/glyphs1k
