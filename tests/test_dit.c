@@ -113,6 +113,75 @@ static void dit_should_stay_close_in_int8(void)
     CHECK(e32 > DIT_FIXTURE_TOL, "int8 compute gave f32's result (max abs err %g)", e32);
 }
 
+/* kB of the pages of FILE's mappings that are resident, and whether one
+   of them is inaccessible (---p), from /proc/self/smaps; -1 where unknown */
+static long file_rss_kb(const char *file, int *has_none)
+{
+    *has_none = 0;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[1024];
+    long kb = 0, v;
+    int ours = 0;
+    while (fgets(line, sizeof line, f)) {
+        char perms[8], path[900] = "";
+        unsigned long a, b;
+        /* a mapping's first line: "start-end perms offset dev inode [path]" */
+        if (sscanf(line, "%lx-%lx %7s %*x %*s %*u %899s", &a, &b, perms, path) >= 3) {
+            ours = path[0] && strstr(path, file) != NULL;
+            if (ours && !strcmp(perms, "---p")) *has_none = 1;
+        } else if (sscanf(line, "Rss: %ld kB", &v) == 1 && ours) {
+            kb += v;
+        }
+    }
+    fclose(f);
+    return kb;
+}
+
+/* With int8 compute a packed weight's pages of the mapping are released and
+   made inaccessible, so a forward cannot map them back (on recent kernels
+   fault-around on a neighbouring bias maps whole large folios of the file). */
+static void packed_weights_should_leave_the_mapping(void)
+{
+#ifndef __linux__
+    SKIP("reads /proc/self/smaps (Linux only)");
+#else
+    NEED_INT8();
+    NEED(have_fixture(), "tests/fixtures/dit missing (part of the repository)");
+    const char *path = t_path(T.tmp, "dit_pt_f32.dcw");
+    FILE *f = fopen(path, "rb");
+    NEED(f, "%s missing (prepared from tests/fixtures)", path);
+    fseek(f, 0, SEEK_END);
+    long size_kb = ftell(f) / 1024;
+    fclose(f);
+    dc_load_opts o = {0, DC_COMPUTE_INT8};
+    dc_error err;
+    dc_model *m = NULL;
+    dc_ctx *c = NULL;
+    dc_tensor in[3], out = {0};
+    memset(in, 0, sizeof in);
+    const char *dir = t_path(T.fixtures, "dit");
+    if (dc_model_load(&m, path, &o, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK ||
+        dc_tensor_load_npy(&in[0], t_path(dir, "x.npy"), &err) != DC_OK ||
+        dc_tensor_load_npy(&in[1], t_path(dir, "t.npy"), &err) != DC_OK ||
+        dc_tensor_load_npy(&in[2], t_path(dir, "y.npy"), &err) != DC_OK ||
+        dc_forward(c, "dit", in, 3, &out, &err) != DC_OK) {
+        CHECK(0, "%s", err.msg);
+    } else {
+        int none;
+        long rss = file_rss_kb("dit_pt_f32.dcw", &none);
+        printf("  model file %ld kB, resident after a forward %ld kB\n", size_kb, rss);
+        CHECK(none, "no inaccessible region of %s in /proc/self/smaps", path);
+        /* 13 of its matrices (most of its bytes) are packed */
+        CHECK(rss >= 0 && rss < size_kb / 2, "%ld of %ld kB of the file resident", rss, size_kb);
+    }
+    for (int i = 0; i < 3; i++) dc_tensor_free(&in[i]);
+    dc_tensor_free(&out);
+    dc_ctx_free(c);
+    dc_model_free(m);
+#endif
+}
+
 static void dit_should_match_torch_for_other_sizes(void)
 {
     static const char *cases[] = {"p4_odd_heads", "p8_wide", "s32_p2", "s64_p4"};
@@ -168,6 +237,7 @@ void suite_dit(void)
     RUN(dit_should_match_the_original_code_from_safetensors);
     RUN(dit_should_stay_close_with_f16_and_q8_weights);
     RUN(dit_should_stay_close_in_int8);
+    RUN(packed_weights_should_leave_the_mapping);
     RUN(dit_should_match_torch_for_other_sizes);
     RUN(dit_should_refuse_bad_inputs_by_name);
 }
