@@ -214,8 +214,24 @@ def ema_update(ema, current, decay=0.999):
             ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
 
 
-def train_dit(out, vae_dir, minutes, seed, data=train_images, cfg=DIT_CFG, checkpoint="DiT-fmnist.pt"):
-    """data() as train_vae's; cfg the DiT's constructor arguments; checkpoint the state dict's file name."""
+def class_signal(sd, cfg, z, y, abar, g, n=256):
+    """The denoising loss of the current weights on n fixed latents with their true labels and with
+    the labels shuffled: a classifier built on the model needs the first clearly below the second."""
+    n = min(n, z.shape[0])
+    t = torch.randint(100, 900, (n,), generator=g)
+    eps = torch.randn(z[:n].shape, generator=g)
+    a = abar[t].view(-1, 1, 1, 1)
+    zt = a.sqrt() * z[:n] + (1 - a).sqrt() * eps
+    with torch.no_grad():
+        true = F.mse_loss(dit_forward(sd, cfg, zt, t.float(), y[:n]), eps).item()
+        shuffled = F.mse_loss(dit_forward(sd, cfg, zt, t.float(), y[:n][torch.randperm(n, generator=g)]), eps).item()
+    return true, shuffled
+
+
+def train_dit(out, vae_dir, minutes, seed, data=train_images, cfg=DIT_CFG, checkpoint="DiT-fmnist.pt",
+              steps=None):
+    """data() as train_vae's; cfg the DiT's constructor arguments; checkpoint the state dict's file name;
+    steps: stop after this many steps instead of after minutes (the same model on a busy machine)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     vae, vcfg = load_vae(vae_dir)
@@ -231,7 +247,14 @@ def train_dit(out, vae_dir, minutes, seed, data=train_images, cfg=DIT_CFG, check
     betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
     abar = torch.cumprod(1 - betas, 0).float()
     t0, step, bs = time.time(), 0, 128
-    while time.time() - t0 < minutes * 60:
+
+    def report_signal():
+        # its own generator, so the training draws are the same with or without it
+        true, shuffled = class_signal(sd, cfg, z, y, abar, torch.Generator().manual_seed(seed + 1))
+        print(f"dit class signal at step {step}: loss {true:.5f} with the true labels, {shuffled:.5f} shuffled "
+              f"({100 * (shuffled - true) / shuffled:.2f}% lower)", flush=True)
+
+    while (step < steps) if steps is not None else (time.time() - t0 < minutes * 60):
         idx = torch.randint(0, z.shape[0], (bs,), generator=g)
         z0, yb = z[idx], y[idx].clone()
         yb[torch.rand(bs, generator=g) < cfg["class_dropout_prob"]] = cfg["num_classes"]  # null class
@@ -249,6 +272,9 @@ def train_dit(out, vae_dir, minutes, seed, data=train_images, cfg=DIT_CFG, check
             el = time.time() - t0
             print(f"dit step {step} ({el:.0f}s, {step * bs / el:.0f} samples/s, {step * bs / z.shape[0]:.1f} epochs): "
                   f"loss {loss.item():.4f}", flush=True)
+        if step % 1000 == 0:
+            report_signal()
+    report_signal()
     os.makedirs(out, exist_ok=True)
     torch.save({k: v.detach().clone() for k, v in ema.items()}, os.path.join(out, checkpoint))
     with open(os.path.join(out, "config.json"), "w") as f:

@@ -81,6 +81,7 @@ def main():
     p.add_argument("--data", default=DATA, help="glyphs1k's folder (train/ and test/)")
     p.add_argument("--classes", default=CLASSES)
     p.add_argument("--minutes", type=float, default=10)
+    p.add_argument("--steps", type=int, help="dit: stop after this many steps instead of --minutes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
@@ -99,7 +100,8 @@ def main():
     else:
         if not a.vae:
             p.error("dit needs --vae FOLDER")
-        train_dit(a.out, a.vae, a.minutes, a.seed, data=train_data, cfg=DIT_CFG, checkpoint="DiT-glyphs1k.pt")
+        train_dit(a.out, a.vae, a.minutes, a.seed, data=train_data, cfg=DIT_CFG, checkpoint="DiT-glyphs1k.pt",
+                  steps=a.steps)
 
 
 if __name__ == "__main__":
