@@ -24,7 +24,7 @@ import textwrap
 
 TEMPLATES = {"nn/simd.h", "nn/kernels_vec.h", "nn/simd_end.h"}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*(?:/\*.*\*/\s*|//.*)?$')
-POSIX = re.compile(r'^\s*#\s*define\s+_POSIX_C_SOURCE\b')
+POSIX = re.compile(r'^\s*#\s*define\s+_(?:POSIX_C|DEFAULT)_SOURCE\b')
 # a file-scope declaration of a dc__ function: type words and stars, then the name
 DECL = re.compile(r'^((?:[A-Za-z_]\w*[\s*]+)+?)(dc__\w+\s*\()')
 NOT_EXTERNAL = re.compile(r'\b(?:static|typedef|return)\b')
@@ -54,6 +54,10 @@ HEAD = """\
 #error "dc.h: with DC_IMPLEMENTATION, include dc.h before any system header (the library needs POSIX 2008), or define _POSIX_C_SOURCE 200809L first"
 #endif
 #define _POSIX_C_SOURCE 200809L
+/* and, where the C library has them, the BSD/SVID extensions: madvise,
+   with which int8 compute gives packed weights' pages back (nn/int8.c);
+   without it those pages stay in memory */
+#define _DEFAULT_SOURCE
 #endif
 """
 
