@@ -25,44 +25,66 @@
    order 1) cannot pass. */
 #define DIT_INT8_TOL 1.5e-1
 
+/* One forward of the DiT in MODEL_PATH on the fixture inputs of DIR
+   (x, t, y); the model stays loaded until dit_run_free. */
+typedef struct {
+    dc_model *m;
+    dc_ctx *c;
+    dc_tensor in[3], out;
+} dit_run;
+
+static dc_status dit_run_fixture(dit_run *r, const char *model_path, const char *dir, const dc_load_opts *opts,
+                                 dc_error *err)
+{
+    memset(r, 0, sizeof *r);
+    dc_status st;
+    if ((st = dc_model_load(&r->m, model_path, opts, err)) != DC_OK || (st = dc_ctx_new(&r->c, r->m, err)) != DC_OK ||
+        (st = dc_tensor_load_npy(&r->in[0], t_path(dir, "x.npy"), err)) != DC_OK ||
+        (st = dc_tensor_load_npy(&r->in[1], t_path(dir, "t.npy"), err)) != DC_OK ||
+        (st = dc_tensor_load_npy(&r->in[2], t_path(dir, "y.npy"), err)) != DC_OK)
+        return st;
+    return dc_forward(r->c, "dit", r->in, 3, &r->out, err);
+}
+
+static void dit_run_free(dit_run *r)
+{
+    for (int i = 0; i < 3; i++) dc_tensor_free(&r->in[i]);
+    dc_tensor_free(&r->out);
+    dc_ctx_free(r->c);
+    dc_model_free(r->m);
+}
+
 static double run_dit_opts(const char *model_path, const char *dir, const char *expect, double tol,
                            const char *label, const dc_load_opts *opts)
 {
     dc_error err;
-    dc_model *m = NULL;
-    dc_ctx *c = NULL;
-    dc_tensor in[3], out = {0}, want = {0};
-    memset(in, 0, sizeof in);
+    dit_run r;
+    dc_tensor want = {0};
     double maxerr = -1;
-    if (dc_model_load(&m, model_path, opts, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK ||
-        dc_tensor_load_npy(&in[0], t_path(dir, "x.npy"), &err) != DC_OK ||
-        dc_tensor_load_npy(&in[1], t_path(dir, "t.npy"), &err) != DC_OK ||
-        dc_tensor_load_npy(&in[2], t_path(dir, "y.npy"), &err) != DC_OK ||
-        dc_tensor_load_npy(&want, t_path(dir, "%s", expect), &err) != DC_OK ||
-        dc_forward(c, "dit", in, 3, &out, &err) != DC_OK) {
+    if (dit_run_fixture(&r, model_path, dir, opts, &err) != DC_OK ||
+        dc_tensor_load_npy(&want, t_path(dir, "%s", expect), &err) != DC_OK) {
         CHECK(0, "%s: %s", label, err.msg);
     } else {
+        const dc_tensor *out = &r.out;
         int64_t n = 1;
         for (int i = 0; i < want.ndim; i++) n *= want.shape[i];
-        CHECK(out.ndim == want.ndim && !memcmp(out.shape, want.shape, sizeof(int64_t) * (size_t)want.ndim),
+        CHECK(out->ndim == want.ndim && !memcmp(out->shape, want.shape, sizeof(int64_t) * (size_t)want.ndim),
               "%s: output shape differs", label);
         maxerr = 0;
         double maxref = 0;
         for (int64_t i = 0; i < n; i++) {
-            double d = fabs((double)out.f32[i] - want.f32[i]);
+            double d = fabs((double)out->f32[i] - want.f32[i]);
             if (!(d <= maxerr)) maxerr = d;
             if (fabs(want.f32[i]) > maxref) maxref = fabs(want.f32[i]);
         }
         printf("  %s: max abs err %.3g (max |ref| %.3g), tolerance %.3g\n", label, maxerr, maxref, tol);
         if (opts && opts->compute == DC_COMPUTE_INT8)
-            CHECK(!strcmp(dc_model_compute(m), "int8"), "%s: the model computes in %s", label, dc_model_compute(m));
+            CHECK(!strcmp(dc_model_compute(r.m), "int8"), "%s: the model computes in %s", label,
+                  dc_model_compute(r.m));
         CHECK(maxerr <= tol, "%s: max abs err %g > %g", label, maxerr, tol);
     }
-    for (int i = 0; i < 3; i++) dc_tensor_free(&in[i]);
-    dc_tensor_free(&out);
     dc_tensor_free(&want);
-    dc_ctx_free(c);
-    dc_model_free(m);
+    dit_run_free(&r);
     return maxerr;
 }
 
@@ -156,18 +178,10 @@ static void packed_weights_should_leave_the_mapping(void)
     fclose(f);
     dc_load_opts o = {0, DC_COMPUTE_INT8};
     dc_error err;
-    dc_model *m = NULL;
-    dc_ctx *c = NULL;
-    dc_tensor in[3], out = {0};
-    memset(in, 0, sizeof in);
-    const char *dir = t_path(T.fixtures, "dit");
-    if (dc_model_load(&m, path, &o, &err) != DC_OK || dc_ctx_new(&c, m, &err) != DC_OK ||
-        dc_tensor_load_npy(&in[0], t_path(dir, "x.npy"), &err) != DC_OK ||
-        dc_tensor_load_npy(&in[1], t_path(dir, "t.npy"), &err) != DC_OK ||
-        dc_tensor_load_npy(&in[2], t_path(dir, "y.npy"), &err) != DC_OK ||
-        dc_forward(c, "dit", in, 3, &out, &err) != DC_OK) {
+    dit_run r;
+    if (dit_run_fixture(&r, path, t_path(T.fixtures, "dit"), &o, &err) != DC_OK) {
         CHECK(0, "%s", err.msg);
-    } else {
+    } else { /* the model is still loaded: its mapping is in smaps */
         int none;
         long rss = file_rss_kb("dit_pt_f32.dcw", &none);
         printf("  model file %ld kB, resident after a forward %ld kB\n", size_kb, rss);
@@ -175,10 +189,7 @@ static void packed_weights_should_leave_the_mapping(void)
         /* 13 of its matrices (most of its bytes) are packed */
         CHECK(rss >= 0 && rss < size_kb / 2, "%ld of %ld kB of the file resident", rss, size_kb);
     }
-    for (int i = 0; i < 3; i++) dc_tensor_free(&in[i]);
-    dc_tensor_free(&out);
-    dc_ctx_free(c);
-    dc_model_free(m);
+    dit_run_free(&r);
 #endif
 }
 
