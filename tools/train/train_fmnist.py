@@ -274,7 +274,8 @@ def train_dit(out, vae_dir, minutes, seed, data=train_images, cfg=DIT_CFG, check
                   f"loss {loss.item():.4f}", flush=True)
         if step % 1000 == 0:
             report_signal()
-    report_signal()
+    if step % 1000:  # the last step's, unless the loop just printed it
+        report_signal()
     os.makedirs(out, exist_ok=True)
     torch.save({k: v.detach().clone() for k, v in ema.items()}, os.path.join(out, checkpoint))
     with open(os.path.join(out, "config.json"), "w") as f:
