@@ -314,6 +314,53 @@ static void eval_plot_should_draw_the_confusion_matrix(void)
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "cannot write"), "unwritable plot: %s", out);
 }
 
+static void eval_plot_should_show_the_most_confused_of_1000_classes(void)
+{
+    /* 1,000 classes named by CJK characters (U+4E00 + c); 2,000 images all
+       right but for class 500, taken three times for class 731 and once for
+       class 12: the text names the pairs in that order and the picture draws
+       the classes most involved, not a blank 1,000-square matrix */
+    const char *res = t_path(T.tmp, "plot1000_results.jsonl"), *png = t_path(T.tmp, "confusion1000.png");
+    FILE *f = fopen(res, "w");
+    if (!f) {
+        CHECK(0, "cannot write %s", res);
+        return;
+    }
+    fprintf(f, "{\"dc_eval\": 1, \"model\": \"m\", \"dataset\": \"d\", \"stop\": \"adaptive\", \"n_classes\": 1000, "
+               "\"classes\": [");
+    for (int c = 0; c < 1000; c++) {
+        unsigned cp = 0x4e00 + (unsigned)c;
+        fprintf(f, "%s\"%c%c%c\"", c ? ", " : "", 0xe0 | cp >> 12, 0x80 | (cp >> 6 & 0x3f), 0x80 | (cp & 0x3f));
+    }
+    fprintf(f, "]}\n");
+    for (int i = 0; i < 2000; i++) {
+        int label = i / 2, top = label;
+        if (i >= 1000 && i < 1004) label = 500, top = i < 1003 ? 731 : 12;
+        fprintf(f, "{\"index\": %d, \"label\": %d, \"top\": [%d], \"evals\": 10, \"seconds\": 0.1}\n", i, label, top);
+    }
+    fclose(f);
+    remove(png);
+    char args[2400];
+    snprintf(args, sizeof args, "eval --merge '%s' --plot '%s'", res, png);
+    CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "plot: ") && strstr(out, "top-1: 0.9980"),
+          "eval --plot at 1,000 classes: %s", out);
+    /* U+4E00+500 = U+4FF4, +731 = U+50DB, +12 = U+4E0C */
+    const char *p731 = strstr(out, "\xe4\xbf\xb4 -> \xe5\x83\x9b: 3"), *p12 = strstr(out, "\xe4\xbf\xb4 -> \xe4\xb8\x8c: 1");
+    CHECK(strstr(out, "most confused") && p731 && p12 && p731 < p12, "the most confused pairs: %s", out);
+    dc__image im;
+    dc_error err;
+    if (dc__image_load(&im, png, &err) != DC_OK) {
+        CHECK(0, "the plot does not decode: %s", err.msg);
+        return;
+    }
+    long blue = count_colour(&im, 8, 69, 148), red = count_colour(&im, 200, 20, 30), ink = count_colour(&im, 0, 0, 0);
+    printf("  %dx%d picture: %ld dark blue, %ld red, %ld black pixels\n", im.w, im.h, blue, red, ink);
+    CHECK(im.w <= 1000 && im.h <= 1000, "a %dx%d picture for the 3 classes involved", im.w, im.h);
+    CHECK(red >= 300 && blue >= 300, "the confused cells are missing: %ld red, %ld dark blue pixels", red, blue);
+    CHECK(ink >= 1000, "no labels: %ld black pixels", ink);
+    dc__image_free(&im);
+}
+
 static void eval_should_resume_shard_and_merge(void)
 {
     NEED(t_readable(t_path(T.tmp, "dit_vae.dcw")),
@@ -734,6 +781,7 @@ void suite_driver(void)
     RUN(match_should_score_captions_and_winoground);
     RUN(eval_should_resume_shard_and_merge);
     RUN(eval_plot_should_draw_the_confusion_matrix);
+    RUN(eval_plot_should_show_the_most_confused_of_1000_classes);
     RUN(classify_should_run_a_text_conditional_pipeline);
     RUN(tokenize_should_print_77_ids_per_prompt);
     RUN(classify_should_print_rankings_as_text_json_and_csv);

@@ -16,6 +16,7 @@
 #include "par.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,8 @@ static const char eval_help[] =
     "                      timestep: --samples K --keep 1 (--stop adaptive, the\n"
     "                      default here). Use held-out images\n"
     "                      (e.g. the training split), never the test images\n"
-    "  --plot FILE.png     draw the confusion matrix (counts, per-class accuracy)\n"
+    "  --plot FILE.png     draw the confusion matrix (counts, per-class accuracy);\n"
+    "                      beyond 60 classes, among the 40 most confused ones\n"
     "  --json              the last line of stdout is one JSON object with n, top1,\n"
     "                      top5, mean_per_class, evals_per_image, seconds_per_image,\n"
     "                      undecided (images a budget stopped)\n"
@@ -588,6 +590,23 @@ static void report(const results *r, int n_classes, const name_list *names, int 
             printf("  %-14.14s", a < names->n ? names->names[a] : "?");
             for (int b = 0; b < n_classes; b++) printf(" %5ld", conf[(size_t)a * n_classes + b]);
             printf("\n");
+        }
+    } else { /* too many classes for a matrix in text: the pairs most often confused */
+        long shown = 0, last = LONG_MAX;
+        int lp = -1;
+        for (int k = 0; k < 10; k++) { /* the next largest count after (last, lp), in row-major order among ties */
+            long bv = 0;
+            int bp = -1;
+            for (int p = 0; p < n_classes * n_classes; p++) {
+                long v = conf[p];
+                if (p / n_classes == p % n_classes || !v || v > last || (v == last && p <= lp)) continue;
+                if (v > bv) bv = v, bp = p;
+            }
+            if (bp < 0) break;
+            if (!shown++) printf("most confused (true -> predicted: images):\n");
+            int a = bp / n_classes, b = bp % n_classes;
+            printf("  %s -> %s: %ld\n", a < names->n ? names->names[a] : "?", b < names->n ? names->names[b] : "?", bv);
+            last = bv, lp = bp;
         }
     }
     if (plot) { /* plot_confusion says why when it cannot write */

@@ -206,10 +206,28 @@ static void text(canvas *cv, int x, int y, const char *s, int scale, const unsig
     text_at(cv, x, y, s, scale, c, 0);
 }
 
-/* A name cut to at most max characters, with a trailing '.' when cut. */
+/* A name cut to at most max characters, with a trailing '.' when cut.
+   The font is ASCII, so each other UTF-8 character shows as its code
+   point (a Chinese class name reads "U+7684"). */
 static void clip_name(char *buf, size_t cap, const char *s, int max)
 {
-    snprintf(buf, cap, "%s", s);
+    size_t n = 0;
+    buf[0] = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && n + 9 < cap;) {
+        unsigned c = *p, len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        for (unsigned k = 1; k < len; k++)
+            if ((p[k] & 0xc0) != 0x80) len = 0;
+        if (len == 1) {
+            buf[n++] = (char)c, p++;
+        } else if (len) {
+            unsigned cp = c & (0x7f >> len);
+            for (unsigned k = 1; k < len; k++) cp = cp << 6 | (p[k] & 0x3f);
+            n += (size_t)snprintf(buf + n, cap - n, "U+%04X", cp), p += len;
+        } else {
+            buf[n++] = '?', p++;
+        }
+        buf[n] = 0;
+    }
     if ((int)strlen(buf) > max && max >= 2) buf[max - 1] = '.', buf[max] = 0;
 }
 
@@ -388,22 +406,30 @@ int plot_result(const char *path, const char *image, const dc_result *r, const d
    on white. Off the diagonal the shade is that share times 2.5, so that a
    confusion of a quarter of a class is already dark red, not a faint pink
    beside the diagonal's near-full shares. Beside each row: the class's
-   accuracy as a bar and a number. */
+   accuracy as a bar and a number. Beyond 60 classes (a 1,000-class matrix
+   is a blank square at any size that fits a screen) it draws the rows and
+   columns of the (at most) 40 classes most involved in confusions, with each row's
+   share and accuracy still counted over all classes. */
 
 static void shade(unsigned char *out, const unsigned char *full, double f)
 {
     for (int i = 0; i < 3; i++) out[i] = (unsigned char)lrint(255 - (255 - full[i]) * (f < 0 ? 0 : f > 1 ? 1 : f));
 }
 
-int plot_confusion(const char *path, const long *conf, int n, const name_list *names, const char *title)
+/* draw_matrix: conf [n, n] with row_total[a] the true class's images in
+   the whole matrix (more than its row here when classes were left out). */
+static int draw_matrix(const char *path, const long *conf, const long *row_total, int n, const char *const *names,
+                       const char *title, const char *key)
 {
     static const rgb right = {8, 69, 148}, wrong = {200, 20, 30}, bar = {65, 140, 90};
     if (n < 1) return 0;
     long maxc = 1;
     int maxname = 1;
     for (int i = 0; i < n * n; i++) maxc = conf[i] > maxc ? conf[i] : maxc;
-    for (int i = 0; i < n && i < names->n; i++) {
-        int len = (int)strlen(names->names[i]);
+    char nm[32];
+    for (int i = 0; i < n; i++) {
+        clip_name(nm, sizeof nm, names[i], 24);
+        int len = (int)strlen(nm);
         maxname = len > maxname ? len : maxname;
     }
     if (maxname > 24) maxname = 24;
@@ -420,17 +446,18 @@ int plot_confusion(const char *path, const long *conf, int n, const name_list *n
     int gx = 16 + lh + 8 + name_w + 8, gy = 52 + lh + 6 + name_w + 6;
     int W = gx + n * cell + 16 + acc_w + 16, H = gy + n * cell + 24;
     if (W < 480) W = 480;
+    if (W < 32 + text_width(title, 2)) W = 32 + text_width(title, 2);
+    if (W < 32 + text_width(key, 1)) W = 32 + text_width(key, 1);
     canvas cv;
     if (!canvas_new(&cv, W, H)) return 0;
-    char buf[256], nm[32];
+    char buf[256];
     text(&cv, 16, 12, title, 2, black);
-    text(&cv, 16, 36, "rows: true class, columns: predicted; blue: right, red: confused, darker: more of the row", 1, dark);
+    text(&cv, 16, 36, key, 1, dark);
     text(&cv, gx + n * cell / 2 - text_width("predicted", scale) / 2, gy - name_w - 6 - lh, "predicted", scale,
          black);
     text_at(&cv, 16, gy + n * cell / 2 + text_width("true class", scale) / 2, "true class", scale, black, 1);
     for (int a = 0; a < n; a++) {
-        long row = 0;
-        for (int b = 0; b < n; b++) row += conf[(size_t)a * n + b];
+        long row = row_total[a];
         for (int b = 0; b < n; b++) {
             long v = conf[(size_t)a * n + b];
             rgb c;
@@ -444,7 +471,7 @@ int plot_confusion(const char *path, const long *conf, int n, const name_list *n
             }
         }
         if (!labels) continue;
-        clip_name(nm, sizeof nm, a < names->n ? names->names[a] : "?", maxname);
+        clip_name(nm, sizeof nm, names[a], maxname);
         text(&cv, gx - 8 - text_width(nm, scale), gy + a * cell + (cell - GLYPH_H * scale) / 2 + scale, nm, scale,
              black);
         text_at(&cv, gx + a * cell + (cell - GLYPH_H * scale) / 2 + scale, gy - 6, nm, scale, black, 1);
@@ -464,4 +491,57 @@ int plot_confusion(const char *path, const long *conf, int n, const name_list *n
         line(&cv, gx, gy + i * cell, gx + n * cell, gy + i * cell, i == 0 || i == n ? grey : light);
     }
     return canvas_write(&cv, path);
+}
+
+#define MOST_CONFUSED 40
+
+int plot_confusion(const char *path, const long *conf, int n, const name_list *names, const char *title)
+{
+    if (n < 1) return 0;
+    int k = n > 60 ? MOST_CONFUSED : n, ok = 0;
+    long *total = calloc((size_t)n, sizeof *total), *involved = calloc((size_t)n, sizeof *involved);
+    long *sub = malloc(sizeof *sub * (size_t)k * (size_t)k), *sub_total = malloc(sizeof *sub_total * (size_t)k);
+    int *pick = malloc(sizeof *pick * (size_t)n);
+    const char **nm = malloc(sizeof *nm * (size_t)k);
+    if (!total || !involved || !sub || !sub_total || !pick || !nm) {
+        fprintf(stderr, "dc: plot: out of memory\n");
+        goto done;
+    }
+    for (int a = 0; a < n; a++)
+        for (int b = 0; b < n; b++) {
+            long v = conf[(size_t)a * n + b];
+            total[a] += v;
+            if (a != b) involved[a] += v, involved[b] += v;
+        }
+    /* the classes drawn: all of them, or the k with the most confusions (ties: lower index) */
+    for (int c = 0; c < n; c++) pick[c] = c;
+    if (k < n) { /* only classes with a confusion, unless there is none */
+        int m = 0;
+        for (int c = 0; c < n; c++) m += involved[c] > 0;
+        if (m && m < k) k = m;
+    }
+    if (k < n)
+        for (int i = 0; i < k; i++) {
+            int m = i;
+            for (int j = i + 1; j < n; j++)
+                if (involved[pick[j]] > involved[pick[m]]) m = j;
+            int t = pick[i];
+            pick[i] = pick[m], pick[m] = t;
+        }
+    for (int a = 0; a < k; a++) {
+        sub_total[a] = total[pick[a]];
+        nm[a] = pick[a] < names->n ? names->names[pick[a]] : "?";
+        for (int b = 0; b < k; b++) sub[(size_t)a * k + b] = conf[(size_t)pick[a] * n + pick[b]];
+    }
+    char key[200];
+    if (k < n)
+        snprintf(key, sizeof key, "the %d of %d classes most involved in confusions; rows: true, columns: predicted; "
+                 "shares and accuracy of all the row's images", k, n);
+    else
+        snprintf(key, sizeof key, "rows: true class, columns: predicted; blue: right, red: confused, darker: more of "
+                 "the row");
+    ok = draw_matrix(path, sub, sub_total, k, nm, title, key);
+done:
+    free(total), free(involved), free(sub), free(sub_total), free(pick), free(nm);
+    return ok;
 }
