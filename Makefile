@@ -237,22 +237,23 @@ ship: dc
 GLYPH_PACKAGES = fonts-arphic-ukai fonts-arphic-uming fonts-arphic-gkai00mp fonts-arphic-gbsn00lp \
                  fonts-arphic-bkai00mp fonts-arphic-bsmi00lp fonts-wqy-microhei fonts-wqy-zenhei \
                  fonts-noto-cjk fonts-noto-cjk-extra fortunes-zh python3-pil python3-numpy python3-torch
-TRAIN_MINUTES_GLYPH_VAE ?= 20
-TRAIN_MINUTES_GLYPH_DIT ?= 90
+# steps, not minutes: the same model on a quiet or a busy machine (6,000 DiT steps: ~62 min on 2 quiet cores)
+GLYPH_VAE_STEPS ?= 343
+GLYPH_DIT_STEPS ?= 6000
 glyphs1k:
 	$(call apt_install,glyphs1k,$(GLYPH_PACKAGES))
 	rm -rf build/glyphs1k
 	$(PYTHON) tools/train/make_glyphs1k.py --out build/glyphs1k
 train-glyphs:
-	$(PYTHON) tools/train/train_glyphs.py vae models/glyphs1k/vae --minutes $(TRAIN_MINUTES_GLYPH_VAE)
-	$(PYTHON) tools/train/train_glyphs.py dit models/glyphs1k/dit --vae models/glyphs1k/vae --minutes $(TRAIN_MINUTES_GLYPH_DIT)
+	$(PYTHON) tools/train/train_glyphs.py vae models/glyphs1k/vae --steps $(GLYPH_VAE_STEPS)
+	$(PYTHON) tools/train/train_glyphs.py dit models/glyphs1k/dit --vae models/glyphs1k/vae --steps $(GLYPH_DIT_STEPS)
 # GLYPH_CALIBRATION='--calibration FILE' stores a dc calibrate file (made on unlabelled training renders) in the model
 ship-glyphs:
 	@mkdir -p data/models
 	$(PYTHON) tools/convert/convert.py models/glyphs1k/dit --family dit --vae models/glyphs1k/vae \
 	  --class-names data/classes/glyphs1k.txt --dtype f16 -o data/models/glyphs1k-dit.dcw \
 	  --meta 'dc.dataset=glyphs1k, training fonts (make glyphs1k: tools/train/make_glyphs1k.py, Debian font packages)' \
-	  --meta 'dc.training=make train-glyphs: tools/train/train_glyphs.py vae --minutes $(TRAIN_MINUTES_GLYPH_VAE), then tools/train/train_glyphs.py dit --vae (that VAE) --minutes $(TRAIN_MINUTES_GLYPH_DIT) (seed 0)' \
+	  --meta 'dc.training=make train-glyphs: tools/train/train_glyphs.py vae --steps $(GLYPH_VAE_STEPS), then tools/train/train_glyphs.py dit --vae (that VAE) --steps $(GLYPH_DIT_STEPS) (seed 0)' \
 	  $(GLYPH_CALIBRATION)
 
 # ---- install: driver, static and shared library, header, pkg-config, data, man page ----

@@ -32,37 +32,43 @@
    usage: many_classes BANK_PREFIX CALIBRATION.txt [IMAGES_PER_SIZE] [--from-right] */
 #include "../dc.h"
 #include "../dc_internal.h"
+#include "../nn/nn.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define GRID 50
 typedef struct {
-    const float *own;      /* this image's errors [10, GRID] */
-    int label;
-    const float **diff_img; /* per class >= 10: the borrowed image's errors */
+    const float *own;       /* this image's errors [C, G] */
+    int label;              /* the true class's index among this simulated image's classes */
+    int own_label;          /* ... and in the bank */
+    const int *pick;        /* class index -> bank class (n <= C); NULL when borrowing */
+    const float **diff_img; /* per class >= C: the borrowed image's errors */
     int *diff_class, *diff_label;
+    int C, G;
+    const int *col_of_t;    /* timestep -> bank column */
     const dc__schedule *sch;
     float z0;
 } sim_image;
 
 static double error_of(const sim_image *s, int c, int j)
 {
-    if (c < 10) return s->own[c * GRID + j];
-    const float *o = s->diff_img[c - 10];
-    return s->own[s->label * GRID + j] + o[s->diff_class[c - 10] * GRID + j] - o[s->diff_label[c - 10] * GRID + j];
+    if (s->pick) return s->own[s->pick[c] * s->G + j];
+    if (c < s->C) return s->own[c * s->G + j];
+    const float *o = s->diff_img[c - s->C];
+    return s->own[s->own_label * s->G + j] + o[s->diff_class[c - s->C] * s->G + j] -
+           o[s->diff_label[c - s->C] * s->G + j];
 }
 
 static dc_status sim_predict(void *self, float *out, const float *zt, const int *t, const int *cls, int n,
                              dc_error *err)
 {
     sim_image *s = self;
-    (void)err;
     for (int i = 0; i < n; i++) {
         double a = s->sch->alphas_cumprod[t[i]], eps = (zt[i] - sqrt(a) * s->z0) / sqrt(1 - a);
-        int j = (t[i] - 10) / 20; /* the grid of 50: 10, 30, ..., 990 */
+        int j = s->col_of_t[t[i]];
+        if (j < 0) return dc__fail(err, DC_ERR_INVALID, "timestep %d is not in the bank", t[i]);
         double e = error_of(s, cls[i], j);
         out[i] = (float)(eps + sqrt(e > 0 ? e : 0));
     }
@@ -88,25 +94,51 @@ static int load(dc_tensor *t, const char *prefix, const char *what)
     return 1;
 }
 
+/* The rules compared. Every rule runs on the bank's grid of G timesteps;
+   "paper (ImageNet)" is the official code's ImageNet schedule (--n_samples
+   50 100 500 1000 --to_keep 500 50 10 1 on a grid of 1,000) scaled to G
+   timesteps, so it exists at 1,000 classes only; the budget rows are the
+   screened rule stopped at 5 evaluations per class (dc's --max-evals). */
+typedef struct {
+    const char *name;
+    dc_stop stop;
+    int exhaustive, imagenet, evals_per_class;
+} rule;
+static const rule rules[] = {
+    {"exhaustive (all G)", DC_STOP_ADAPTIVE, 1, 0, 0}, {"paper (ImageNet)", DC_STOP_ADAPTIVE, 0, 1, 0},
+    {"sequential", DC_STOP_SEQUENTIAL, 0, 0, 0},       {"calibrated", DC_STOP_CALIBRATED, 0, 0, 0},
+    {"screened", DC_STOP_SCREENED, 0, 0, 0},           {"screened, 5/class", DC_STOP_SCREENED, 0, 0, 5}};
+#define N_RULES ((int)(sizeof rules / sizeof rules[0]))
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: many_classes BANK_PREFIX CALIBRATION.txt [IMAGES_PER_SIZE]\n");
+        fprintf(stderr, "usage: many_classes BANK_PREFIX CALIBRATION.txt [IMAGES_PER_SIZE] [--from-right]\n");
         return 2;
     }
     dc_tensor E, L, T;
     if (!load(&E, argv[1], "errors") || !load(&L, argv[1], "labels") || !load(&T, argv[1], "timesteps")) return 1;
     int n_img = (int)E.shape[0], per = argc > 3 ? atoi(argv[3]) : n_img;
     int from_right = argc > 4 && !strcmp(argv[4], "--from-right");
-    if (E.ndim != 3 || E.shape[1] != 10 || E.shape[2] != GRID || T.shape[0] != GRID) {
-        fprintf(stderr, "many_classes: expected a bank of [images, 10, %d] errors\n", GRID);
+    if (E.ndim != 3 || E.shape[1] < 2 || T.ndim != 1 || T.shape[0] != E.shape[2]) {
+        fprintf(stderr, "many_classes: expected [images, classes, G] errors and G timesteps\n");
         return 1;
     }
-    for (int j = 0; j < GRID; j++)
-        if (T.i64[j] != 10 + 20 * j) {
-            fprintf(stderr, "many_classes: the bank's timesteps are not the grid of 50\n");
+    int C = (int)E.shape[1], G = (int)E.shape[2];
+    /* the bank must hold the grid the library visits for --samples G */
+    int grid[1000], col_of_t[1000];
+    if (dc__timestep_grid(grid, 1000, 1000, G) != G) {
+        fprintf(stderr, "many_classes: no grid of %d timesteps\n", G);
+        return 1;
+    }
+    for (int t = 0; t < 1000; t++) col_of_t[t] = -1;
+    for (int j = 0; j < G; j++) {
+        if (T.i64[j] != grid[j]) {
+            fprintf(stderr, "many_classes: the bank's timesteps are not dc's grid of %d\n", G);
             return 1;
         }
+        col_of_t[grid[j]] = j;
+    }
     static int ct[1024];
     static float cs[1024];
     int nc = 0;
@@ -121,55 +153,76 @@ int main(int argc, char **argv)
         fprintf(stderr, "many_classes: no calibration in '%s'\n", argv[2]);
         return 1;
     }
-    /* the images to borrow from */
+    /* the images to borrow from: a true class with the lowest mean error */
     int *pool = malloc(sizeof(int) * (size_t)n_img), n_pool = 0;
     for (int b = 0; b < n_img; b++) {
-        const float *e = E.f32 + (size_t)b * 10 * GRID;
+        const float *e = E.f32 + (size_t)b * C * G;
         int lab = (int)L.i64[b], right = 1;
         double mt = 0;
-        for (int j = 0; j < GRID; j++) mt += e[lab * GRID + j];
-        for (int c = 0; c < 10; c++) {
+        for (int j = 0; j < G; j++) mt += e[lab * G + j];
+        for (int c = 0; c < C; c++) {
             double m = 0;
-            for (int j = 0; j < GRID; j++) m += e[c * GRID + j];
+            for (int j = 0; j < G; j++) m += e[c * G + j];
             if (c != lab && m < mt) right = 0;
         }
         if (right || !from_right) pool[n_pool++] = b;
     }
+    if (!n_pool) {
+        fprintf(stderr, "many_classes: no bank image to borrow classes from\n");
+        return 1;
+    }
     dc__schedule sch;
     dc__schedule_make(&sch, "linear", 0.0001, 0.02, 1000, NULL);
-    static const struct { const char *name; dc_stop stop; int exhaustive; } rules[] = {
-        {"exhaustive (all 50)", DC_STOP_ADAPTIVE, 1}, {"sequential", DC_STOP_SEQUENTIAL, 0},
-        {"calibrated", DC_STOP_CALIBRATED, 0}, {"screened", DC_STOP_SCREENED, 0}};
-    printf("bank %s: %d images; calibration %s; %d simulated images per size; classes borrowed from %d images (%s)\n",
-           argv[1], n_img, argv[2], per, n_pool, from_right ? "those the model got right" : "all");
+    printf("bank %s: %d images, %d classes, %d timesteps; calibration %s; %d simulated images per size; "
+           "classes beyond %d borrowed from %d images (%s)\n",
+           argv[1], n_img, C, G, argv[2], per, C, n_pool, from_right ? "those the model got right" : "all");
     printf("%-8s %-20s %14s %10s %14s %12s\n", "classes", "rule", "evals/image", "per class", "kept the best",
            "true class");
     int sizes[3] = {10, 100, 1000};
     for (int si = 0; si < 3; si++) {
         int n = sizes[si];
         sim_image s;
-        s.sch = &sch;
+        s.sch = &sch, s.C = C, s.G = G, s.col_of_t = col_of_t;
         s.diff_img = malloc(sizeof(float *) * (size_t)n);
         s.diff_class = malloc(sizeof(int) * (size_t)n);
         s.diff_label = malloc(sizeof(int) * (size_t)n);
-        int *best = malloc(sizeof(int) * (size_t)per);
-        for (int r = 0; r < 4; r++) {
+        int *pick = malloc(sizeof(int) * (size_t)C), *best = malloc(sizeof(int) * (size_t)per);
+        for (int r = 0; r < N_RULES; r++) {
+            if (rules[r].imagenet && n != 1000) continue;
             long evals = 0;
-            int kept = 0, right = 0;
+            int kept = 0, right = 0, undecided = 0;
             rng_state = 12345 + (uint64_t)n; /* the same images for every rule */
             for (int i = 0; i < per; i++) {
                 int b = i % n_img;
-                s.own = E.f32 + (size_t)b * 10 * GRID, s.label = (int)L.i64[b];
-                for (int c = 10; c < n; c++) {
-                    int o = pool[rnd() % (uint32_t)n_pool], lab = (int)L.i64[o], k = (int)(rnd() % 9);
-                    s.diff_img[c - 10] = E.f32 + (size_t)o * 10 * GRID;
-                    s.diff_class[c - 10] = k >= lab ? k + 1 : k, s.diff_label[c - 10] = lab;
+                s.own = E.f32 + (size_t)b * C * G, s.own_label = (int)L.i64[b];
+                s.pick = NULL, s.label = s.own_label;
+                if (n < C) { /* real classes: the true one and n - 1 others of this image, drawn */
+                    for (int c = 0; c < C; c++) pick[c] = c;
+                    pick[0] = s.own_label, pick[s.own_label] = 0;
+                    for (int c = 1; c < n; c++) {
+                        int k = c + (int)(rnd() % (uint32_t)(C - c)), tmp = pick[c];
+                        pick[c] = pick[k], pick[k] = tmp;
+                    }
+                    s.label = (int)(rnd() % (uint32_t)n); /* the true class at a random index */
+                    pick[0] = pick[s.label], pick[s.label] = s.own_label;
+                    s.pick = pick;
+                }
+                for (int c = C; c < n; c++) { /* more classes than the bank: borrowed */
+                    int o = pool[rnd() % (uint32_t)n_pool], lab = (int)L.i64[o], k = (int)(rnd() % (uint32_t)(C - 1));
+                    s.diff_img[c - C] = E.f32 + (size_t)o * C * G;
+                    s.diff_class[c - C] = k >= lab ? k + 1 : k, s.diff_label[c - C] = lab;
                 }
                 dc__normal_noise(&s.z0, 1, 77, (uint64_t)i);
                 dc_classify_opts o;
                 dc_classify_opts_default(&o);
-                o.n_stages = 1, o.samples[0] = GRID, o.keep[0] = 1;
+                o.n_stages = 1, o.samples[0] = G, o.keep[0] = 1;
+                if (rules[r].imagenet) {
+                    static const int frac[4] = {20, 10, 2, 1}, keep[4] = {500, 50, 10, 1};
+                    o.n_stages = 4;
+                    for (int k = 0; k < 4; k++) o.samples[k] = G / frac[k] > 0 ? G / frac[k] : 1, o.keep[k] = keep[k];
+                }
                 o.stop = rules[r].stop;
+                o.max_evals = (long)rules[r].evals_per_class * n;
                 o.calib_t = ct, o.calib_spread = cs, o.n_calib = nc;
                 o.seed = (uint64_t)i;
                 dc__denoiser d = {sim_predict, &s, 1, 1024, &sch};
@@ -182,14 +235,17 @@ int main(int argc, char **argv)
                 if (rules[r].exhaustive) best[i] = res.ranking[0];
                 kept += res.ranking[0] == best[i];
                 right += res.ranking[0] == s.label;
+                undecided += res.undecided;
                 evals += res.n_evals;
                 dc_result_free(&res);
             }
-            printf("%-8d %-20s %14.0f %10.2f %13.1f%% %11.1f%%\n", n, rules[r].name, (double)evals / per,
+            printf("%-8d %-20s %14.0f %10.2f %13.1f%% %11.1f%%", n, rules[r].name, (double)evals / per,
                    (double)evals / per / n, 100.0 * kept / per, 100.0 * right / per);
+            if (undecided) printf("  (%d stopped by the budget)", undecided);
+            printf("\n");
             fflush(stdout);
         }
-        free(s.diff_img), free(s.diff_class), free(s.diff_label), free(best);
+        free(s.diff_img), free(s.diff_class), free(s.diff_label), free(best), free(pick);
     }
     free(pool);
     dc_tensor_free(&E), dc_tensor_free(&L), dc_tensor_free(&T);

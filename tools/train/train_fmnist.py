@@ -137,15 +137,16 @@ def save_diffusers(model, cfg, out):
         json.dump(diffusers_config(cfg), f, indent=2)
 
 
-def train_vae(out, minutes, seed, data=train_images):
-    """data() gives the training images [N, 3, 32, 32] in [-1, 1] and their labels."""
+def train_vae(out, minutes, seed, data=train_images, steps=None):
+    """data() gives the training images [N, 3, 32, 32] in [-1, 1] and their labels; steps: stop after this
+    many steps instead of after minutes."""
     torch.manual_seed(seed)
     x, _ = data()
     model = AutoencoderKL(VAE_CFG)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     t0, step, bs = time.time(), 0, 64
     g = torch.Generator().manual_seed(seed)
-    while time.time() - t0 < minutes * 60:
+    while (step < steps) if steps is not None else (time.time() - t0 < minutes * 60):
         idx = torch.randint(0, x.shape[0], (bs,), generator=g)
         xb = x[idx]
         mean, logvar = model.encode(xb)
@@ -229,9 +230,11 @@ def class_signal(sd, cfg, z, y, abar, g, n=256):
 
 
 def train_dit(out, vae_dir, minutes, seed, data=train_images, cfg=DIT_CFG, checkpoint="DiT-fmnist.pt",
-              steps=None):
+              steps=None, lr=3e-4, class_lr=None):
     """data() as train_vae's; cfg the DiT's constructor arguments; checkpoint the state dict's file name;
-    steps: stop after this many steps instead of after minutes (the same model on a busy machine)."""
+    steps: stop after this many steps instead of after minutes (the same model on a busy machine);
+    lr: AdamW's learning rate; class_lr: the class embedding table's, if not lr (a row learns only from
+    the batches its class is in: at 1,000 classes that is one batch in eight, so it needs a larger rate)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     vae, vcfg = load_vae(vae_dir)
@@ -241,9 +244,11 @@ def train_dit(out, vae_dir, minutes, seed, data=train_images, cfg=DIT_CFG, check
     print(f"dit: {z.shape[0]} latents {tuple(z.shape[1:])}, std {z.std().item():.3f}", flush=True)
     sd = dit_params(cfg, g)
     ema = {k: v.detach().clone() for k, v in sd.items()}
-    params = [v for k, v in sd.items() if v.requires_grad]
-    print(f"dit: {sum(p.numel() for p in params)} trainable parameters", flush=True)
-    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.0)
+    table = "y_embedder.embedding_table.weight"
+    params = [v for k, v in sd.items() if v.requires_grad and k != table]
+    print(f"dit: {sum(p.numel() for p in params) + sd[table].numel()} trainable parameters", flush=True)
+    opt = torch.optim.AdamW([{"params": params, "lr": lr}, {"params": [sd[table]], "lr": class_lr or lr}],
+                            weight_decay=0.0)
     betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
     abar = torch.cumprod(1 - betas, 0).float()
     t0, step, bs = time.time(), 0, 128
