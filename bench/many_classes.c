@@ -29,6 +29,15 @@
    classifies well; without it, from every image, misclassified ones
    included (whose wrong classes beat their true class).
 
+   A bank with as many classes as a size (the 1,000-class glyphs model's,
+   docs/glyphs1k.md) needs no borrowing: each simulated image is a real
+   image with the true class and size - 1 of its own classes drawn, so its
+   rows are the rules measured on real classes. Checked against it, the
+   borrowed simulation predicted the cost of every rule within 2% and the
+   accuracy not at all (1.00 top-1 against 0.94-0.96): classes borrowed
+   from images the model got right never beat the true class; real near
+   rivals do.
+
    usage: many_classes BANK_PREFIX CALIBRATION.txt [IMAGES_PER_SIZE] [--from-right] */
 #include "../dc.h"
 #include "../dc_internal.h"
