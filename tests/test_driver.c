@@ -276,6 +276,23 @@ static long count_colour(const dc__image *im, int r, int g, int b)
     return n;
 }
 
+/* A confusion picture's size and its pixels of the right-cell blue, the
+   confused-cell red and the text black; 0 (a failed check) if it does not decode. */
+static int confusion_colours(const char *png, int *w, int *h, long *blue, long *red, long *ink)
+{
+    dc__image im;
+    dc_error err;
+    if (dc__image_load(&im, png, &err) != DC_OK) {
+        CHECK(0, "the plot does not decode: %s", err.msg);
+        return 0;
+    }
+    *w = im.w, *h = im.h;
+    *blue = count_colour(&im, 8, 69, 148), *red = count_colour(&im, 200, 20, 30), *ink = count_colour(&im, 0, 0, 0);
+    printf("  %dx%d picture: %ld dark blue, %ld red, %ld black pixels\n", im.w, im.h, *blue, *red, *ink);
+    dc__image_free(&im);
+    return 1;
+}
+
 static void eval_plot_should_draw_the_confusion_matrix(void)
 {
     /* three classes: "alpha" always right (dark blue diagonal), "beta" half
@@ -298,18 +315,12 @@ static void eval_plot_should_draw_the_confusion_matrix(void)
     snprintf(args, sizeof args, "eval --merge '%s' --plot '%s'", res, png);
     CHECK(run_dc(out, sizeof out, "", args) == 0 && strstr(out, "plot: ") && strstr(out, "top-1: 0.8750"),
           "eval --plot: %s", out);
-    dc__image im;
-    dc_error err;
-    if (dc__image_load(&im, png, &err) != DC_OK) {
-        CHECK(0, "the plot does not decode: %s", err.msg);
-        return;
-    }
-    long blue = count_colour(&im, 8, 69, 148), red = count_colour(&im, 200, 20, 30), ink = count_colour(&im, 0, 0, 0);
-    printf("  %dx%d picture: %ld dark blue, %ld red, %ld black pixels\n", im.w, im.h, blue, red, ink);
-    CHECK(im.w >= 400 && im.h >= 200, "a %dx%d picture", im.w, im.h);
+    int w, h;
+    long blue, red, ink;
+    if (!confusion_colours(png, &w, &h, &blue, &red, &ink)) return;
+    CHECK(w >= 400 && h >= 200, "a %dx%d picture", w, h);
     CHECK(blue >= 2 * 900 && red >= 900, "cells missing: %ld dark blue, %ld red pixels", blue, red);
     CHECK(ink >= 1000, "no text: %ld black pixels", ink);
-    dc__image_free(&im);
     snprintf(args, sizeof args, "eval --merge '%s' --plot '%s'", res, t_path(T.tmp, "no/such/dir/c.png"));
     CHECK(run_dc(out, sizeof out, "", args) == 2 && strstr(out, "cannot write"), "unwritable plot: %s", out);
 }
@@ -347,18 +358,12 @@ static void eval_plot_should_show_the_most_confused_of_1000_classes(void)
     /* U+4E00+500 = U+4FF4, +731 = U+50DB, +12 = U+4E0C */
     const char *p731 = strstr(out, "\xe4\xbf\xb4 -> \xe5\x83\x9b: 3"), *p12 = strstr(out, "\xe4\xbf\xb4 -> \xe4\xb8\x8c: 1");
     CHECK(strstr(out, "most confused") && p731 && p12 && p731 < p12, "the most confused pairs: %s", out);
-    dc__image im;
-    dc_error err;
-    if (dc__image_load(&im, png, &err) != DC_OK) {
-        CHECK(0, "the plot does not decode: %s", err.msg);
-        return;
-    }
-    long blue = count_colour(&im, 8, 69, 148), red = count_colour(&im, 200, 20, 30), ink = count_colour(&im, 0, 0, 0);
-    printf("  %dx%d picture: %ld dark blue, %ld red, %ld black pixels\n", im.w, im.h, blue, red, ink);
-    CHECK(im.w <= 1000 && im.h <= 1000, "a %dx%d picture for the 3 classes involved", im.w, im.h);
+    int w, h;
+    long blue, red, ink;
+    if (!confusion_colours(png, &w, &h, &blue, &red, &ink)) return;
+    CHECK(w <= 1000 && h <= 1000, "a %dx%d picture for the 3 classes involved", w, h);
     CHECK(red >= 300 && blue >= 300, "the confused cells are missing: %ld red, %ld dark blue pixels", red, blue);
     CHECK(ink >= 1000, "no labels: %ld black pixels", ink);
-    dc__image_free(&im);
 }
 
 static void eval_should_resume_shard_and_merge(void)
